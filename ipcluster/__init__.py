@@ -1,0 +1,54 @@
+"""ipcluster: interactive parallel computing for IPython and Jupyter.
+
+Public names are resolved lazily (PEP 562 ``__getattr__``), so that starting an engine or a
+controller never imports the client, and ``import ipcluster`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Client": "ipcluster.client",
+    "DirectView": "ipcluster.client",
+    "LoadBalancedView": "ipcluster.client",
+    "BroadcastView": "ipcluster.client",
+    "AsyncResult": "ipcluster.client",
+    "AsyncMapResult": "ipcluster.client",
+    "AsyncHubResult": "ipcluster.client",
+    "Reference": "ipcluster.client",
+    "interactive": "ipcluster.client",
+    "remote": "ipcluster.client",
+    "parallel": "ipcluster.client",
+    "depend": "ipcluster.client",
+    "require": "ipcluster.client",
+    "Dependency": "ipcluster.client",
+    "Cluster": "ipcluster.cluster",
+    "error": "ipcluster.error",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ipcluster' has no attribute {name!r}")
+    mod = importlib.import_module(module)
+    value = mod if name == "error" else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext ipcluster``: register the %px family of magics."""
+    from .magics import load_ipython_extension as load
+
+    load(ip)

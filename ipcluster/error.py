@@ -1,0 +1,221 @@
+"""The one exception tree of ipcluster.
+
+Every error a user can see comes from here, so that ``except ipcluster.error.X`` works the same
+whether the failure happened locally, in the controller or on an engine. Names follow
+ipyparallel's ``ipyparallel.error`` so code written for it keeps working after an import change.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+
+class IPClusterError(Exception):
+    """Base class of every ipcluster error."""
+
+
+class ProtocolError(IPClusterError):
+    """A message could not be parsed, or its signature did not verify."""
+
+
+class AuthenticationError(ProtocolError):
+    """The peer rejected our messages because they were signed with another key."""
+
+
+class LauncherError(IPClusterError):
+    """A process launcher could not start or stop what it was asked to."""
+
+
+class ProcessExited(LauncherError):
+    """A launched process exited early; carries its exit code and the tail of its output."""
+
+    def __init__(self, message: str, exit_code: int | None = None, output: str = "") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.output = output
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.output:
+            text += "\n--- output tail ---\n" + self.output
+        return text
+
+
+class NoEnginesError(IPClusterError):
+    """No engines are registered, or none match the requested targets."""
+
+
+class ClusterTimeout(IPClusterError, builtins.TimeoutError):
+    """A wait on the cluster ran out of time."""
+
+
+# ipyparallel's name for a timed-out wait on a result; also a builtins.TimeoutError
+TimeoutError = ClusterTimeout
+
+
+class TaskTimeout(ClusterTimeout):
+    """A task was not started or finished within its ``timeout``."""
+
+
+class TaskAborted(IPClusterError):
+    """A task was aborted before it ran."""
+
+
+class TaskRejected(IPClusterError):
+    """An engine refused a task."""
+
+
+class UnmetDependency(IPClusterError):
+    """A task's dependencies are not met yet on an engine."""
+
+
+class ImpossibleDependency(UnmetDependency):
+    """A task's dependencies can never be met."""
+
+
+class DependencyTimeout(ImpossibleDependency):
+    """A task's dependencies were not met within its timeout."""
+
+
+class InvalidDependency(ImpossibleDependency):
+    """A dependency names something that does not exist."""
+
+
+class EngineError(IPClusterError):
+    """The engine running a task died or went away before the task finished."""
+
+
+class ControllerError(IPClusterError):
+    """The controller went away or refused a request."""
+
+
+class SerializationError(IPClusterError):
+    """An object could not be serialized for sending."""
+
+
+class RemoteError(IPClusterError):
+    """An exception raised on an engine, carried back with the engine's traceback.
+
+    ``ename`` and ``evalue`` are the remote exception's type name and ``str``; ``traceback`` is
+    the formatted remote traceback text; ``engine_id`` says which engine raised it.
+    """
+
+    engine_info: dict[str, Any]
+
+    def __init__(
+        self,
+        ename: str,
+        evalue: str,
+        traceback: str = "",
+        engine_info: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(ename, evalue)
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = traceback
+        self.engine_info = engine_info or {}
+
+    @property
+    def engine_id(self) -> int | None:
+        return self.engine_info.get("engine_id")
+
+    def __repr__(self) -> str:
+        where = f"[{self.engine_id}:{self.engine_info.get('method', 'apply')}]"
+        return f"{where} {self.ename}: {self.evalue}"
+
+    def __str__(self) -> str:
+        return f"{self.ename}({self.evalue})" if self.evalue else self.ename
+
+    def render_traceback(self) -> list[str]:
+        """IPython calls this to show the remote traceback instead of the local one."""
+        header = f"[{self.engine_id if self.engine_id is not None else '?'}] "
+        lines = (self.traceback or f"{self.ename}: {self.evalue}").splitlines()
+        return [header + lines[0], *lines[1:]] if lines else [header + self.ename]
+
+    def print_traceback(self) -> None:
+        print("\n".join(self.render_traceback()))
+
+    @classmethod
+    def from_content(cls, content: dict[str, Any], engine_info: dict[str, Any] | None = None) -> "RemoteError":
+        """Build the local exception from an error reply's content."""
+        tb = content.get("traceback", "")
+        if isinstance(tb, list):
+            tb = "\n".join(tb)
+        return cls(content.get("ename", "Error"), content.get("evalue", ""), tb, engine_info)
+
+
+class CompositeError(RemoteError):
+    """Several engines raised; holds every engine's error and shows each one's traceback.
+
+    The summary lists one line per engine; the first traceback is shown in full so the user
+    sees the cause without a wall of duplicates.
+    """
+
+    tb_limit = 4
+
+    def __init__(self, message: str, elist: list[RemoteError]) -> None:
+        first = elist[0] if elist else RemoteError("Error", message)
+        super().__init__(first.ename, first.evalue, first.traceback, first.engine_info)
+        self.msg = message
+        self.elist = elist
+        self.args = (message, elist)
+
+    def __str__(self) -> str:
+        lines = [self.msg]
+        for err in self.elist[: self.tb_limit]:
+            lines.append(repr(err))
+        if len(self.elist) > self.tb_limit:
+            lines.append(f"... {len(self.elist) - self.tb_limit} more exceptions ...")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"CompositeError({len(self.elist)} engine errors)"
+
+    def render_traceback(self, excid: int | None = None) -> list[str]:
+        lines = [str(self)]
+        if not self.elist:
+            return lines
+        shown = self.elist[excid] if excid is not None else self.elist[0]
+        lines.append("")
+        lines.extend(shown.render_traceback())
+        return lines
+
+    def print_traceback(self, excid: int | None = None) -> None:
+        print("\n".join(self.render_traceback(excid)))
+
+    def raise_exception(self, excid: int = 0) -> None:
+        """Raise the ``excid``-th engine's error on its own."""
+        raise self.elist[excid]
+
+
+def wrap_exception(engine_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Describe the exception being handled as error-reply content (used by engine and controller)."""
+    import sys
+    import traceback as tb_mod
+
+    etype, evalue, tb = sys.exc_info()
+    assert etype is not None
+    content: dict[str, Any] = {
+        "status": "error",
+        "ename": etype.__name__,
+        "evalue": str(evalue),
+        "traceback": "".join(tb_mod.format_exception(etype, evalue, tb)),
+    }
+    if engine_info is not None:
+        content["engine_info"] = engine_info
+    return content
+
+
+def error_content(exc: BaseException) -> dict[str, Any]:
+    """Error-reply content for ``exc`` without a traceback (for controller-side refusals)."""
+    return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": ""}
+
+
+def collect_exceptions(rdict_or_list: Any, method: str = "execute") -> Any:
+    """Raise a CompositeError if any element is a RemoteError; else return the input unchanged."""
+    elist = [r for r in (rdict_or_list.values() if isinstance(rdict_or_list, dict) else rdict_or_list)
+             if isinstance(r, RemoteError)]
+    if not elist:
+        return rdict_or_list
+    raise CompositeError(f"one or more exceptions raised in: {method}", elist)

@@ -1,0 +1,1 @@
+"""The wire protocol shared by the controller, the engines and the client (sockets excluded)."""

@@ -1,0 +1,88 @@
+"""Where a cluster's connection files live, and how they are written and read.
+
+A controller writes two JSON files into its profile's ``security/`` folder: one for clients and
+one for engines. They hold the signing key, so they are created readable by their owner only
+(mode 0600, set before any byte is written). Names follow ipyparallel:
+``ipcontroller[-<cluster_id>]-client.json`` and ``...-engine.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from ..error import IPClusterError
+
+Role = Literal["client", "engine"]
+
+CLIENT_KEYS = ("key", "interface", "client_port", "iopub_port")
+ENGINE_KEYS = ("key", "interface", "engine_port", "iopub_port", "hb_ping_port", "hb_pong_port")
+
+
+def default_ipython_dir() -> Path:
+    """``$IPYTHONDIR``, else ``~/.ipython`` (the same place IPython uses)."""
+    env = os.environ.get("IPYTHONDIR")
+    return Path(env).expanduser() if env else Path.home() / ".ipython"
+
+
+def profile_dir(profile: str = "default", ipython_dir: str | os.PathLike[str] | None = None) -> Path:
+    base = Path(ipython_dir) if ipython_dir else default_ipython_dir()
+    return base / f"profile_{profile}"
+
+
+def security_dir(profile_path: str | os.PathLike[str]) -> Path:
+    return Path(profile_path) / "security"
+
+
+def connection_file_name(role: Role, cluster_id: str = "") -> str:
+    middle = f"-{cluster_id}" if cluster_id else ""
+    return f"ipcontroller{middle}-{role}.json"
+
+
+def write_private_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+    """Write JSON readable by the owner only; atomic (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent.name == "security":
+        os.chmod(path.parent, 0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def read_connection_file(path: str | os.PathLike[str], role: Role = "client") -> dict[str, Any]:
+    """Load and check a connection file, with an error that says what is wrong."""
+    path = Path(path)
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise IPClusterError(f"connection file {path} does not exist: is the controller running?") from None
+    except json.JSONDecodeError as e:
+        raise IPClusterError(f"connection file {path} is not valid JSON: {e}") from e
+    needed = CLIENT_KEYS if role == "client" else ENGINE_KEYS
+    missing = [k for k in needed if k not in info]
+    if missing:
+        raise IPClusterError(f"connection file {path} lacks {', '.join(missing)} (is it a {role} file?)")
+    return info
+
+
+def find_connection_file(
+    role: Role = "client",
+    profile: str = "default",
+    cluster_id: str = "",
+    profile_path: str | os.PathLike[str] | None = None,
+    ipython_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The path of a cluster's connection file in a profile (which need not exist yet)."""
+    pdir = Path(profile_path) if profile_path else profile_dir(profile, ipython_dir)
+    return security_dir(pdir) / connection_file_name(role, cluster_id)
+
+
+def url(info: dict[str, Any], port_key: str) -> str:
+    """``tcp://host:port`` for one of the ports in a connection dict."""
+    return f"{info['interface']}:{info[port_key]}"

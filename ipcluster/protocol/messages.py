@@ -1,0 +1,261 @@
+"""Every message type on the wire, with the shape of its content.
+
+``docs/protocol.md`` documents each type listed in :data:`MSG_TYPES`, and a test checks that the
+two lists are the same. Channels:
+
+- *client*: client DEALER <-> controller ROUTER. Requests whose header carries ``target`` (an engine
+  id) or that are task types without one (load-balanced) are forwarded to an engine; the others are
+  answered by the controller.
+- *engine*: engine DEALER <-> controller ROUTER. Forwarded requests arrive prefixed by the client's
+  identity, which the engine echoes on its reply; messages from the controller itself have none.
+- *iopub*: engine PUB -> controller XSUB -> controller XPUB -> client SUB; also the controller's
+  notifications. The first frame is a topic (``engine.<id>.<msg_type>`` or ``controller.<msg_type>``).
+- *heartbeat*: raw ping bytes, controller PUB -> engine SUB -> engine DEALER -> controller ROUTER.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+
+class ErrorContent(TypedDict):
+    status: Literal["error", "aborted"]
+    ename: str
+    evalue: str
+    traceback: str
+
+
+# --- tasks: client -> (controller) -> engine -> (controller) -> client --------------------------
+class ApplyRequest(TypedDict):
+    """Call a function. Buffers: pickled function, pickled ``(args, kwargs)``, out-of-band buffers."""
+
+
+class ApplyReply(TypedDict):
+    """``status`` ok: buffers hold the pickled result. Error replies carry ErrorContent fields."""
+
+    status: Literal["ok", "error", "aborted"]
+
+
+class ExecuteRequest(TypedDict):
+    code: str
+    silent: bool
+
+
+class ExecuteReply(TypedDict):
+    status: Literal["ok", "error", "aborted"]
+    execution_count: int
+
+
+class ClearRequest(TypedDict):
+    """Reset the engine's namespace."""
+
+
+class ClearReply(TypedDict):
+    status: Literal["ok", "error"]
+
+
+class TaskMetadata(TypedDict, total=False):
+    """Metadata of a task request (all optional); load-balancing fields are read by the scheduler."""
+
+    after: list[str]
+    follow: list[str]
+    timeout: float | None
+    retries: int
+    targets: list[int] | None
+
+
+class ReplyMetadata(TypedDict):
+    """Metadata the engine puts on every reply."""
+
+    engine_id: int
+    engine_uuid: str
+    started: float
+    completed: float
+    iopub_count: int  # iopub messages this request produced: the client waits for all of them
+    status: str
+
+
+# --- controller queries: client <-> controller ----------------------------------------------
+class ConnectionRequest(TypedDict):
+    pass
+
+
+class ConnectionReply(TypedDict):
+    status: str
+    engines: dict[str, str]  # engine id (as text) -> uuid
+    cluster_id: str
+    task_scheme: str
+
+
+class QueueRequest(TypedDict):
+    targets: list[int] | None
+    verbose: bool
+
+
+class QueueReply(TypedDict):
+    """One entry per engine id (as text): ``{"queue", "tasks", "completed"}``, plus ``unassigned``."""
+
+    status: str
+
+
+class ResultRequest(TypedDict):
+    msg_ids: list[str]
+    status_only: bool
+
+
+class ResultReply(TypedDict):
+    """``results`` maps msg_id to ``{header, content, metadata, nbuffers}``; buffers follow in
+    the order of ``completed``."""
+
+    status: str
+    pending: list[str]
+    completed: list[str]
+    results: dict[str, Any]
+
+
+class PurgeRequest(TypedDict):
+    msg_ids: list[str] | Literal["all"]
+    engine_ids: list[int]
+
+
+class HistoryRequest(TypedDict):
+    pass
+
+
+class HistoryReply(TypedDict):
+    status: str
+    history: list[str]
+
+
+class AbortRequest(TypedDict):
+    """Client -> controller, and controller -> engines. ``msg_ids`` None aborts everything queued."""
+
+    msg_ids: list[str] | None
+    targets: NotRequired[list[int] | None]
+
+
+class AbortReply(TypedDict):
+    status: str
+
+
+class ShutdownRequest(TypedDict):
+    """Client -> controller: stop ``targets`` (None: all engines); ``hub`` also stops the controller.
+    Controller -> engine: exit."""
+
+    targets: NotRequired[list[int] | None]
+    hub: NotRequired[bool]
+
+
+class ShutdownReply(TypedDict):
+    status: str
+
+
+class AuthError(TypedDict):
+    """Sent unsigned by the controller to a peer whose message signature did not verify."""
+
+    evalue: str
+
+
+# --- engine registration: engine <-> controller -------------------------------------------
+class RegistrationRequest(TypedDict):
+    uuid: str
+    hostname: str
+    pid: int
+
+
+class RegistrationReply(TypedDict):
+    status: str
+    id: int
+    hb_period: float
+
+
+class UnregistrationRequest(TypedDict):
+    id: int
+
+
+# --- iopub -----------------------------------------------------------------------------------
+class Stream(TypedDict):
+    name: Literal["stdout", "stderr"]
+    text: str
+
+
+class DisplayData(TypedDict):
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    transient: NotRequired[dict[str, Any]]
+
+
+class ExecuteInput(TypedDict):
+    code: str
+    execution_count: int
+
+
+class ExecuteResult(TypedDict):
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    execution_count: int
+
+
+class Error(TypedDict):
+    ename: str
+    evalue: str
+    traceback: list[str]
+
+
+class ClearOutput(TypedDict):
+    wait: bool
+
+
+class RegistrationNotification(TypedDict):
+    id: int
+    uuid: str
+
+
+class UnregistrationNotification(TypedDict):
+    id: int
+    uuid: str
+
+
+#: request types the controller forwards to an engine (``target`` in the header) or schedules
+TASK_REQUESTS = frozenset({"apply_request", "execute_request"})
+ENGINE_REQUESTS = TASK_REQUESTS | {"clear_request"}
+
+MSG_TYPES: dict[str, type] = {
+    "apply_request": ApplyRequest,
+    "apply_reply": ApplyReply,
+    "execute_request": ExecuteRequest,
+    "execute_reply": ExecuteReply,
+    "clear_request": ClearRequest,
+    "clear_reply": ClearReply,
+    "connection_request": ConnectionRequest,
+    "connection_reply": ConnectionReply,
+    "queue_request": QueueRequest,
+    "queue_reply": QueueReply,
+    "result_request": ResultRequest,
+    "result_reply": ResultReply,
+    "purge_request": PurgeRequest,
+    "purge_reply": AbortReply,
+    "history_request": HistoryRequest,
+    "history_reply": HistoryReply,
+    "abort_request": AbortRequest,
+    "abort_reply": AbortReply,
+    "shutdown_request": ShutdownRequest,
+    "shutdown_reply": ShutdownReply,
+    "auth_error": AuthError,
+    "registration_request": RegistrationRequest,
+    "registration_reply": RegistrationReply,
+    "unregistration_request": UnregistrationRequest,
+    "stream": Stream,
+    "display_data": DisplayData,
+    "execute_input": ExecuteInput,
+    "execute_result": ExecuteResult,
+    "error": Error,
+    "clear_output": ClearOutput,
+    "registration_notification": RegistrationNotification,
+    "unregistration_notification": UnregistrationNotification,
+}
+
+
+def reply_type(request_type: str) -> str:
+    """``apply_request`` -> ``apply_reply``."""
+    return request_type[: -len("_request")] + "_reply"

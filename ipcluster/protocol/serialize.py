@@ -1,0 +1,157 @@
+"""Turning Python objects into message buffers and back.
+
+Pickle protocol 5 with out-of-band buffers: a numpy array or a bytes-like object larger than a few
+KiB travels as its own ZeroMQ frame, pointing at the array's memory, so it is never copied in
+Python on the way out, and on the way in it is rebuilt on top of the received frame (writable).
+
+Plain ``pickle`` is tried first because it is the fastest; it stores functions and classes *by
+reference*, which fails on an engine for anything defined interactively (``__main__``), as a
+lambda, or as a closure. Those — and anything plain pickle refuses — go through cloudpickle, which
+stores them by value. Detecting a ``__main__`` reference costs one substring search of the pickle.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from ..error import SerializationError
+
+PICKLE_PROTOCOL = 5
+#: buffers smaller than this are kept inside the pickle (a frame per tiny buffer costs more)
+OOB_THRESHOLD = 4096
+
+_cloudpickle: Any = None
+
+
+def _cp() -> Any:
+    global _cloudpickle
+    if _cloudpickle is None:
+        import cloudpickle
+
+        _cloudpickle = cloudpickle
+    return _cloudpickle
+
+
+def _describe(obj: Any) -> str:
+    text = repr(obj)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def serialize_object(obj: Any, buffers: list[Any] | None = None, *, by_value: bool = False) -> list[Any]:
+    """Pickle ``obj``; return ``[pickle, *out_of_band_buffers]``.
+
+    ``by_value=True`` forces cloudpickle (used for the function of an apply request).
+    Raises SerializationError naming the object when it cannot be pickled at all.
+    """
+    oob: list[Any] = []
+
+    def keep(buf: pickle.PickleBuffer) -> bool:
+        raw = buf.raw()
+        if raw.nbytes < OOB_THRESHOLD:
+            return True  # serialize in-band
+        oob.append(raw)
+        return False
+
+    data: bytes | None = None
+    if not by_value:
+        try:
+            data = pickle.dumps(obj, PICKLE_PROTOCOL, buffer_callback=keep)
+        except Exception:
+            data = None
+        else:
+            if b"__main__" in data:
+                data = None
+        if data is None:
+            oob.clear()
+    if data is None:
+        try:
+            data = _cp().dumps(obj, PICKLE_PROTOCOL, buffer_callback=keep)
+        except Exception as e:
+            raise SerializationError(f"cannot serialize {_describe(obj)}: {type(e).__name__}: {e}") from e
+    out = buffers if buffers is not None else []
+    out.append(data)
+    out.extend(oob)
+    return out
+
+
+def _view(frame: Any) -> Any:
+    """A buffer view of a received frame, without copying (zmq.Frame exposes ``.buffer``)."""
+    buf = getattr(frame, "buffer", None)
+    return buf if buf is not None else frame
+
+
+def deserialize_object(frames: Iterator[Any]) -> Any:
+    """Unpickle the next object from an iterator of frames, consuming its out-of-band buffers."""
+    data = next(frames)
+    return pickle.loads(_view(data), buffers=(_view(b) for b in frames))
+
+
+def deserialize_objects(frames: Sequence[Any], count: int) -> list[Any]:
+    """Unpickle ``count`` consecutive objects from ``frames``."""
+    it = iter(frames)
+    out = []
+    for _ in range(count):
+        out.append(_load_one(it))
+    return out
+
+
+def _load_one(it: Iterator[Any]) -> Any:
+    data = next(it)
+    return pickle.loads(_view(data), buffers=_LazyBuffers(it))
+
+
+class _LazyBuffers:
+    """Feeds pickle exactly as many out-of-band buffers as it asks for, leaving the rest."""
+
+    __slots__ = ("_it",)
+
+    def __init__(self, it: Iterator[Any]) -> None:
+        self._it = it
+
+    def __iter__(self) -> "_LazyBuffers":
+        return self
+
+    def __next__(self) -> Any:
+        return _view(next(self._it))
+
+
+def pack_apply(f: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> list[Any]:
+    """Buffers of an ``apply_request``: the function (by value), then ``(args, kwargs)``."""
+    if not callable(f):
+        raise TypeError(f"apply needs a callable, got {_describe(f)}")
+    bufs = serialize_object(f, by_value=_needs_value(f))
+    serialize_object((tuple(args), dict(kwargs)), bufs)
+    return bufs
+
+
+def _needs_value(f: Any) -> bool:
+    """Functions importable by name on the engine go by reference; others by value."""
+    module = getattr(f, "__module__", None)
+    qualname = getattr(f, "__qualname__", "")
+    return module in (None, "__main__") or "<" in qualname
+
+
+def unpack_apply(frames: Sequence[Any]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """Inverse of :func:`pack_apply` (on the engine)."""
+    it = iter(frames)
+    f = _load_one(it)
+    args, kwargs = _load_one(it)
+    return f, args, kwargs
+
+
+def serialize_result(obj: Any) -> list[Any]:
+    return serialize_object(obj)
+
+
+def deserialize_result(frames: Sequence[Any]) -> Any:
+    return _load_one(iter(frames))
+
+
+def nbytes(frames: Iterable[Any]) -> int:
+    """Total payload size of buffers (for stores that bound memory by bytes)."""
+    total = 0
+    for f in frames:
+        total += f.nbytes if hasattr(f, "nbytes") else len(f)
+    return total
