@@ -206,6 +206,11 @@ class ClearOutput(TypedDict):
     wait: bool
 
 
+class IopubWelcome(TypedDict):
+    """Published by the controller each time a client subscribes to iopub: once a client has seen
+    it, output published after that reaches the client."""
+
+
 class RegistrationNotification(TypedDict):
     id: int
     uuid: str
@@ -251,6 +256,7 @@ MSG_TYPES: dict[str, type] = {
     "execute_result": ExecuteResult,
     "error": Error,
     "clear_output": ClearOutput,
+    "iopub_welcome": IopubWelcome,
     "registration_notification": RegistrationNotification,
     "unregistration_notification": UnregistrationNotification,
 }

@@ -1,0 +1,177 @@
+"""``ipcontroller``: the controller process.
+
+One process holds every queue: it binds the client, engine, iopub and heartbeat sockets on
+localhost (unless told otherwise), writes the two connection files (owner-only) into the
+profile's ``security/`` folder, serves until SIGTERM/SIGINT or a client's shutdown request, and
+removes its connection files on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import zmq
+from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets.config import Application, catch_config_error
+
+from ..protocol.connection import (
+    connection_file_name,
+    profile_dir as default_profile_dir,
+    security_dir,
+    write_private_json,
+)
+from ..protocol.session import Session, new_key
+from .db import MemoryStore
+from .hub import Hub
+from .router import Router
+from .schedulers import SCHEMES
+
+
+
+class ControllerApp(Application):
+    name = "ipcontroller"
+    description = "Start the ipcluster controller: the hub that engines and clients connect to."
+
+    profile = Unicode("default", config=True, help="Name of the IPython profile whose security folder holds the connection files.")
+    profile_dir = Unicode("", config=True, help="Profile directory (default: $IPYTHONDIR/profile_<profile>).")
+    cluster_id = Unicode("", config=True, help="Cluster id: lets several controllers share a profile (it appears in the connection file names).")
+    ip = Unicode("127.0.0.1", config=True, help="Interface to listen on. Use '*' or '0.0.0.0' to accept engines from other hosts.")
+    location = Unicode("", config=True, help="Address that clients and engines should connect to (default: ip, or this host's name when listening on all interfaces).")
+    client_port = Integer(0, config=True, help="Port for client requests (0: pick a free one).")
+    engine_port = Integer(0, config=True, help="Port for engine registration and tasks (0: pick a free one).")
+    iopub_port = Integer(0, config=True, help="Port clients subscribe to for engine output (0: pick a free one).")
+    iopub_engine_port = Integer(0, config=True, help="Port engines publish their output to (0: pick a free one).")
+    hb_ping_port = Integer(0, config=True, help="Heartbeat ping port (0: pick a free one).")
+    hb_pong_port = Integer(0, config=True, help="Heartbeat pong port (0: pick a free one).")
+    hb_period = Float(1.0, config=True, help="Seconds between heartbeats.")
+    hb_misses = Integer(3, config=True, help="Heartbeats an engine may miss in a row before it is declared dead "
+                                            "(detection time is about hb_period * (hb_misses + 1) seconds).")
+    task_scheme = Unicode("leastload", config=True, help=f"Load-balancing scheme: one of {', '.join(SCHEMES)}.")
+    hwm = Integer(0, config=True, help="Most load-balanced tasks outstanding on one engine (0: unlimited).")
+    max_records = Integer(100_000, config=True, help="Most task records kept in memory; the oldest finished ones are dropped first.")
+    max_result_bytes = Integer(64 << 20, config=True, help="Bytes of result buffers the controller keeps for get_result (oldest evicted first).")
+    max_result_size = Integer(1 << 20, config=True, help="Results larger than this many bytes are routed to their client but not kept.")
+    reuse_files = Bool(False, config=True, help="Reuse the key and ports of existing connection files (to restart a controller in place).")
+
+    aliases = {
+        "profile": "ControllerApp.profile",
+        "profile-dir": "ControllerApp.profile_dir",
+        "cluster-id": "ControllerApp.cluster_id",
+        "ip": "ControllerApp.ip",
+        "location": "ControllerApp.location",
+        "hb-period": "ControllerApp.hb_period",
+        "scheme": "ControllerApp.task_scheme",
+        "log-level": "Application.log_level",
+    }
+    flags = {"reuse": ({"ControllerApp": {"reuse_files": True}}, "Reuse existing connection files.")}
+
+    @default("profile_dir")
+    def _profile_dir_default(self) -> str:
+        return str(default_profile_dir(self.profile))
+
+    @property
+    def security(self) -> Path:
+        return security_dir(self.profile_dir)
+
+    def connection_path(self, role: str) -> Path:
+        return self.security / connection_file_name(role, self.cluster_id)  # type: ignore[arg-type]
+
+    @catch_config_error
+    def initialize(self, argv: list[str] | None = None) -> None:
+        self.parse_command_line(argv)
+        config_file = Path(self.profile_dir) / "ipcontroller_config.py"
+        if config_file.exists():
+            self.load_config_file(config_file.name, path=str(config_file.parent))
+            self.parse_command_line(argv)  # the command line wins over the file
+        if self.task_scheme not in SCHEMES:
+            self.log.critical("unknown task scheme %r (choose from %s)", self.task_scheme, ", ".join(SCHEMES))
+            self.exit(2)
+
+    def start(self) -> None:
+        asyncio.run(self.serve())
+
+    def _bind(self, sock: zmq.Socket, port: int) -> int:
+        host = "*" if self.ip in ("*", "0.0.0.0", "") else self.ip
+        if port:
+            sock.bind(f"tcp://{host}:{port}")
+            return port
+        return sock.bind_to_random_port(f"tcp://{host}")
+
+    def _previous(self) -> dict[str, Any]:
+        """Key and ports of the connection files being reused (empty unless ``reuse_files``)."""
+        if not (self.reuse_files and self.connection_path("engine").exists()):
+            return {}
+        engine = json.loads(self.connection_path("engine").read_text())
+        client = json.loads(self.connection_path("client").read_text())
+        return {"key": engine["key"], "client_port": client["client_port"], "iopub_port": client["iopub_port"],
+                "engine_port": engine["engine_port"], "iopub_engine_port": engine["iopub_port"],
+                "hb_ping_port": engine["hb_ping_port"], "hb_pong_port": engine["hb_pong_port"]}
+
+    async def serve(self) -> None:
+        ctx = zmq.Context.instance()
+        previous = self._previous()
+        key = previous.get("key", "").encode() or new_key()
+        session = Session(key, username="controller")
+        kinds = {
+            "client": zmq.ROUTER, "engine": zmq.ROUTER, "iopub_out": zmq.XPUB,
+            "iopub_in": zmq.XSUB, "hb_ping": zmq.PUB, "hb_pong": zmq.ROUTER,
+        }
+        socks = {name: ctx.socket(kind) for name, kind in kinds.items()}
+        for name in ("client", "engine", "iopub_out", "iopub_in"):
+            socks[name].setsockopt(zmq.SNDHWM, 0)
+            socks[name].setsockopt(zmq.RCVHWM, 0)
+            socks[name].setsockopt(zmq.LINGER, 1000)
+        socks["engine"].setsockopt(zmq.ROUTER_MANDATORY, 1)
+        socks["iopub_out"].setsockopt(zmq.XPUB_VERBOSE, 1)
+        ports = {
+            "client_port": self._bind(socks["client"], previous.get("client_port") or self.client_port),
+            "engine_port": self._bind(socks["engine"], previous.get("engine_port") or self.engine_port),
+            "iopub_port": self._bind(socks["iopub_out"], previous.get("iopub_port") or self.iopub_port),
+            "iopub_engine_port": self._bind(socks["iopub_in"], previous.get("iopub_engine_port") or self.iopub_engine_port),
+            "hb_ping_port": self._bind(socks["hb_ping"], previous.get("hb_ping_port") or self.hb_ping_port),
+            "hb_pong_port": self._bind(socks["hb_pong"], previous.get("hb_pong_port") or self.hb_pong_port),
+        }
+        location = self.location or (socket.gethostname() if self.ip in ("*", "0.0.0.0", "") else self.ip)
+        interface = f"tcp://{location}"
+        common = {"key": key.decode(), "signature_scheme": "hmac-sha256", "interface": interface,
+                  "location": location, "cluster_id": self.cluster_id, "pid": os.getpid()}
+        scheduler = SCHEMES[self.task_scheme](hwm=self.hwm)
+        store = MemoryStore(self.max_records, self.max_result_bytes, self.max_result_size)
+        router = Router(Hub(store, scheduler), session, socks, cluster_id=self.cluster_id,
+                        hb_period=self.hb_period, hb_misses=self.hb_misses, log=self.log)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, router.stop)
+        router.start()
+        files = [
+            write_private_json(self.connection_path("engine"), {
+                **common, "engine_port": ports["engine_port"], "iopub_port": ports["iopub_engine_port"],
+                "hb_ping_port": ports["hb_ping_port"], "hb_pong_port": ports["hb_pong_port"]}),
+            write_private_json(self.connection_path("client"), {
+                **common, "client_port": ports["client_port"], "iopub_port": ports["iopub_port"]}),
+        ]
+        self.log.info("controller %s listening on %s (client port %i, engine port %i)",
+                      self.cluster_id or "(default)", interface, ports["client_port"], ports["engine_port"])
+        try:
+            await router.stopped.wait()
+        finally:
+            router.stop()
+            for f in files:
+                f.unlink(missing_ok=True)
+            for s in socks.values():
+                s.close(linger=200)
+            self.log.info("controller stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    app = ControllerApp.instance()
+    app.initialize(argv)
+    app.start()
+    sys.exit(0)

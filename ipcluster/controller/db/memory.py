@@ -1,0 +1,98 @@
+"""In-memory task store, bounded in records and in result bytes.
+
+Result buffers are kept only while they fit in ``max_result_bytes`` (oldest evicted first) and
+only up to ``max_result_size`` each: the controller must not grow with the data it routes. The
+metadata of a task outlives its buffers; fetching an evicted result says so instead of hanging.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+from .base import TaskRecord, TaskStore
+from ...protocol.serialize import nbytes
+
+
+class MemoryStore(TaskStore):
+    def __init__(self, max_records: int = 100_000, max_result_bytes: int = 64 << 20,
+                 max_result_size: int = 1 << 20) -> None:
+        self.max_records = max_records
+        self.max_result_bytes = max_result_bytes
+        self.max_result_size = max_result_size
+        self._records: OrderedDict[str, TaskRecord] = OrderedDict()
+        self._kept: OrderedDict[str, int] = OrderedDict()  # msg_id -> bytes of kept buffers
+        self._kept_bytes = 0
+
+    def add(self, record: TaskRecord) -> None:
+        self._records[record.msg_id] = record
+        if len(self._records) > self.max_records:
+            self._evict_records()
+
+    def get(self, msg_id: str) -> TaskRecord | None:
+        return self._records.get(msg_id)
+
+    def complete(self, record: TaskRecord, reply: list[bytes], buffers: list[Any], received: float) -> None:
+        record.reply = reply
+        record.received = received
+        if not buffers:
+            return
+        size = nbytes(buffers)
+        record.nbytes = size
+        if size > self.max_result_size or size > self.max_result_bytes:
+            record.result_dropped = True
+            return
+        record.buffers = buffers
+        self._kept[record.msg_id] = size
+        self._kept_bytes += size
+        while self._kept_bytes > self.max_result_bytes:
+            old_id, old_size = self._kept.popitem(last=False)
+            self._kept_bytes -= old_size
+            old = self._records.get(old_id)
+            if old is not None:
+                old.buffers = None
+                old.result_dropped = True
+
+    def _forget_buffers(self, msg_id: str) -> None:
+        size = self._kept.pop(msg_id, None)
+        if size is not None:
+            self._kept_bytes -= size
+
+    def _evict_records(self) -> None:
+        """Drop the oldest *finished* records until within bounds (pending ones are never dropped)."""
+        excess = len(self._records) - self.max_records
+        victims = []
+        for msg_id, rec in self._records.items():
+            if excess <= 0:
+                break
+            if rec.completed:
+                victims.append(msg_id)
+                excess -= 1
+        self.drop(victims)
+
+    def drop(self, msg_ids: Iterable[str]) -> list[str]:
+        dropped = []
+        for msg_id in msg_ids:
+            rec = self._records.get(msg_id)
+            if rec is None or not rec.completed:
+                continue
+            del self._records[msg_id]
+            self._forget_buffers(msg_id)
+            dropped.append(msg_id)
+        return dropped
+
+    def history(self) -> list[str]:
+        return list(self._records)
+
+    def completed_ids(self, engine_ids: Iterable[int] | None = None) -> list[str]:
+        wanted = None if engine_ids is None else set(engine_ids)
+        return [m for m, r in self._records.items()
+                if r.completed and (wanted is None or r.engine_id in wanted)]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @property
+    def kept_bytes(self) -> int:
+        return self._kept_bytes

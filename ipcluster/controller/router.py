@@ -1,0 +1,372 @@
+"""Moves frames between the controller's sockets and the hub's state.
+
+Sockets are plain (blocking-API) ZeroMQ sockets whose file descriptors are watched by the asyncio
+loop. When any becomes readable, :meth:`Router.pump` drains every socket until none has input
+left: a lone request is forwarded at once, and under load many are handled per wake-up with no
+per-message Future or task. Forwarded requests and replies are never unpickled here; the
+controller reads only the (signed) header and, for replies, the parent header, and forwards the
+received frames themselves (``copy=False``), so large buffers cross it without a copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from ..error import EngineError, NoEnginesError, ProtocolError, TaskAborted, error_content
+from ..protocol import messages
+from ..protocol.session import DELIM, Session, dumps, loads
+from .heartbeat import HeartMonitor
+from .hub import EngineInfo, Hub
+from .db import TaskRecord
+
+BATCH = 256  # messages taken from one socket before looking at the others
+
+Handler = Callable[[bytes, dict[str, Any]], tuple[dict[str, Any], list[Any]]]
+
+
+class Router:
+    """Serves one controller's sockets until :attr:`stopped` is set."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        session: Session,
+        sockets: dict[str, zmq.Socket],
+        *,
+        cluster_id: str = "",
+        hb_period: float = 1.0,
+        hb_misses: int = 3,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.hub = hub
+        self.session = session
+        self.cluster_id = cluster_id
+        self.hb_period = hb_period
+        self.heart = HeartMonitor(hb_misses)
+        self.log = log or logging.getLogger(__name__)
+        self.client = sockets["client"]
+        self.engine = sockets["engine"]
+        self.iopub_in = sockets["iopub_in"]
+        self.iopub_out = sockets["iopub_out"]
+        self.hb_ping = sockets["hb_ping"]
+        self.hb_pong = sockets["hb_pong"]
+        self._receivers: list[tuple[zmq.Socket, Callable[[list[Any]], None]]] = [
+            (self.engine, self.on_engine),
+            (self.client, self.on_client),
+            (self.hb_pong, self.on_pong),
+            (self.iopub_in, self.on_iopub),
+            (self.iopub_out, self.on_subscription),
+        ]
+        self.queries: dict[str, Handler] = {
+            "connection_request": self.connection_request,
+            "queue_request": self.queue_request,
+            "result_request": self.result_request,
+            "purge_request": self.purge_request,
+            "history_request": self.history_request,
+            "abort_request": self.abort_request,
+            "shutdown_request": self.shutdown_request,
+        }
+        self.stopped = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._hb_handle: asyncio.TimerHandle | None = None
+        self._bad_messages = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.iopub_in.send(b"\x01")  # subscribe to every engine's output
+        for sock, _ in self._receivers:
+            self._loop.add_reader(sock.getsockopt(zmq.FD), self.pump)
+        self._loop.call_soon(self.pump)  # ZeroMQ's fd is edge-triggered: look once now
+        self._hb_handle = self._loop.call_later(self.hb_period, self.beat)
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            for sock, _ in self._receivers:
+                try:
+                    self._loop.remove_reader(sock.getsockopt(zmq.FD))
+                except (zmq.ZMQError, ValueError):
+                    pass
+        if self._hb_handle is not None:
+            self._hb_handle.cancel()
+        self.stopped.set()
+
+    def pump(self) -> None:
+        """Drain every socket until none has input. Errors in one message never stop the loop."""
+        busy = True
+        while busy:
+            busy = False
+            for sock, handler in self._receivers:
+                for _ in range(BATCH):
+                    try:
+                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    busy = True
+                    try:
+                        handler(frames)
+                    except Exception:
+                        self.log.exception("error handling a message (%d frames)", len(frames))
+
+    # -- sending helpers -------------------------------------------------------------------
+    def _send(self, sock: zmq.Socket, frames: list[Any]) -> bool:
+        try:
+            sock.send_multipart(frames, copy=False)
+            return True
+        except zmq.ZMQError as e:  # EHOSTUNREACH on ROUTER_MANDATORY: the peer is gone
+            self.log.warning("could not send to %r: %s", frames[0], e)
+            return False
+
+    def reply(self, sock: zmq.Socket, ident: bytes, msg_type: str, content: dict[str, Any],
+              parent: dict[str, Any], buffers: list[Any] = (), metadata: dict[str, Any] | None = None) -> list[bytes]:
+        """Send a signed message; return its four JSON frames (for the record store)."""
+        _, frames = self.session.serialize(msg_type, content, parent, metadata, buffers, idents=[ident])
+        self._send(sock, frames)
+        return frames[3:7]
+
+    def publish(self, msg_type: str, content: dict[str, Any]) -> None:
+        _, frames = self.session.serialize(msg_type, content, idents=[f"controller.{msg_type}".encode()])
+        self._send(self.iopub_out, frames)
+
+    def answer_error(self, rec: TaskRecord, exc: BaseException, status: str = "error") -> None:
+        """Close a task on the engine's behalf with an error reply to its client."""
+        content = error_content(exc)
+        content["status"] = status
+        metadata = {"engine_id": rec.engine_id, "status": status, "completed": time.time()}
+        frames = self.reply(self.client, rec.client, messages.reply_type(rec.msg_type), content,
+                            rec.header, metadata=metadata)
+        self.hub.fail(rec, frames)
+
+    def _note_bad(self, frames: list[Any], err: Exception, source: str) -> bool:
+        """Log a dropped message (rate-limited); return whether it looked like a real message."""
+        self._bad_messages += 1
+        if self._bad_messages <= 10 or self._bad_messages % 1000 == 0:
+            self.log.warning("dropped malformed message from %s (%d frames): %s", source, len(frames), err)
+        return any(getattr(f, "bytes", f) == DELIM for f in frames[:4])
+
+    # -- client channel --------------------------------------------------------------------
+    def on_client(self, frames: list[Any]) -> None:
+        try:
+            idents, i, header = self.session.peek_header(frames)
+        except ProtocolError as e:
+            if self._note_bad(frames, e, "a client") and "signature" in str(e):
+                # unsigned on purpose: the peer cannot verify our key, but it must learn why
+                parts = [dumps({"msg_id": "", "msg_type": "auth_error"}), b"{}", b"{}",
+                         dumps({"evalue": "message signature did not verify: the client's key does "
+                                          "not match the cluster's"})]
+                self._send(self.client, [frames[0].bytes, DELIM, b"", *parts])
+            return
+        client = idents[0]
+        msg_type = header["msg_type"]
+        if msg_type in messages.ENGINE_REQUESTS:
+            self.route_request(client, header, frames, i)
+            return
+        handler = self.queries.get(msg_type)
+        try:
+            if handler is None:
+                raise ProtocolError(f"unknown request type {msg_type!r}")
+            _, msg = self.session.unpack(frames, verify=False)
+            content, buffers = handler(client, msg)
+            content.setdefault("status", "ok")
+        except Exception as e:
+            self.log.warning("%s from %r failed: %s", msg_type, client, e)
+            content, buffers = error_content(e), []
+        reply_type = messages.reply_type(msg_type) if msg_type.endswith("_request") else "error_reply"
+        self.reply(self.client, client, reply_type, content, header, buffers)
+
+    def route_request(self, client: bytes, header: dict[str, Any], frames: list[Any], i: int) -> None:
+        hub = self.hub
+        rec = hub.new_record(header, client)
+        target = header.get("target")
+        if target is not None:
+            try:
+                info = hub.assign_direct(rec, target)
+            except NoEnginesError as e:
+                self.answer_error(rec, e)
+                return
+            self.forward(info, client, frames, i, rec)
+            return
+        if header["msg_type"] not in messages.TASK_REQUESTS:
+            self.answer_error(rec, ProtocolError(f"{header['msg_type']} needs a target engine"))
+            return
+        metadata = loads(frames[i + 4])
+        targets = metadata.get("targets")
+        allowed = frozenset(targets) if targets is not None else None
+        try:
+            info = hub.assign_balanced(rec, allowed, frames[i:])
+        except NoEnginesError as e:
+            self.answer_error(rec, e)
+            return
+        if info is not None:
+            self.forward(info, client, frames, i, rec)
+
+    def forward(self, info: EngineInfo, client: bytes, frames: list[Any], i: int, rec: TaskRecord) -> None:
+        if not self._send(self.engine, [info.uuid, client, *frames[i:]]):
+            self.engine_gone(info.uuid, "unreachable")
+
+    def dispatch_unassigned(self) -> None:
+        for q, info in self.hub.drain_unassigned():
+            self._send(self.engine, [info.uuid, q.record.client, *q.frames])
+
+    # -- engine channel --------------------------------------------------------------------
+    def on_engine(self, frames: list[Any]) -> None:
+        try:
+            idents, i, header = self.session.peek_header(frames)
+        except ProtocolError as e:
+            self._note_bad(frames, e, "an engine")
+            return
+        euuid = idents[0]
+        if len(idents) >= 2:
+            client = idents[1]
+            if header["msg_type"].endswith("_reply"):
+                parent = loads(frames[i + 3])
+                reply = [f.bytes for f in frames[i + 2 : i + 6]]
+                rec = self.hub.finish(euuid, parent.get("msg_id", ""), reply, frames[i + 6 :])
+                self._send(self.client, [client, *frames[i:]])
+                if rec is not None and self.hub.unassigned:
+                    self.dispatch_unassigned()
+                return
+            self._send(self.client, [client, *frames[i:]])
+            return
+        _, msg = self.session.unpack(frames, verify=False)
+        msg_type = msg["msg_type"]
+        if msg_type == "registration_request":
+            self.register(euuid, msg)
+        elif msg_type == "unregistration_request":
+            self.engine_gone(euuid, "it unregistered")
+        else:
+            self.log.warning("unexpected %s from engine %r", msg_type, euuid)
+
+    def register(self, euuid: bytes, msg: dict[str, Any]) -> None:
+        content = msg["content"]
+        try:
+            info = self.hub.register_engine(euuid, str(content.get("hostname", "")), int(content.get("pid", 0)))
+        except ValueError as e:
+            self.reply(self.engine, euuid, "registration_reply", error_content(e), msg["header"])
+            return
+        self.heart.add(euuid)
+        self.reply(self.engine, euuid, "registration_reply",
+                   {"status": "ok", "id": info.id, "hb_period": self.hb_period}, msg["header"])
+        self.log.info("engine %i registered (pid %s on %s)", info.id, info.pid, info.hostname)
+        self.publish("registration_notification", {"id": info.id, "uuid": euuid.decode(errors="replace")})
+        if self.hub.unassigned:
+            self.dispatch_unassigned()
+
+    def engine_gone(self, euuid: bytes, reason: str) -> None:
+        gone = self.hub.unregister_engine(euuid)
+        if gone is None:
+            return
+        info, lost = gone
+        self.heart.remove(euuid)
+        level = logging.INFO if reason == "it unregistered" and not lost else logging.ERROR
+        self.log.log(level, "engine %i gone (%s); %d unfinished task(s) failed", info.id, reason, len(lost))
+        for rec in lost:
+            self.answer_error(rec, EngineError(f"engine {info.id} went away ({reason}) before finishing the task"))
+        self.publish("unregistration_notification", {"id": info.id, "uuid": euuid.decode(errors="replace")})
+
+    # -- heartbeat and iopub ---------------------------------------------------------------
+    def beat(self) -> None:
+        for ident in self.heart.dead():
+            self.engine_gone(ident, f"missed {self.heart.misses} heartbeats")
+        self._send(self.hb_ping, [self.heart.next_ping()])
+        assert self._loop is not None
+        self._hb_handle = self._loop.call_later(self.hb_period, self.beat)
+
+    def on_pong(self, frames: list[Any]) -> None:
+        if len(frames) == 2:
+            self.heart.pong(frames[0].bytes, frames[1].bytes)
+
+    def on_iopub(self, frames: list[Any]) -> None:
+        self._send(self.iopub_out, frames)
+
+    def on_subscription(self, frames: list[Any]) -> None:
+        if frames and frames[0].bytes[:1] == b"\x01":
+            # a client subscribed: tell it (and anyone listening) that output now reaches it
+            self.publish("iopub_welcome", {})
+
+    # -- controller queries ----------------------------------------------------------------
+    def connection_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        self.hub.clients[client] = time.time()
+        return {"engines": self.hub.engine_table(), "cluster_id": self.cluster_id,
+                "task_scheme": self.hub.scheduler.name}, []
+
+    def queue_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        c = msg["content"]
+        return self.hub.queue_status(c.get("targets"), bool(c.get("verbose"))), []
+
+    def result_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        c = msg["content"]
+        msg_ids = c.get("msg_ids") or []
+        status_only = bool(c.get("status_only"))
+        pending, completed, results, buffers = [], [], {}, []
+        for msg_id in msg_ids:
+            rec = self.hub.store.get(msg_id)
+            if rec is None:
+                raise KeyError(f"no task with msg_id {msg_id!r} (never submitted, or purged)")
+            if not rec.completed:
+                pending.append(msg_id)
+                continue
+            completed.append(msg_id)
+            if status_only:
+                continue
+            assert rec.reply is not None
+            h, _, md, content = (loads(p) for p in rec.reply)
+            bufs = rec.buffers or []
+            results[msg_id] = {"header": h, "content": content, "metadata": md,
+                               "nbuffers": len(bufs), "result_dropped": rec.result_dropped,
+                               "submitted": rec.submitted, "received": rec.received}
+            buffers.extend(bufs)
+        return {"pending": pending, "completed": completed, "results": results}, buffers
+
+    def purge_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        c = msg["content"]
+        msg_ids, engine_ids = c.get("msg_ids") or [], c.get("engine_ids") or []
+        store = self.hub.store
+        if msg_ids == "all":
+            store.drop(store.completed_ids())
+        else:
+            for msg_id in msg_ids:
+                rec = store.get(msg_id)
+                if rec is None:
+                    raise KeyError(f"no task with msg_id {msg_id!r}")
+                if not rec.completed:
+                    raise ValueError(f"task {msg_id!r} is still pending; it cannot be purged")
+            store.drop(msg_ids)
+        if engine_ids:
+            store.drop(store.completed_ids(engine_ids))
+        return {}, []
+
+    def history_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        return {"history": self.hub.store.history()}, []
+
+    def abort_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        c = msg["content"]
+        msg_ids = c.get("msg_ids")
+        targets = c.get("targets")
+        for rec in self.hub.abort_unassigned(msg_ids):
+            self.answer_error(rec, TaskAborted("task aborted before it ran"), status="aborted")
+        engines = self.hub.engines.values() if targets is None else [self.hub.engine(t) for t in targets]
+        for info in engines:
+            _, frames = self.session.serialize("abort_request", {"msg_ids": msg_ids}, idents=[info.uuid])
+            self._send(self.engine, frames)
+        return {}, []
+
+    def shutdown_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        c = msg["content"]
+        targets = c.get("targets")
+        engines = list(self.hub.engines.values()) if targets is None else [self.hub.engine(t) for t in targets]
+        for info in engines:
+            _, frames = self.session.serialize("shutdown_request", {}, idents=[info.uuid])
+            self._send(self.engine, frames)
+        if c.get("hub"):
+            self.log.info("shutdown requested by a client")
+            assert self._loop is not None
+            # answer first, then stop once the reply has been handed to ZeroMQ
+            self._loop.call_soon(self.stop)
+        return {}, []

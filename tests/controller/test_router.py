@@ -1,0 +1,191 @@
+"""In-process tests of the router: a real Router on real sockets, raw-socket peers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import zmq
+
+from ipcluster.protocol.serialize import deserialize_result, serialize_result, unpack_apply
+from ipcluster.protocol.session import DELIM
+
+from .conftest import WAIT, Controller, apply_buffers
+
+
+async def engine_answer(engine, result=None, status="ok") -> dict:
+    """Receive one forwarded request on a fake engine and reply to it."""
+    idents, req = await engine.recv()
+    assert len(idents) == 1  # the client's identity
+    if result is None and req["msg_type"] == "apply_request":
+        f, args, kwargs = unpack_apply(req["buffers"])
+        result = f(*args, **kwargs)
+    await engine.send(req["msg_type"].replace("_request", "_reply"), {"status": status}, idents=idents,
+                      parent=req["header"], buffers=serialize_result(result), metadata={"engine_id": 0})
+    return req
+
+
+async def test_connect_register_and_route_direct(controller: Controller) -> None:
+    client = controller.peer("client")
+    await client.send("connection_request")
+    _, reply = await client.recv()
+    assert reply["content"] == {"status": "ok", "engines": {}, "cluster_id": "t", "task_scheme": "leastload"}
+    engine, eid = await controller.engine(b"e-0")
+    assert eid == 0
+    h = await client.send("apply_request", buffers=apply_buffers(sum, [1, 2, 3]), target=0)
+    req = await engine_answer(engine)
+    assert req["header"] == h
+    _, reply = await client.recv()
+    assert reply["parent_header"]["msg_id"] == h["msg_id"]
+    assert deserialize_result(reply["buffers"]) == 6
+    # the record is kept and can be fetched again by another client
+    other = controller.peer("client")
+    await other.send("result_request", {"msg_ids": [h["msg_id"]]})
+    _, res = await other.recv()
+    assert res["content"]["completed"] == [h["msg_id"]]
+    assert deserialize_result(res["buffers"]) == 6
+    await other.send("history_request")
+    _, hist = await other.recv()
+    assert hist["content"]["history"] == [h["msg_id"]]
+
+
+async def test_large_buffers_are_forwarded_whole(controller: Controller) -> None:
+    client = controller.peer("client")
+    engine, _ = await controller.engine(b"e-0")
+    payload = bytes(range(256)) * 40_000  # 10 MB
+    await client.send("apply_request", buffers=apply_buffers(len, payload), target=0)
+    await engine_answer(engine, result=payload)
+    _, reply = await client.recv()
+    assert deserialize_result(reply["buffers"]) == payload
+
+
+async def test_unknown_target_is_an_error_reply(controller: Controller) -> None:
+    client = controller.peer("client")
+    h = await client.send("apply_request", buffers=apply_buffers(), target=3)
+    _, reply = await client.recv()
+    assert reply["msg_type"] == "apply_reply" and reply["parent_header"]["msg_id"] == h["msg_id"]
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "NoEnginesError"
+
+
+async def test_load_balanced_tasks_wait_for_an_engine_then_spread(controller: Controller) -> None:
+    client = controller.peer("client")
+    sent = [await client.send("apply_request", buffers=apply_buffers()) for _ in range(4)]
+    e0, _ = await controller.engine(b"e-0")
+    e1, _ = await controller.engine(b"e-1")
+    # all four were queued before e1 existed, so e0 got them; new ones go to the idle engine
+    more = await client.send("apply_request", buffers=apply_buffers())
+    for _ in range(4):
+        await engine_answer(e0)
+    req = await engine_answer(e1)
+    assert req["header"]["msg_id"] == more["msg_id"]
+    got = {(await client.recv())[1]["parent_header"]["msg_id"] for _ in range(5)}
+    assert got == {h["msg_id"] for h in [*sent, more]}
+
+
+async def test_queue_status_counts(controller: Controller) -> None:
+    client = controller.peer("client")
+    engine, _ = await controller.engine(b"e-0")
+    await client.send("apply_request", buffers=apply_buffers(), target=0)
+    await client.send("apply_request", buffers=apply_buffers())
+    await engine_answer(engine)
+    await client.recv()
+    await client.send("queue_request", {"targets": None, "verbose": False})
+    _, reply = await client.recv()
+    assert reply["content"]["0"] == {"queue": 0, "tasks": 1, "completed": 1}
+    assert reply["content"]["unassigned"] == 0
+
+
+async def test_dead_engine_fails_its_tasks_and_is_announced(controller: Controller) -> None:
+    sub = controller.sub()
+    client = controller.peer("client")
+    # wait until our subscription is in place
+    while True:
+        frames = await asyncio.wait_for(sub.recv_multipart(), WAIT)
+        if frames[0] == b"controller.iopub_welcome":
+            break
+    controller.router.heart.misses = 2
+    engine, eid = await controller.engine(b"e-0")  # never answers heartbeats
+    h = await client.send("apply_request", buffers=apply_buffers(), target=eid)
+    await engine.recv()
+    _, reply = await client.recv()  # hb_period 0.1 s, 2 misses: well inside WAIT
+    assert reply["parent_header"]["msg_id"] == h["msg_id"]
+    assert reply["content"]["ename"] == "EngineError"
+    topics = set()
+    while b"controller.unregistration_notification" not in topics:
+        topics.add((await asyncio.wait_for(sub.recv_multipart(), WAIT))[0])
+    assert b"controller.registration_notification" in topics
+    assert not controller.hub.engines
+
+
+async def test_heartbeating_engine_stays_alive(controller: Controller) -> None:
+    controller.router.heart.misses = 2
+    engine, eid = await controller.engine(b"e-0")
+    ping = controller.ctx.socket(zmq.SUB)
+    ping.subscribe(b"")
+    ping.connect(controller.urls["hb_ping"])
+    pong = controller.ctx.socket(zmq.DEALER)
+    pong.identity = b"e-0"
+    pong.connect(controller.urls["hb_pong"])
+    controller.peers += [ping, pong]
+    for _ in range(6):  # 6 periods, beyond the 2 allowed misses
+        await pong.send(await asyncio.wait_for(ping.recv(), WAIT))
+    assert eid in controller.hub.engines
+
+
+async def test_wrong_key_gets_auth_error_and_bad_frames_are_dropped(controller: Controller) -> None:
+    intruder = controller.peer("client", key=b"wrong")
+    await intruder.send("connection_request")
+    frames = await asyncio.wait_for(intruder.sock.recv_multipart(), WAIT)
+    assert frames[0] == DELIM and frames[1] == b""
+    assert b"auth_error" in frames[2] and b"does not match" in frames[5]
+    raw = controller.ctx.socket(zmq.DEALER)
+    raw.connect(controller.urls["client"])
+    controller.peers.append(raw)
+    await raw.send_multipart([b"garbage"])
+    await raw.send_multipart([DELIM, b"sig", b"{not json", b"{}", b"{}", b"{}"])
+    client = controller.peer("client")
+    await client.send("connection_request")
+    _, reply = await client.recv()
+    assert reply["content"]["status"] == "ok"
+
+
+async def test_abort_and_purge(controller: Controller) -> None:
+    client = controller.peer("client")
+    queued = await client.send("apply_request", buffers=apply_buffers())  # no engines: stays queued
+    await client.send("abort_request", {"msg_ids": None, "targets": None})
+    replies = {}
+    for _ in range(2):
+        _, r = await client.recv()
+        replies[r["msg_type"]] = r
+    assert replies["apply_reply"]["content"]["status"] == "aborted"
+    assert replies["apply_reply"]["parent_header"]["msg_id"] == queued["msg_id"]
+    assert replies["abort_reply"]["content"]["status"] == "ok"
+    await client.send("purge_request", {"msg_ids": "all", "engine_ids": []})
+    await client.recv()
+    await client.send("history_request")
+    assert (await client.recv())[1]["content"]["history"] == []
+    await client.send("result_request", {"msg_ids": ["nope"]})
+    _, r = await client.recv()
+    assert r["content"]["status"] == "error" and "nope" in r["content"]["evalue"]
+
+
+async def test_engine_output_reaches_subscribers(controller: Controller) -> None:
+    sub = controller.sub()
+    while (await asyncio.wait_for(sub.recv_multipart(), WAIT))[0] != b"controller.iopub_welcome":
+        pass
+    pub = controller.ctx.socket(zmq.PUB)
+    pub.connect(controller.urls["iopub_in"])
+    controller.peers.append(pub)
+    # the controller subscribes to everything; keep publishing until the connection is up
+    from ipcluster.protocol.session import Session
+    from .conftest import KEY
+    s = Session(KEY)
+    _, frames = s.serialize("stream", {"name": "stdout", "text": "hi\n"}, idents=[b"engine.0.stream"])
+    got = None
+    while got is None:
+        await pub.send_multipart(frames)
+        try:
+            got = await asyncio.wait_for(sub.recv_multipart(), 0.05)
+        except asyncio.TimeoutError:
+            pass
+    assert got[0] == b"engine.0.stream" and b"hi" in got[-1]

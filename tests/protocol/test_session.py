@@ -1,0 +1,106 @@
+"""Signing, packing and unpacking of messages."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from ipcluster.error import ProtocolError, SerializationError
+from ipcluster.protocol import connection
+from ipcluster.protocol.serialize import (
+    deserialize_result,
+    pack_apply,
+    serialize_object,
+    serialize_result,
+    unpack_apply,
+)
+from ipcluster.protocol.session import DELIM, Session
+
+
+def test_round_trip_with_idents_and_buffers() -> None:
+    s = Session(b"k")
+    header, frames = s.serialize("apply_request", {"a": 1}, {"msg_id": "p"}, {"m": 2}, [b"buf"], idents=[b"id1", b"id2"])
+    idents, msg = s.unpack(frames)
+    assert idents == [b"id1", b"id2"]
+    assert msg["header"] == header and msg["msg_type"] == "apply_request"
+    assert msg["content"] == {"a": 1} and msg["parent_header"] == {"msg_id": "p"} and msg["metadata"] == {"m": 2}
+    assert msg["buffers"] == [b"buf"]
+
+
+def test_msg_ids_are_unique_and_cheap() -> None:
+    s = Session(b"k")
+    ids = {s.new_msg_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(i.startswith(s.session_id) for i in ids)
+
+
+@pytest.mark.parametrize("tamper", [3, 4, 5, 6])
+def test_tampered_or_foreign_messages_are_rejected(tamper: int) -> None:
+    s = Session(b"k")
+    _, frames = s.serialize("x", {"a": 1}, idents=[b"i"])
+    frames[tamper] = frames[tamper].replace(b"}", b' }')
+    with pytest.raises(ProtocolError, match="signature"):
+        s.unpack(frames)
+    _, frames = Session(b"other").serialize("x", {})
+    with pytest.raises(ProtocolError, match="signature"):
+        s.unpack(frames)
+
+
+def test_malformed_messages_raise_protocol_error() -> None:
+    s = Session(b"k")
+    with pytest.raises(ProtocolError, match="delimiter"):
+        s.unpack([b"a", b"b"])
+    with pytest.raises(ProtocolError, match="need 6"):
+        s.unpack([DELIM, b"sig"])
+    with pytest.raises(ProtocolError, match="JSON"):
+        Session(b"").unpack([DELIM, b"", b"{x", b"{}", b"{}", b"{}"])
+
+
+def test_arrays_travel_out_of_band_and_come_back_writable() -> None:
+    a = np.arange(100_000, dtype="f8")
+    frames = serialize_result({"a": a, "small": np.arange(3)})
+    assert len(frames) == 2 and frames[1].nbytes == a.nbytes  # one out-of-band buffer: the big array
+    assert np.shares_memory(np.frombuffer(frames[1], dtype="f8"), a)  # no copy on the way out
+    back = deserialize_result(frames)
+    assert (back["a"] == a).all() and back["a"].flags.writeable
+
+
+def test_interactive_functions_go_by_value() -> None:
+    y = 10
+    f, args, kwargs = unpack_apply(pack_apply(lambda x, z=0: x + y + z, (1,), {"z": 5}))
+    assert f(*args, **kwargs) == 16
+
+
+def test_unpicklable_argument_names_the_object() -> None:
+    gen = (i for i in range(3))
+    with pytest.raises(SerializationError, match="generator object"):
+        pack_apply(len, (gen,), {})
+    with pytest.raises(TypeError, match="callable"):
+        pack_apply(5, (), {})
+
+
+def test_main_module_references_fall_back_to_cloudpickle() -> None:
+    import types
+
+    mod = types.ModuleType("__main__")
+    exec("class Point:\n    def __init__(self, x): self.x = x\n", mod.__dict__)
+    Point = mod.__dict__["Point"]
+    Point.__module__ = "__main__"
+    frames = serialize_object(Point(3))
+    assert b"__main__" in frames[0]  # stored by value (cloudpickle records the module name only)
+    assert deserialize_result(frames).x == 3
+
+
+def test_connection_files_are_private(tmp_path) -> None:
+    path = connection.find_connection_file("client", cluster_id="abc", profile_path=tmp_path / "p")
+    assert path.name == "ipcontroller-abc-client.json"
+    connection.write_private_json(path, {"key": "k", "interface": "tcp://127.0.0.1", "client_port": 1, "iopub_port": 2})
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert connection.read_connection_file(path)["client_port"] == 1
+    with pytest.raises(Exception, match="lacks engine_port"):
+        connection.read_connection_file(path, "engine")
+    with pytest.raises(Exception, match="does not exist"):
+        connection.read_connection_file(tmp_path / "missing.json")
