@@ -54,7 +54,9 @@ class ControllerApp(Application):
     hb_misses = Integer(3, config=True, help="Heartbeats an engine may miss in a row before it is declared dead "
                                             "(detection time is about hb_period * (hb_misses + 1) seconds).")
     task_scheme = Unicode("leastload", config=True, help=f"Load-balancing scheme: one of {', '.join(SCHEMES)}.")
-    hwm = Integer(0, config=True, help="Most load-balanced tasks outstanding on one engine (0: unlimited).")
+    hwm = Integer(4, config=True, help="Most load-balanced tasks outstanding on one engine (0: unlimited). "
+                  "A few hide the round trip through the controller; more would commit work to busy "
+                  "engines that engines joining later, or retries, could have taken.")
     max_records = Integer(100_000, config=True, help="Most task records kept in memory; the oldest finished ones are dropped first.")
     max_result_bytes = Integer(64 << 20, config=True, help="Bytes of result buffers the controller keeps for get_result (oldest evicted first).")
     max_result_size = Integer(1 << 20, config=True, help="Results larger than this many bytes are routed to their client but not kept.")

@@ -1,8 +1,9 @@
-"""The controller's registry state: engines, outstanding tasks, and the record store.
+"""The controller's registry state: engines, outstanding tasks, dependencies and the record store.
 
 Plain objects fed with events ("engine registered", "task submitted", "reply arrived") that
-return decisions; no sockets and no awaits, so all of it is unit-tested without processes. The
-router turns socket traffic into these calls and sends what they decide.
+return decisions (:class:`Assign`, :class:`Fail`); no sockets and no awaits, so all of it is
+unit-tested without processes. The router turns socket traffic into these calls and carries out
+what they decide.
 """
 
 from __future__ import annotations
@@ -13,9 +14,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..error import NoEnginesError
+from ..error import (
+    EngineError,
+    IPClusterError,
+    ImpossibleDependency,
+    InvalidDependency,
+    NoEnginesError,
+    TaskAborted,
+    TaskTimeout,
+)
 from .db import TaskRecord, TaskStore
+from .dependencies import Dependency, State
 from .schedulers import Scheduler
+
+#: how far down the queue to look for a task some engine can take, when the head cannot be placed
+SCAN_LIMIT = 1000
 
 
 @dataclass(slots=True, eq=False)
@@ -33,13 +46,25 @@ class EngineInfo:
         return [*self.queue, *self.tasks]
 
 
-@dataclass(slots=True, eq=False)
-class QueuedTask:
-    """A load-balanced task waiting for an engine; ``frames`` is opaque to the hub."""
+@dataclass(slots=True)
+class Assign:
+    """Send the task's request frames to this engine."""
 
     record: TaskRecord
-    allowed: frozenset[int] | None
-    frames: list[Any]
+    engine: EngineInfo
+
+
+@dataclass(slots=True)
+class Fail:
+    """Answer the task's client with this error instead of a reply from an engine."""
+
+    record: TaskRecord
+    error: IPClusterError
+    status: str = "error"
+    engine_id: int | None = None  # for a broadcast: which engine's part failed
+
+
+Action = Assign | Fail
 
 
 class Hub:
@@ -48,7 +73,9 @@ class Hub:
         self.scheduler = scheduler
         self.engines: dict[int, EngineInfo] = {}
         self.by_uuid: dict[bytes, EngineInfo] = {}
-        self.unassigned: deque[QueuedTask] = deque()
+        self.unassigned: deque[TaskRecord] = deque()
+        self.waiting: dict[str, TaskRecord] = {}  # tasks whose dependencies are not met yet
+        self.dependents: dict[str, set[str]] = {}  # msg_id -> waiting tasks naming it
         self.clients: dict[bytes, float] = {}  # connected client idents -> connection time
         self._next_id = 0
 
@@ -63,19 +90,40 @@ class Hub:
         self.scheduler.add_engine(info.id)
         return info
 
-    def unregister_engine(self, uuid: bytes) -> tuple[EngineInfo, list[TaskRecord]] | None:
-        """Remove an engine; return it and the records of the tasks it had not finished."""
+    def unregister_engine(self, uuid: bytes) -> tuple[EngineInfo, list[Action]] | None:
+        """Remove an engine. Its unfinished load-balanced tasks with retries left go elsewhere;
+        the others fail with EngineError. Tasks that could only follow it become impossible."""
         info = self.by_uuid.pop(uuid, None)
         if info is None:
             return None
         del self.engines[info.id]
         self.scheduler.remove_engine(info.id)
-        lost = []
+        actions: list[Action] = []
+        lost = EngineError(f"engine {info.id} went away before finishing the task")
         for msg_id in info.outstanding():
             rec = self.store.get(msg_id)
-            if rec is not None and not rec.completed:
-                lost.append(rec)
-        return info, lost
+            if rec is None or rec.completed:
+                continue
+            if rec.broadcast is not None:
+                rec.broadcast.discard(info.id)
+                actions.append(Fail(rec, lost, engine_id=info.id))
+            elif rec.balanced and rec.retries > 0:
+                rec.retries -= 1
+                actions.extend(self._place(rec))
+            else:
+                actions.append(Fail(rec, lost))
+        # queued tasks restricted to engines that are all gone can never run
+        if self.unassigned:
+            keep: deque[TaskRecord] = deque()
+            for rec in self.unassigned:
+                allowed = self._allowed(rec)
+                if allowed is not None and not allowed & self.engines.keys():
+                    actions.append(Fail(rec, ImpossibleDependency(
+                        f"no registered engine can run this task any more (engine {info.id} went away)")))
+                else:
+                    keep.append(rec)
+            self.unassigned = keep
+        return info, actions
 
     def engine(self, eid: Any) -> EngineInfo:
         info = self.engines.get(eid) if isinstance(eid, int) else None
@@ -83,49 +131,131 @@ class Hub:
             raise NoEnginesError(f"engine {eid!r} is not registered (engines: {sorted(self.engines)})")
         return info
 
-    # -- tasks -----------------------------------------------------------------------------
-    def new_record(self, header: dict[str, Any], client: bytes) -> TaskRecord:
-        rec = TaskRecord(header["msg_id"], header["msg_type"], client, header, submitted=time.time())
+    # -- submitting --------------------------------------------------------------------------
+    def new_record(self, header: dict[str, Any], client: bytes, request: list[Any] | None = None) -> TaskRecord:
+        rec = TaskRecord(header["msg_id"], header["msg_type"], client, header, submitted=time.time(),
+                         request=request)
         self.store.add(rec)
         return rec
 
-    def assign_direct(self, rec: TaskRecord, eid: Any) -> EngineInfo:
-        info = self.engine(eid)
+    def submit_direct(self, rec: TaskRecord, target: Any) -> list[Action]:
+        """A task for one engine, or (a list of ids) the same task for several: a broadcast."""
+        try:
+            if isinstance(target, list):
+                infos = [self.engine(t) for t in target]
+                if not infos:
+                    raise NoEnginesError("a broadcast needs at least one target engine")
+                rec.broadcast = {i.id for i in infos}
+                for info in infos:
+                    info.queue[rec.msg_id] = None
+                return [Assign(rec, info) for info in infos]
+            info = self.engine(target)
+        except NoEnginesError as e:
+            return [Fail(rec, e)]
         rec.engine_id = info.id
         info.queue[rec.msg_id] = None
-        return info
+        return [Assign(rec, info)]
 
-    def assign_balanced(self, rec: TaskRecord, allowed: frozenset[int] | None, frames: list[Any]) -> EngineInfo | None:
-        """Pick an engine now, or queue the task until one is free (returns None)."""
-        if allowed is not None and not allowed & self.engines.keys() and self.engines:
-            raise NoEnginesError(f"none of the requested targets {sorted(allowed)} is registered")
-        eid = self.scheduler.pick(allowed) if not self.unassigned else None
+    def submit_balanced(self, rec: TaskRecord, metadata: dict[str, Any]) -> list[Action]:
+        """A load-balanced task: place it now, queue it, or hold it until its dependencies are met."""
+        rec.balanced = True
+        try:
+            targets = metadata.get("targets")
+            if targets is not None:
+                if isinstance(targets, int):
+                    targets = [targets]
+                rec.allowed = frozenset(targets)
+                if self.engines and not rec.allowed & self.engines.keys():
+                    raise NoEnginesError(f"none of the requested targets {sorted(rec.allowed)} is registered")
+            rec.retries = int(metadata.get("retries") or 0)
+            timeout = metadata.get("timeout")
+            rec.timeout = float(timeout) if timeout else None
+            rec.after = Dependency.parse(metadata.get("after"))
+            rec.follow = Dependency.parse(metadata.get("follow"))
+        except (IPClusterError, TypeError, ValueError) as e:
+            err = e if isinstance(e, IPClusterError) else InvalidDependency(str(e))
+            return [Fail(rec, err)]
+        return self._place(rec)
+
+    def _allowed(self, rec: TaskRecord) -> frozenset[int] | set[int] | None:
+        allowed: frozenset[int] | set[int] | None = rec.allowed
+        if rec.follow is not None:
+            where = rec.follow.engines(self.store)
+            allowed = where if allowed is None else allowed & where
+        return allowed
+
+    def _place(self, rec: TaskRecord) -> list[Action]:
+        for dep in (rec.after, rec.follow):
+            if dep is None:
+                continue
+            state, why = dep.check(self.store)
+            if state is State.IMPOSSIBLE:
+                return [Fail(rec, ImpossibleDependency(why))]
+            if state is State.UNMET:
+                self.waiting[rec.msg_id] = rec
+                for m in dep.msg_ids:
+                    self.dependents.setdefault(m, set()).add(rec.msg_id)
+                return []
+        allowed = self._allowed(rec)
+        if allowed is not None and not allowed:
+            return [Fail(rec, ImpossibleDependency("the tasks this one follows ran on different engines"))]
+        if allowed is not None and self.engines and not allowed & self.engines.keys():
+            return [Fail(rec, ImpossibleDependency(f"none of the engines {sorted(allowed)} is registered"))]
+        if rec.tried and rec.ename == "UnmetDependency":
+            usable = self.engines.keys() if allowed is None else allowed & self.engines.keys()
+            if usable <= rec.tried:
+                return [Fail(rec, ImpossibleDependency(
+                    f"the task's dependencies are unmet on every engine it may use ({sorted(usable)})"))]
+        eid = None if self.unassigned else self._pick(rec, allowed)
         if eid is None:
-            self.unassigned.append(QueuedTask(rec, allowed, frames))
-            return None
-        return self._give(rec, eid)
+            self.unassigned.append(rec)
+            return []
+        return [self._give(rec, eid)]
 
-    def _give(self, rec: TaskRecord, eid: int) -> EngineInfo:
+    def _pick(self, rec: TaskRecord, allowed: Any) -> int | None:
+        if rec.tried:
+            eid = self.scheduler.pick(allowed, rec.tried)
+            if eid is not None or (rec.ename == "UnmetDependency"):
+                return eid
+        return self.scheduler.pick(allowed)
+
+    def _give(self, rec: TaskRecord, eid: int) -> Assign:
         info = self.engines[eid]
         rec.engine_id = eid
         info.tasks[rec.msg_id] = None
         self.scheduler.assigned(eid)
-        return info
+        return Assign(rec, info)
 
-    def drain_unassigned(self) -> list[tuple[QueuedTask, EngineInfo]]:
-        """Give queued tasks to engines that can take them, in order; return what was given."""
-        given = []
-        while self.unassigned:
-            q = self.unassigned[0]
-            eid = self.scheduler.pick(q.allowed)
+    def drain_unassigned(self) -> list[Action]:
+        """Give queued tasks to engines that can take them, oldest first."""
+        actions: list[Action] = []
+        if not self.unassigned or not self.scheduler.has_room():
+            return actions
+        skipped: list[TaskRecord] = []
+        scanned = 0
+        while self.unassigned and scanned < SCAN_LIMIT:
+            rec = self.unassigned[0]
+            allowed = self._allowed(rec)
+            eid = self._pick(rec, allowed)
             if eid is None:
-                break
+                if allowed is None and not rec.tried:
+                    break  # no engine has room for an unrestricted task: nothing else fits either
+                skipped.append(self.unassigned.popleft())
+                scanned += 1
+                continue
             self.unassigned.popleft()
-            given.append((q, self._give(q.record, eid)))
-        return given
+            actions.append(self._give(rec, eid))
+            if not self.scheduler.has_room():
+                break
+        self.unassigned.extendleft(reversed(skipped))
+        return actions
 
-    def finish(self, engine_uuid: bytes, msg_id: str, reply: list[bytes], buffers: list[Any]) -> TaskRecord | None:
-        """A reply came back from an engine: close the task and store the reply."""
+    # -- completing --------------------------------------------------------------------------
+    def finish(self, engine_uuid: bytes, msg_id: str, reply: list[bytes], buffers: list[Any],
+               content: dict[str, Any]) -> tuple[TaskRecord | None, bool, list[Action]]:
+        """A reply came back from an engine. Returns the record, whether to forward the reply to
+        the client (not when the task is retried elsewhere or already answered), and what to do next.
+        """
         rec = self.store.get(msg_id)
         info = self.by_uuid.get(engine_uuid)
         if info is not None:
@@ -134,26 +264,84 @@ class Hub:
             else:
                 info.queue.pop(msg_id, None)
             info.completed += 1
-        if rec is not None:
-            self.store.complete(rec, reply, buffers, time.time())
-        return rec
+        if rec is None:
+            return None, True, self.drain_unassigned()
+        if rec.completed and rec.broadcast is None:
+            return rec, False, self.drain_unassigned()  # answered already (timed out, aborted)
+        status = content.get("status", "ok")
+        actions: list[Action] = []
+        if rec.balanced and status == "error" and info is not None:
+            ename = content.get("ename")
+            if ename == "UnmetDependency" or rec.retries > 0:
+                if ename != "UnmetDependency":
+                    rec.retries -= 1
+                rec.ename = ename
+                rec.tried = (rec.tried or set()) | {info.id}
+                actions.extend(self._place(rec))
+                actions.extend(self.drain_unassigned())
+                return rec, False, actions
+        if rec.broadcast is not None and info is not None:
+            rec.broadcast.discard(info.id)
+            if rec.broadcast:
+                rec.status = status if rec.status in (None, "ok") else rec.status
+                return rec, True, actions
+        rec.status = status if rec.status in (None, "ok") else rec.status
+        rec.ename = content.get("ename")
+        self.store.complete(rec, reply, buffers, time.time())
+        actions.extend(self._release(msg_id))
+        actions.extend(self.drain_unassigned())
+        return rec, True, actions
 
-    def fail(self, rec: TaskRecord, reply: list[bytes]) -> None:
-        """Close a task the controller answered itself (engine died, aborted)."""
+    def fail(self, rec: TaskRecord, reply: list[bytes], status: str, ename: str) -> list[Action]:
+        """Close a task the controller answered itself (engine died, aborted, timed out)."""
+        self._forget(rec)
+        rec.status = status
+        rec.ename = ename
         self.store.complete(rec, reply, [], time.time())
+        return self._release(rec.msg_id)
 
-    def abort_unassigned(self, msg_ids: Iterable[str] | None) -> list[TaskRecord]:
+    def _forget(self, rec: TaskRecord) -> None:
+        """Take an unfinished task out of wherever it waits."""
+        if self.waiting.pop(rec.msg_id, None) is not None:
+            for dep in (rec.after, rec.follow):
+                for m in dep.msg_ids if dep is not None else ():
+                    waiting = self.dependents.get(m)
+                    if waiting is not None:
+                        waiting.discard(rec.msg_id)
+                        if not waiting:
+                            del self.dependents[m]
+        if rec in self.unassigned:
+            self.unassigned.remove(rec)
+
+    def _release(self, msg_id: str) -> list[Action]:
+        """Re-check the tasks that were waiting on ``msg_id``."""
+        waiting = self.dependents.pop(msg_id, None)
+        if not waiting:
+            return []
+        actions: list[Action] = []
+        for dep_id in sorted(waiting, key=lambda m: self.waiting[m].submitted if m in self.waiting else 0):
+            rec = self.waiting.get(dep_id)
+            if rec is None:
+                continue
+            still = any(dep is not None and dep.check(self.store)[0] is State.UNMET for dep in (rec.after, rec.follow))
+            if still:
+                continue  # still registered under the other msg_ids it waits for
+            self._forget(rec)
+            actions.extend(self._place(rec))
+        return actions
+
+    def expire(self, msg_id: str) -> list[Action]:
+        """A task's timeout passed: fail it unless it finished."""
+        rec = self.store.get(msg_id)
+        if rec is None or rec.completed:
+            return []
+        return [Fail(rec, TaskTimeout(f"task {msg_id} did not finish within its timeout of {rec.timeout} s"))]
+
+    def abort(self, msg_ids: Iterable[str] | None) -> list[Action]:
+        """Abort queued and waiting tasks (all of them when ``msg_ids`` is None)."""
         wanted = None if msg_ids is None else set(msg_ids)
-        keep: deque[QueuedTask] = deque()
-        aborted = []
-        for q in self.unassigned:
-            if wanted is None or q.record.msg_id in wanted:
-                q.record.aborted = True
-                aborted.append(q.record)
-            else:
-                keep.append(q)
-        self.unassigned = keep
-        return aborted
+        victims = [r for r in [*self.unassigned, *self.waiting.values()] if wanted is None or r.msg_id in wanted]
+        return [Fail(r, TaskAborted("task aborted before it ran"), "aborted") for r in victims]
 
     # -- queries ---------------------------------------------------------------------------
     def queue_status(self, targets: Iterable[int] | None = None, verbose: bool = False) -> dict[str, Any]:
@@ -173,7 +361,8 @@ class Hub:
             else:
                 out[str(eid)] = {"queue": len(info.queue), "tasks": len(info.tasks),
                                  "completed": info.completed}
-        out["unassigned"] = [q.record.msg_id for q in self.unassigned] if verbose else len(self.unassigned)
+        pending = [*self.unassigned, *self.waiting.values()]
+        out["unassigned"] = [r.msg_id for r in pending] if verbose else len(pending)
         return out
 
     def engine_table(self) -> dict[str, str]:

@@ -18,11 +18,11 @@ from typing import Any
 
 import zmq
 
-from ..error import EngineError, NoEnginesError, ProtocolError, TaskAborted, error_content
+from ..error import EngineError, ProtocolError, error_content
 from ..protocol import messages
 from ..protocol.session import DELIM, Session, dumps, loads
 from .heartbeat import HeartMonitor
-from .hub import EngineInfo, Hub
+from .hub import Action, Assign, Fail, Hub
 from .db import TaskRecord
 
 BATCH = 256  # messages taken from one socket before looking at the others
@@ -70,6 +70,7 @@ class Router:
             "purge_request": self.purge_request,
             "history_request": self.history_request,
             "abort_request": self.abort_request,
+            "resubmit_request": self.resubmit_request,
             "shutdown_request": self.shutdown_request,
         }
         self.stopped = asyncio.Event()
@@ -134,14 +135,29 @@ class Router:
         _, frames = self.session.serialize(msg_type, content, idents=[f"controller.{msg_type}".encode()])
         self._send(self.iopub_out, frames)
 
-    def answer_error(self, rec: TaskRecord, exc: BaseException, status: str = "error") -> None:
+    def answer_error(self, rec: TaskRecord, exc: BaseException, status: str = "error",
+                     engine_id: int | None = None) -> None:
         """Close a task on the engine's behalf with an error reply to its client."""
         content = error_content(exc)
         content["status"] = status
-        metadata = {"engine_id": rec.engine_id, "status": status, "completed": time.time()}
+        metadata = {"engine_id": rec.engine_id if engine_id is None else engine_id, "status": status,
+                    "completed": time.time()}
         frames = self.reply(self.client, rec.client, messages.reply_type(rec.msg_type), content,
                             rec.header, metadata=metadata)
-        self.hub.fail(rec, frames)
+        if rec.broadcast:  # other engines of the broadcast have yet to answer
+            return
+        self.carry_out(self.hub.fail(rec, frames, status, type(exc).__name__))
+
+    def carry_out(self, actions: list[Action]) -> None:
+        """Do what the hub decided: send tasks to engines, answer failed ones."""
+        for action in actions:
+            rec = action.record
+            if isinstance(action, Assign):
+                assert rec.request is not None
+                if not self._send(self.engine, [action.engine.uuid, rec.client, *rec.request]):
+                    self.engine_gone(action.engine.uuid, "unreachable")
+            else:
+                self.answer_error(rec, action.error, action.status, action.engine_id)
 
     def _note_bad(self, frames: list[Any], err: Exception, source: str) -> bool:
         """Log a dropped message (rate-limited); return whether it looked like a real message."""
@@ -182,37 +198,28 @@ class Router:
 
     def route_request(self, client: bytes, header: dict[str, Any], frames: list[Any], i: int) -> None:
         hub = self.hub
-        rec = hub.new_record(header, client)
+        rec = hub.new_record(header, client, frames[i:])
         target = header.get("target")
         if target is not None:
-            try:
-                info = hub.assign_direct(rec, target)
-            except NoEnginesError as e:
-                self.answer_error(rec, e)
-                return
-            self.forward(info, client, frames, i, rec)
-            return
-        if header["msg_type"] not in messages.TASK_REQUESTS:
-            self.answer_error(rec, ProtocolError(f"{header['msg_type']} needs a target engine"))
-            return
-        metadata = loads(frames[i + 4])
-        targets = metadata.get("targets")
-        allowed = frozenset(targets) if targets is not None else None
-        try:
-            info = hub.assign_balanced(rec, allowed, frames[i:])
-        except NoEnginesError as e:
-            self.answer_error(rec, e)
-            return
-        if info is not None:
-            self.forward(info, client, frames, i, rec)
+            actions = hub.submit_direct(rec, target)
+        elif header["msg_type"] in messages.TASK_REQUESTS:
+            actions = hub.submit_balanced(rec, loads(frames[i + 4]))
+            if rec.timeout and not rec.completed:
+                assert self._loop is not None
+                self._loop.call_later(rec.timeout, self.expire, rec.msg_id)
+        else:
+            actions = [Fail(rec, ProtocolError(f"{header['msg_type']} needs a target engine"))]
+        self.carry_out(actions)
 
-    def forward(self, info: EngineInfo, client: bytes, frames: list[Any], i: int, rec: TaskRecord) -> None:
-        if not self._send(self.engine, [info.uuid, client, *frames[i:]]):
-            self.engine_gone(info.uuid, "unreachable")
-
-    def dispatch_unassigned(self) -> None:
-        for q, info in self.hub.drain_unassigned():
-            self._send(self.engine, [info.uuid, q.record.client, *q.frames])
+    def expire(self, msg_id: str) -> None:
+        actions = self.hub.expire(msg_id)
+        for action in actions:
+            eid = action.record.engine_id
+            info = self.hub.engines.get(eid) if eid is not None else None
+            if info is not None:  # it may still be queued there: stop it from starting
+                _, frames = self.session.serialize("abort_request", {"msg_ids": [msg_id]}, idents=[info.uuid])
+                self._send(self.engine, frames)
+        self.carry_out(actions)
 
     # -- engine channel --------------------------------------------------------------------
     def on_engine(self, frames: list[Any]) -> None:
@@ -225,12 +232,13 @@ class Router:
         if len(idents) >= 2:
             client = idents[1]
             if header["msg_type"].endswith("_reply"):
-                parent = loads(frames[i + 3])
                 reply = [f.bytes for f in frames[i + 2 : i + 6]]
-                rec = self.hub.finish(euuid, parent.get("msg_id", ""), reply, frames[i + 6 :])
-                self._send(self.client, [client, *frames[i:]])
-                if rec is not None and self.hub.unassigned:
-                    self.dispatch_unassigned()
+                parent, content = loads(reply[1]), loads(reply[3])
+                _, forward, actions = self.hub.finish(euuid, parent.get("msg_id", ""), reply, frames[i + 6 :], content)
+                if forward:
+                    self._send(self.client, [client, *frames[i:]])
+                if actions:
+                    self.carry_out(actions)
                 return
             self._send(self.client, [client, *frames[i:]])
             return
@@ -255,19 +263,21 @@ class Router:
                    {"status": "ok", "id": info.id, "hb_period": self.hb_period}, msg["header"])
         self.log.info("engine %i registered (pid %s on %s)", info.id, info.pid, info.hostname)
         self.publish("registration_notification", {"id": info.id, "uuid": euuid.decode(errors="replace")})
-        if self.hub.unassigned:
-            self.dispatch_unassigned()
+        self.carry_out(self.hub.drain_unassigned())
 
     def engine_gone(self, euuid: bytes, reason: str) -> None:
         gone = self.hub.unregister_engine(euuid)
         if gone is None:
             return
-        info, lost = gone
+        info, actions = gone
         self.heart.remove(euuid)
-        level = logging.INFO if reason == "it unregistered" and not lost else logging.ERROR
-        self.log.log(level, "engine %i gone (%s); %d unfinished task(s) failed", info.id, reason, len(lost))
-        for rec in lost:
-            self.answer_error(rec, EngineError(f"engine {info.id} went away ({reason}) before finishing the task"))
+        level = logging.INFO if reason == "it unregistered" and not actions else logging.ERROR
+        self.log.log(level, "engine %i gone (%s); %d unfinished task(s) retried or failed", info.id, reason, len(actions))
+        for action in actions:
+            if isinstance(action, Fail) and isinstance(action.error, EngineError):
+                action.error = EngineError(f"engine {info.id} went away ({reason}) before finishing the task")
+                action.engine_id = info.id
+        self.carry_out(actions)
         self.publish("unregistration_notification", {"id": info.id, "uuid": euuid.decode(errors="replace")})
 
     # -- heartbeat and iopub ---------------------------------------------------------------
@@ -349,13 +359,35 @@ class Router:
         c = msg["content"]
         msg_ids = c.get("msg_ids")
         targets = c.get("targets")
-        for rec in self.hub.abort_unassigned(msg_ids):
-            self.answer_error(rec, TaskAborted("task aborted before it ran"), status="aborted")
+        self.carry_out(self.hub.abort(msg_ids))
         engines = self.hub.engines.values() if targets is None else [self.hub.engine(t) for t in targets]
         for info in engines:
             _, frames = self.session.serialize("abort_request", {"msg_ids": msg_ids}, idents=[info.uuid])
             self._send(self.engine, frames)
         return {}, []
+
+    def resubmit_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        """Run finished tasks again, as new tasks answered to the asking client."""
+        msg_ids = msg["content"].get("msg_ids") or []
+        recs = []
+        for msg_id in msg_ids:
+            rec = self.hub.store.get(msg_id)
+            if rec is None:
+                raise KeyError(f"no task with msg_id {msg_id!r}")
+            if not rec.completed:
+                raise ValueError(f"task {msg_id!r} has not finished; only finished tasks can be resubmitted")
+            if rec.request is None:
+                raise ValueError(f"the request of task {msg_id!r} is no longer stored (too large, or evicted)")
+            recs.append(rec)
+        mapping = {}
+        for rec in recs:
+            assert rec.request is not None
+            header = dict(rec.header, msg_id=self.session.new_msg_id(), date=time.time())
+            parts = [dumps(header), *(getattr(f, "bytes", f) for f in rec.request[3:6])]
+            frames = [DELIM, self.session.sign(parts), *parts, *rec.request[6:]]
+            mapping[rec.msg_id] = header["msg_id"]
+            self.route_request(client, header, frames, 0)
+        return {"resubmitted": mapping}, []
 
     def shutdown_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
         c = msg["content"]

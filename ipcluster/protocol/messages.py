@@ -138,6 +138,17 @@ class AbortReply(TypedDict):
     status: str
 
 
+class ResubmitRequest(TypedDict):
+    """Run finished tasks again as new tasks; their replies go to the asking client."""
+
+    msg_ids: list[str]
+
+
+class ResubmitReply(TypedDict):
+    status: str
+    resubmitted: dict[str, str]  # old msg_id -> new msg_id
+
+
 class ShutdownRequest(TypedDict):
     """Client -> controller: stop ``targets`` (None: all engines); ``hub`` also stops the controller.
     Controller -> engine: exit."""
@@ -244,6 +255,8 @@ MSG_TYPES: dict[str, type] = {
     "history_reply": HistoryReply,
     "abort_request": AbortRequest,
     "abort_reply": AbortReply,
+    "resubmit_request": ResubmitRequest,
+    "resubmit_reply": ResubmitReply,
     "shutdown_request": ShutdownRequest,
     "shutdown_reply": ShutdownReply,
     "auth_error": AuthError,

@@ -6,9 +6,8 @@ import pytest
 
 from ipcluster.controller.db import MemoryStore, TaskRecord
 from ipcluster.controller.heartbeat import HeartMonitor
-from ipcluster.controller.hub import Hub
-from ipcluster.controller.schedulers import LeastLoad
-from ipcluster.error import NoEnginesError
+from ipcluster.controller.hub import Assign, Fail, Hub
+from ipcluster.controller.schedulers import SCHEMES, LeastLoad
 
 
 def make_hub(**kw: int) -> Hub:
@@ -29,59 +28,182 @@ def test_engines_get_consecutive_ids_and_duplicates_are_refused() -> None:
     assert hub.register_engine(b"d").id == 3  # ids are never reused
 
 
+def rec(hub: Hub, n: int, msg_type: str = "apply_request") -> TaskRecord:
+    return hub.new_record(header(n, msg_type), b"c", [b"frames"])
+
+
+def placed(actions: list) -> list[tuple[str, int]]:
+    return [(a.record.msg_id, a.engine.id) for a in actions if isinstance(a, Assign)]
+
+
+def failed(actions: list) -> list[tuple[str, str]]:
+    return [(a.record.msg_id, type(a.error).__name__) for a in actions if isinstance(a, Fail)]
+
+
+def reply(hub: Hub, uuid: bytes, n: int, status: str = "ok", ename: str | None = None) -> list:
+    content = {"status": status, **({"ename": ename} if ename else {})}
+    r, forward, actions = hub.finish(uuid, f"m{n}", [b"{}"] * 4, [], content)
+    return actions
+
+
 def test_direct_task_to_unknown_engine_is_an_error() -> None:
     hub = make_hub()
     hub.register_engine(b"a")
-    with pytest.raises(NoEnginesError, match="engine 7 is not registered"):
-        hub.assign_direct(hub.new_record(header(1), b"c"), 7)
+    actions = hub.submit_direct(rec(hub, 1), 7)
+    assert failed(actions) == [("m1", "NoEnginesError")]
+    assert "engine 7 is not registered" in str(actions[0].error)
 
 
 def test_least_load_spreads_tasks_and_queues_without_engines() -> None:
     hub = make_hub()
-    q = hub.assign_balanced(hub.new_record(header(0), b"c"), None, ["frames"])
-    assert q is None and len(hub.unassigned) == 1
+    assert hub.submit_balanced(rec(hub, 0), {}) == [] and len(hub.unassigned) == 1
     hub.register_engine(b"a")
     hub.register_engine(b"b")
-    given = hub.drain_unassigned()
-    assert [(q.record.msg_id, info.id) for q, info in given] == [("m0", 0)]
-    picks = [hub.assign_balanced(hub.new_record(header(n), b"c"), None, []).id for n in range(1, 4)]
+    assert placed(hub.drain_unassigned()) == [("m0", 0)]
+    picks = [placed(hub.submit_balanced(rec(hub, n), {}))[0][1] for n in range(1, 4)]
     assert picks == [1, 0, 1]
     assert hub.scheduler.loads == {0: 2, 1: 2}
-    hub.finish(b"a", "m0", [b"{}"] * 4, [])
+    reply(hub, b"a", 0)
     assert hub.scheduler.loads == {0: 1, 1: 2}
     assert hub.queue_status() == {"0": {"queue": 0, "tasks": 1, "completed": 1},
                                   "1": {"queue": 0, "tasks": 2, "completed": 0}, "unassigned": 0}
+
+
+def test_high_water_mark_holds_tasks_back_for_late_engines() -> None:
+    hub = Hub(MemoryStore(), LeastLoad(hwm=2))
+    hub.register_engine(b"a")
+    got = [placed(hub.submit_balanced(rec(hub, n), {})) for n in range(5)]
+    assert [g[0][1] if g else None for g in got] == [0, 0, None, None, None]
+    hub.register_engine(b"b")  # joins mid-run and gets the queued work
+    assert placed(hub.drain_unassigned()) == [("m2", 1), ("m3", 1)]
+    assert placed(reply(hub, b"a", 0)) == [("m4", 0)]
 
 
 def test_balanced_task_respects_allowed_targets() -> None:
     hub = make_hub()
     for u in (b"a", b"b"):
         hub.register_engine(u)
-    assert hub.assign_balanced(hub.new_record(header(1), b"c"), frozenset({1}), []).id == 1
-    assert hub.assign_balanced(hub.new_record(header(2), b"c"), frozenset({1}), []).id == 1
-    with pytest.raises(NoEnginesError):
-        hub.assign_balanced(hub.new_record(header(3), b"c"), frozenset({5}), [])
+    assert placed(hub.submit_balanced(rec(hub, 1), {"targets": [1]})) == [("m1", 1)]
+    assert placed(hub.submit_balanced(rec(hub, 2), {"targets": [1]})) == [("m2", 1)]
+    assert failed(hub.submit_balanced(rec(hub, 3), {"targets": [5]})) == [("m3", "NoEnginesError")]
 
 
-def test_unregistering_returns_unfinished_tasks() -> None:
+def test_engine_loss_retries_or_fails_its_tasks() -> None:
     hub = make_hub()
     hub.register_engine(b"a")
-    hub.assign_direct(hub.new_record(header(1), b"c"), 0)
-    hub.assign_balanced(hub.new_record(header(2), b"c"), None, [])
-    hub.assign_direct(hub.new_record(header(3), b"c"), 0)
-    hub.finish(b"a", "m3", [b"{}"] * 4, [])
-    info, lost = hub.unregister_engine(b"a")
-    assert info.id == 0 and sorted(r.msg_id for r in lost) == ["m1", "m2"]
+    hub.submit_direct(rec(hub, 1), 0)
+    hub.submit_balanced(rec(hub, 2), {})
+    hub.submit_balanced(rec(hub, 3), {"retries": 1})
+    hub.submit_direct(rec(hub, 4), 0)
+    reply(hub, b"a", 4)
+    hub.register_engine(b"b")
+    info, actions = hub.unregister_engine(b"a")
+    assert info.id == 0
+    assert sorted(failed(actions)) == [("m1", "EngineError"), ("m2", "EngineError")]
+    assert placed(actions) == [("m3", 1)]
+    assert hub.store.get("m3").retries == 0
     assert hub.unregister_engine(b"a") is None
 
 
-def test_abort_unassigned() -> None:
+def test_failed_task_with_retries_runs_again_elsewhere() -> None:
     hub = make_hub()
-    for n in range(3):
-        hub.assign_balanced(hub.new_record(header(n), b"c"), None, [])
-    assert [r.msg_id for r in hub.abort_unassigned(["m1"])] == ["m1"]
-    assert [q.record.msg_id for q in hub.unassigned] == ["m0", "m2"]
-    assert len(hub.abort_unassigned(None)) == 2 and not hub.unassigned
+    hub.register_engine(b"a")
+    hub.register_engine(b"b")
+    assert placed(hub.submit_balanced(rec(hub, 1), {"retries": 1})) == [("m1", 0)]
+    r, forward, actions = hub.finish(b"a", "m1", [b"{}"] * 4, [], {"status": "error", "ename": "ValueError"})
+    assert not forward and placed(actions) == [("m1", 1)]
+    r, forward, actions = hub.finish(b"b", "m1", [b"{}"] * 4, [], {"status": "error", "ename": "ValueError"})
+    assert forward and actions == [] and r.completed and not r.succeeded
+
+
+def test_unmet_functional_dependency_tries_every_engine_then_gives_up() -> None:
+    hub = make_hub()
+    for u in (b"a", b"b"):
+        hub.register_engine(u)
+    hub.submit_balanced(rec(hub, 1), {})
+    r, forward, actions = hub.finish(b"a", "m1", [b"{}"] * 4, [], {"status": "error", "ename": "UnmetDependency"})
+    assert not forward and placed(actions) == [("m1", 1)]
+    r, forward, actions = hub.finish(b"b", "m1", [b"{}"] * 4, [], {"status": "error", "ename": "UnmetDependency"})
+    assert not forward and failed(actions) == [("m1", "ImpossibleDependency")]
+
+
+def test_after_dependencies_hold_tasks_until_met() -> None:
+    hub = make_hub()
+    hub.register_engine(b"a")
+    hub.submit_balanced(rec(hub, 1), {})
+    hub.submit_balanced(rec(hub, 2), {})
+    assert hub.submit_balanced(rec(hub, 3), {"after": ["m1", "m2"]}) == []
+    assert hub.submit_balanced(rec(hub, 4), {"after": {"msg_ids": ["m1", "m2"], "all": False}}) == []
+    assert hub.queue_status()["unassigned"] == 2
+    assert placed(reply(hub, b"a", 1)) == [("m4", 0)]  # any: one done is enough
+    assert placed(reply(hub, b"a", 2)) == [("m3", 0)]
+    # a failed dependency makes a success-only dependent impossible; failure=True accepts it
+    hub.submit_balanced(rec(hub, 5), {})
+    hub.submit_balanced(rec(hub, 6), {"after": ["m5"]})
+    hub.submit_balanced(rec(hub, 7), {"after": {"msg_ids": ["m5"], "success": False, "failure": True}})
+    actions = reply(hub, b"a", 5, "error", "ZeroDivisionError")
+    assert failed(actions) == [("m6", "ImpossibleDependency")] and placed(actions) == [("m7", 0)]
+    assert failed(hub.submit_balanced(rec(hub, 8), {"after": ["nope"]})) == [("m8", "ImpossibleDependency")]
+    assert failed(hub.submit_balanced(rec(hub, 9), {"after": [1, 2]})) == [("m9", "InvalidDependency")]
+
+
+def test_follow_runs_where_the_dependency_ran() -> None:
+    hub = make_hub()
+    for u in (b"a", b"b"):
+        hub.register_engine(u)
+    hub.submit_balanced(rec(hub, 1), {"targets": [1]})
+    reply(hub, b"b", 1)
+    for n in (2, 3, 4):
+        assert placed(hub.submit_balanced(rec(hub, n), {"follow": ["m1"]})) == [(f"m{n}", 1)]
+    hub.unregister_engine(b"b")
+    assert failed(hub.submit_balanced(rec(hub, 5), {"follow": ["m1"]})) == [("m5", "ImpossibleDependency")]
+
+
+def test_timeout_and_abort_of_waiting_tasks() -> None:
+    hub = make_hub()
+    hub.submit_balanced(rec(hub, 1), {"timeout": 1.5})
+    assert hub.store.get("m1").timeout == 1.5
+    expired = hub.expire("m1")
+    assert failed(expired) == [("m1", "TaskTimeout")]
+    hub.fail(expired[0].record, [b"{}"] * 4, "error", "TaskTimeout")
+    assert hub.expire("m1") == []
+    hub.submit_balanced(rec(hub, 2), {})
+    hub.submit_balanced(rec(hub, 3), {"after": ["m2"]})
+    assert sorted(failed(hub.abort(None))) == [("m2", "TaskAborted"), ("m3", "TaskAborted")]
+    for a in hub.abort(None):
+        hub.fail(a.record, [b"{}"] * 4, "aborted", "TaskAborted")
+    assert not hub.unassigned and not hub.waiting and not hub.dependents
+
+
+def test_broadcast_waits_for_every_engine() -> None:
+    hub = make_hub()
+    for u in (b"a", b"b"):
+        hub.register_engine(u)
+    assert placed(hub.submit_direct(rec(hub, 1), [0, 1])) == [("m1", 0), ("m1", 1)]
+    r, forward, _ = hub.finish(b"a", "m1", [b"{}"] * 4, [], {"status": "ok"})
+    assert forward and not r.completed
+    r, forward, _ = hub.finish(b"b", "m1", [b"{}"] * 4, [], {"status": "ok"})
+    assert forward and r.completed
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_every_scheme_uses_all_engines_and_respects_limits(scheme: str) -> None:
+    sched = SCHEMES[scheme](hwm=3, seed=1)
+    for eid in range(4):
+        sched.add_engine(eid)
+    counts = {eid: 0 for eid in range(4)}
+    for _ in range(12):
+        eid = sched.pick()
+        assert eid is not None
+        sched.assigned(eid)
+        counts[eid] += 1
+    assert sched.pick() is None  # every engine at the high-water mark
+    assert all(c == 3 for c in counts.values())
+    sched.finished(2)
+    assert sched.pick() == 2
+    assert sched.pick(allowed={0, 1}) is None
+    sched.finished(0)
+    assert sched.pick(allowed={0, 1}) == 0 and sched.pick(exclude={0, 2}) is None
 
 
 def test_store_bounds_result_bytes_and_keeps_metadata() -> None:

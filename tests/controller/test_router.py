@@ -189,3 +189,49 @@ async def test_engine_output_reaches_subscribers(controller: Controller) -> None
         except asyncio.TimeoutError:
             pass
     assert got[0] == b"engine.0.stream" and b"hi" in got[-1]
+
+
+async def test_resubmit_runs_a_finished_task_again(controller: Controller) -> None:
+    client = controller.peer("client")
+    engine, _ = await controller.engine(b"e-0")
+    h = await client.send("apply_request", buffers=apply_buffers(sum, [4, 5]))
+    await engine_answer(engine)
+    await client.recv()
+    await client.send("resubmit_request", {"msg_ids": [h["msg_id"]]})
+    req = await engine_answer(engine)
+    assert req["header"]["msg_id"] != h["msg_id"] and req["header"]["msg_type"] == "apply_request"
+    replies = {}
+    for _ in range(2):
+        _, r = await client.recv()
+        replies[r["msg_type"]] = r
+    new_id = replies["resubmit_reply"]["content"]["resubmitted"][h["msg_id"]]
+    assert replies["apply_reply"]["parent_header"]["msg_id"] == new_id == req["header"]["msg_id"]
+    assert deserialize_result(replies["apply_reply"]["buffers"]) == 9
+
+
+async def test_timeout_answers_the_client_and_drops_the_late_reply(controller: Controller) -> None:
+    client = controller.peer("client")
+    engine, _ = await controller.engine(b"e-0")
+    h = await client.send("apply_request", buffers=apply_buffers(), metadata={"timeout": 0.05})
+    idents, req = await engine.recv()  # the engine holds on to it
+    _, reply = await client.recv()
+    assert reply["content"]["ename"] == "TaskTimeout" and reply["parent_header"]["msg_id"] == h["msg_id"]
+    _, abort = await engine.recv()  # the engine is told to drop it if it has not started
+    assert abort["msg_type"] == "abort_request" and abort["content"]["msg_ids"] == [h["msg_id"]]
+    await engine.send("apply_reply", {"status": "ok"}, idents=idents, parent=req["header"],
+                      buffers=serialize_result(1))
+    h2 = await client.send("apply_request", buffers=apply_buffers(), target=0)
+    await engine_answer(engine)
+    _, reply = await client.recv()  # the late reply was not forwarded: this is the next one
+    assert reply["parent_header"]["msg_id"] == h2["msg_id"]
+
+
+async def test_broadcast_reaches_every_engine_once(controller: Controller) -> None:
+    client = controller.peer("client")
+    engines = [(await controller.engine(f"e-{i}".encode()))[0] for i in range(3)]
+    h = await client.send("apply_request", buffers=apply_buffers(len, b"xyz"), target=[0, 1, 2])
+    for e in engines:
+        assert (await engine_answer(e))["header"]["msg_id"] == h["msg_id"]
+    replies = [(await client.recv())[1] for _ in engines]
+    assert {r["parent_header"]["msg_id"] for r in replies} == {h["msg_id"]}
+    assert [deserialize_result(r["buffers"]) for r in replies] == [3, 3, 3]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class TaskRecord:
-    """What the controller knows about one task. Reply frames are kept raw and parsed on demand,
-    so recording a completion costs no JSON work on the hot path."""
+    """What the controller knows about one task. Reply frames are kept raw; only the reply's
+    ``status`` is read, so recording a completion costs one tiny JSON parse."""
 
     msg_id: str
     msg_type: str
@@ -27,15 +27,29 @@ class TaskRecord:
     submitted: float = 0.0
     received: float | None = None
     reply: list[bytes] | None = None  # [header, parent, metadata, content] JSON frames
+    status: str | None = None  # the reply's status: ok, error, aborted
+    ename: str | None = None
     buffers: list[Any] | None = None  # result buffers, when kept
+    request: list[Any] | None = None  # frames from the delimiter on, kept for retries and resubmit
     nbytes: int = 0
     result_dropped: bool = False
-    aborted: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    # load balancing
+    balanced: bool = False
+    retries: int = 0
+    tried: set[int] | None = None  # engines where the task failed or found its dependencies unmet
+    allowed: frozenset[int] | None = None
+    after: Any = None  # dependencies.Dependency
+    follow: Any = None
+    timeout: float | None = None
+    broadcast: set[int] | None = None  # engines a broadcast still waits for
 
     @property
     def completed(self) -> bool:
         return self.reply is not None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "ok"
 
 
 class TaskStore(abc.ABC):
@@ -49,7 +63,7 @@ class TaskStore(abc.ABC):
 
     @abc.abstractmethod
     def complete(self, record: TaskRecord, reply: list[bytes], buffers: list[Any], received: float) -> None:
-        """Record a task's reply (the store decides whether to keep the buffers)."""
+        """Record a task's reply (the store decides whether to keep its result and request buffers)."""
 
     @abc.abstractmethod
     def drop(self, msg_ids: Iterable[str]) -> list[str]:

@@ -36,23 +36,33 @@ class MemoryStore(TaskStore):
     def complete(self, record: TaskRecord, reply: list[bytes], buffers: list[Any], received: float) -> None:
         record.reply = reply
         record.received = received
-        if not buffers:
-            return
-        size = nbytes(buffers)
+        size = nbytes(buffers) if buffers else 0
         record.nbytes = size
-        if size > self.max_result_size or size > self.max_result_bytes:
-            record.result_dropped = True
+        if buffers:
+            if size > self.max_result_size:
+                record.result_dropped = True
+            else:
+                record.buffers = buffers
+        if record.request is not None:
+            req_size = nbytes(record.request)
+            if req_size > self.max_result_size:
+                record.request = None
+            else:
+                size += req_size
+        if record.buffers is None and record.request is None:
             return
-        record.buffers = buffers
+        self._forget_buffers(record.msg_id)  # a resubmitted or retried task completes again
         self._kept[record.msg_id] = size
         self._kept_bytes += size
-        while self._kept_bytes > self.max_result_bytes:
+        while self._kept_bytes > self.max_result_bytes and self._kept:
             old_id, old_size = self._kept.popitem(last=False)
             self._kept_bytes -= old_size
             old = self._records.get(old_id)
             if old is not None:
-                old.buffers = None
-                old.result_dropped = True
+                old.request = None
+                if old.buffers is not None:
+                    old.buffers = None
+                    old.result_dropped = True
 
     def _forget_buffers(self, msg_id: str) -> None:
         size = self._kept.pop(msg_id, None)

@@ -1,7 +1,12 @@
-"""Load-balancing schemes: plain classes that pick an engine for a task (no sockets)."""
+"""Load-balancing schemes: plain classes that pick an engine for a task (no sockets).
 
-from .leastload import LeastLoad, Scheduler
+Select one with ``ControllerApp.task_scheme`` (``ipcontroller --scheme=lru``).
+"""
 
-SCHEMES: dict[str, type[Scheduler]] = {"leastload": LeastLoad}
+from .base import Scheduler
+from .leastload import LeastLoad
+from .others import LRU, PlainRandom, TwoBin, Weighted
 
-__all__ = ["SCHEMES", "LeastLoad", "Scheduler"]
+SCHEMES: dict[str, type[Scheduler]] = {s.name: s for s in (LeastLoad, LRU, TwoBin, Weighted, PlainRandom)}
+
+__all__ = ["LRU", "SCHEMES", "LeastLoad", "PlainRandom", "Scheduler", "TwoBin", "Weighted"]

@@ -1,49 +1,24 @@
-"""The default scheme: give each task to the engine with the fewest outstanding tasks.
-
-Loads are kept in a dict; picking scans only the engines (a handful to hundreds), never tasks.
-"""
+"""``leastload`` (default): the engine with the fewest outstanding tasks; ties go to the engine
+that has waited longest, so equal engines share work evenly."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
-
-class Scheduler:
-    """Interface of a scheme: told about engines and task completions, asked to pick an engine."""
-
-    name = "base"
-
-    def __init__(self, hwm: int = 0) -> None:
-        #: most tasks outstanding per engine (0: unlimited)
-        self.hwm = hwm
-        self.loads: dict[int, int] = {}
-
-    def add_engine(self, eid: int) -> None:
-        self.loads[eid] = 0
-
-    def remove_engine(self, eid: int) -> None:
-        self.loads.pop(eid, None)
-
-    def assigned(self, eid: int) -> None:
-        self.loads[eid] += 1
-
-    def finished(self, eid: int) -> None:
-        if eid in self.loads:
-            self.loads[eid] -= 1
-
-    def pick(self, allowed: Collection[int] | None = None) -> int | None:
-        raise NotImplementedError
+from .base import Scheduler
 
 
 class LeastLoad(Scheduler):
     name = "leastload"
 
-    def pick(self, allowed: Collection[int] | None = None) -> int | None:
+    def pick(self, allowed: Collection[int] | None = None, exclude: Collection[int] = ()) -> int | None:
         best, best_load = None, None
         hwm = self.hwm
-        for eid, load in self.loads.items():
-            if allowed is not None and eid not in allowed:
+        loads = self.loads
+        for eid in loads:  # dict order = least recently assigned first (see assigned)
+            if allowed is not None and eid not in allowed or eid in exclude:
                 continue
+            load = loads[eid]
             if hwm and load >= hwm:
                 continue
             if best_load is None or load < best_load:
@@ -51,3 +26,7 @@ class LeastLoad(Scheduler):
                 if load == 0:
                     break
         return best
+
+    def assigned(self, eid: int) -> None:
+        # move to the end: among equally loaded engines, the one assigned longest ago comes first
+        self.loads[eid] = self.loads.pop(eid) + 1
