@@ -229,7 +229,7 @@ class Hub:
     def drain_unassigned(self) -> list[Action]:
         """Give queued tasks to engines that can take them, oldest first."""
         actions: list[Action] = []
-        if not self.unassigned or not self.scheduler.has_room():
+        if not self.unassigned:
             return actions
         skipped: list[TaskRecord] = []
         scanned = 0
@@ -245,13 +245,11 @@ class Hub:
                 continue
             self.unassigned.popleft()
             actions.append(self._give(rec, eid))
-            if not self.scheduler.has_room():
-                break
         self.unassigned.extendleft(reversed(skipped))
         return actions
 
     # -- completing --------------------------------------------------------------------------
-    def finish(self, engine_uuid: bytes, msg_id: str, reply: list[bytes], buffers: list[Any],
+    def finish(self, engine_uuid: bytes, msg_id: str, reply: list[Any],
                content: dict[str, Any]) -> tuple[TaskRecord | None, bool, list[Action]]:
         """A reply came back from an engine. Returns the record, whether to forward the reply to
         the client (not when the task is retried elsewhere or already answered), and what to do next.
@@ -287,17 +285,17 @@ class Hub:
                 return rec, True, actions
         rec.status = status if rec.status in (None, "ok") else rec.status
         rec.ename = content.get("ename")
-        self.store.complete(rec, reply, buffers, time.time())
+        self.store.complete(rec, reply, time.time())
         actions.extend(self._release(msg_id))
         actions.extend(self.drain_unassigned())
         return rec, True, actions
 
-    def fail(self, rec: TaskRecord, reply: list[bytes], status: str, ename: str) -> list[Action]:
+    def fail(self, rec: TaskRecord, reply: list[Any], status: str, ename: str) -> list[Action]:
         """Close a task the controller answered itself (engine died, aborted, timed out)."""
         self._forget(rec)
         rec.status = status
         rec.ename = ename
-        self.store.complete(rec, reply, [], time.time())
+        self.store.complete(rec, reply, time.time())
         return self._release(rec.msg_id)
 
     def _forget(self, rec: TaskRecord) -> None:

@@ -20,7 +20,8 @@ import zmq
 
 from ..error import EngineError, ProtocolError, error_content
 from ..protocol import messages
-from ..protocol.session import DELIM, Session, dumps, loads
+from ..protocol.session import DELIM, Packet, Session, dumps
+from ..protocol.wire import NOBLOCK, readable, recv_frames, send_frames
 from .heartbeat import HeartMonitor
 from .hub import Action, Assign, Fail, Hub
 from .db import TaskRecord
@@ -73,6 +74,9 @@ class Router:
             "resubmit_request": self.resubmit_request,
             "shutdown_request": self.shutdown_request,
         }
+        # unsigned on purpose: a peer with the wrong key cannot verify ours, but it must learn why
+        self.auth_error = Session(b"").serialize("auth_error", {
+            "evalue": "message signature did not verify: the client's key does not match the cluster's"})[1]
         self.stopped = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hb_handle: asyncio.TimerHandle | None = None
@@ -104,32 +108,31 @@ class Router:
         while busy:
             busy = False
             for sock, handler in self._receivers:
-                for _ in range(BATCH):
-                    try:
-                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    busy = True
+                n = 0
+                while n < BATCH and readable(sock):
+                    n += 1
+                    frames = recv_frames(sock, NOBLOCK)
                     try:
                         handler(frames)
                     except Exception:
                         self.log.exception("error handling a message (%d frames)", len(frames))
+                busy = busy or n > 0
 
     # -- sending helpers -------------------------------------------------------------------
     def _send(self, sock: zmq.Socket, frames: list[Any]) -> bool:
         try:
-            sock.send_multipart(frames, copy=False)
+            send_frames(sock, frames)
             return True
         except zmq.ZMQError as e:  # EHOSTUNREACH on ROUTER_MANDATORY: the peer is gone
             self.log.warning("could not send to %r: %s", frames[0], e)
             return False
 
     def reply(self, sock: zmq.Socket, ident: bytes, msg_type: str, content: dict[str, Any],
-              parent: dict[str, Any], buffers: list[Any] = (), metadata: dict[str, Any] | None = None) -> list[bytes]:
-        """Send a signed message; return its four JSON frames (for the record store)."""
+              parent: dict[str, Any], buffers: list[Any] = (), metadata: dict[str, Any] | None = None) -> list[Any]:
+        """Send a signed message; return its frames after the delimiter (for the record store)."""
         _, frames = self.session.serialize(msg_type, content, parent, metadata, buffers, idents=[ident])
         self._send(sock, frames)
-        return frames[3:7]
+        return frames[2:]
 
     def publish(self, msg_type: str, content: dict[str, Any]) -> None:
         _, frames = self.session.serialize(msg_type, content, idents=[f"controller.{msg_type}".encode()])
@@ -169,19 +172,16 @@ class Router:
     # -- client channel --------------------------------------------------------------------
     def on_client(self, frames: list[Any]) -> None:
         try:
-            idents, i, header = self.session.peek_header(frames)
+            idents, i, packet = self.session.peek(frames)
         except ProtocolError as e:
             if self._note_bad(frames, e, "a client") and "signature" in str(e):
-                # unsigned on purpose: the peer cannot verify our key, but it must learn why
-                parts = [dumps({"msg_id": "", "msg_type": "auth_error"}), b"{}", b"{}",
-                         dumps({"evalue": "message signature did not verify: the client's key does "
-                                          "not match the cluster's"})]
-                self._send(self.client, [frames[0].bytes, DELIM, b"", *parts])
+                self._send(self.client, [frames[0].bytes, *self.auth_error])
             return
         client = idents[0]
+        header = packet.header
         msg_type = header["msg_type"]
         if msg_type in messages.ENGINE_REQUESTS:
-            self.route_request(client, header, frames, i)
+            self.route_request(client, packet, frames, i)
             return
         handler = self.queries.get(msg_type)
         try:
@@ -196,14 +196,15 @@ class Router:
         reply_type = messages.reply_type(msg_type) if msg_type.endswith("_request") else "error_reply"
         self.reply(self.client, client, reply_type, content, header, buffers)
 
-    def route_request(self, client: bytes, header: dict[str, Any], frames: list[Any], i: int) -> None:
+    def route_request(self, client: bytes, packet: Packet, frames: list[Any], i: int) -> None:
         hub = self.hub
+        header = packet.header
         rec = hub.new_record(header, client, frames[i:])
         target = header.get("target")
         if target is not None:
             actions = hub.submit_direct(rec, target)
         elif header["msg_type"] in messages.TASK_REQUESTS:
-            actions = hub.submit_balanced(rec, loads(frames[i + 4]))
+            actions = hub.submit_balanced(rec, packet.metadata)
             if rec.timeout and not rec.completed:
                 assert self._loop is not None
                 self._loop.call_later(rec.timeout, self.expire, rec.msg_id)
@@ -224,17 +225,16 @@ class Router:
     # -- engine channel --------------------------------------------------------------------
     def on_engine(self, frames: list[Any]) -> None:
         try:
-            idents, i, header = self.session.peek_header(frames)
+            idents, i, packet = self.session.peek(frames)
         except ProtocolError as e:
             self._note_bad(frames, e, "an engine")
             return
         euuid = idents[0]
         if len(idents) >= 2:
             client = idents[1]
-            if header["msg_type"].endswith("_reply"):
-                reply = [f.bytes for f in frames[i + 2 : i + 6]]
-                parent, content = loads(reply[1]), loads(reply[3])
-                _, forward, actions = self.hub.finish(euuid, parent.get("msg_id", ""), reply, frames[i + 6 :], content)
+            if packet.header["msg_type"].endswith("_reply"):
+                msg_id = packet.parent.get("msg_id", "")
+                _, forward, actions = self.hub.finish(euuid, msg_id, frames[i + 1 :], packet.content)
                 if forward:
                     self._send(self.client, [client, *frames[i:]])
                 if actions:
@@ -325,13 +325,17 @@ class Router:
             completed.append(msg_id)
             if status_only:
                 continue
-            assert rec.reply is not None
-            h, _, md, content = (loads(p) for p in rec.reply)
-            bufs = rec.buffers or []
-            results[msg_id] = {"header": h, "content": content, "metadata": md,
-                               "nbuffers": len(bufs), "result_dropped": rec.result_dropped,
-                               "submitted": rec.submitted, "received": rec.received}
-            buffers.extend(bufs)
+            entry: dict[str, Any] = {"result_dropped": rec.result_dropped, "engine_id": rec.engine_id,
+                                     "submitted": rec.submitted, "received": rec.received}
+            if rec.reply is None:
+                entry.update(header=None, content={"status": rec.status, "ename": rec.ename},
+                             metadata={"engine_id": rec.engine_id}, nbuffers=0)
+            else:
+                _, reply = self.session.unpack([DELIM, *rec.reply], verify=False)
+                entry.update(header=reply["header"], content=reply["content"], metadata=reply["metadata"],
+                             nbuffers=len(reply["buffers"]))
+                buffers.extend(reply["buffers"])
+            results[msg_id] = entry
         return {"pending": pending, "completed": completed, "results": results}, buffers
 
     def purge_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
@@ -382,11 +386,13 @@ class Router:
         mapping = {}
         for rec in recs:
             assert rec.request is not None
+            _, _, old = self.session.peek(rec.request, verify=False)
             header = dict(rec.header, msg_id=self.session.new_msg_id(), date=time.time())
-            parts = [dumps(header), *(getattr(f, "bytes", f) for f in rec.request[3:6])]
-            frames = [DELIM, self.session.sign(parts), *parts, *rec.request[6:]]
+            _, req = self.session.unpack(rec.request, verify=False)  # the buffers, in order
+            frames = self.session.pack(dumps(header), old.part(1), old.part(2), old.part(3), req["buffers"])
             mapping[rec.msg_id] = header["msg_id"]
-            self.route_request(client, header, frames, 0)
+            _, i, packet = self.session.peek(frames)
+            self.route_request(client, packet, frames, i)
         return {"resubmitted": mapping}, []
 
     def shutdown_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:

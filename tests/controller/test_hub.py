@@ -42,7 +42,7 @@ def failed(actions: list) -> list[tuple[str, str]]:
 
 def reply(hub: Hub, uuid: bytes, n: int, status: str = "ok", ename: str | None = None) -> list:
     content = {"status": status, **({"ename": ename} if ename else {})}
-    r, forward, actions = hub.finish(uuid, f"m{n}", [b"{}"] * 4, [], content)
+    r, forward, actions = hub.finish(uuid, f"m{n}", [b"{}"] * 4, content)
     return actions
 
 
@@ -110,9 +110,9 @@ def test_failed_task_with_retries_runs_again_elsewhere() -> None:
     hub.register_engine(b"a")
     hub.register_engine(b"b")
     assert placed(hub.submit_balanced(rec(hub, 1), {"retries": 1})) == [("m1", 0)]
-    r, forward, actions = hub.finish(b"a", "m1", [b"{}"] * 4, [], {"status": "error", "ename": "ValueError"})
+    r, forward, actions = hub.finish(b"a", "m1", [b"{}"] * 4, {"status": "error", "ename": "ValueError"})
     assert not forward and placed(actions) == [("m1", 1)]
-    r, forward, actions = hub.finish(b"b", "m1", [b"{}"] * 4, [], {"status": "error", "ename": "ValueError"})
+    r, forward, actions = hub.finish(b"b", "m1", [b"{}"] * 4, {"status": "error", "ename": "ValueError"})
     assert forward and actions == [] and r.completed and not r.succeeded
 
 
@@ -121,9 +121,9 @@ def test_unmet_functional_dependency_tries_every_engine_then_gives_up() -> None:
     for u in (b"a", b"b"):
         hub.register_engine(u)
     hub.submit_balanced(rec(hub, 1), {})
-    r, forward, actions = hub.finish(b"a", "m1", [b"{}"] * 4, [], {"status": "error", "ename": "UnmetDependency"})
+    r, forward, actions = hub.finish(b"a", "m1", [b"{}"] * 4, {"status": "error", "ename": "UnmetDependency"})
     assert not forward and placed(actions) == [("m1", 1)]
-    r, forward, actions = hub.finish(b"b", "m1", [b"{}"] * 4, [], {"status": "error", "ename": "UnmetDependency"})
+    r, forward, actions = hub.finish(b"b", "m1", [b"{}"] * 4, {"status": "error", "ename": "UnmetDependency"})
     assert not forward and failed(actions) == [("m1", "ImpossibleDependency")]
 
 
@@ -180,9 +180,9 @@ def test_broadcast_waits_for_every_engine() -> None:
     for u in (b"a", b"b"):
         hub.register_engine(u)
     assert placed(hub.submit_direct(rec(hub, 1), [0, 1])) == [("m1", 0), ("m1", 1)]
-    r, forward, _ = hub.finish(b"a", "m1", [b"{}"] * 4, [], {"status": "ok"})
+    r, forward, _ = hub.finish(b"a", "m1", [b"{}"] * 4, {"status": "ok"})
     assert forward and not r.completed
-    r, forward, _ = hub.finish(b"b", "m1", [b"{}"] * 4, [], {"status": "ok"})
+    r, forward, _ = hub.finish(b"b", "m1", [b"{}"] * 4, {"status": "ok"})
     assert forward and r.completed
 
 
@@ -211,13 +211,13 @@ def test_store_bounds_result_bytes_and_keeps_metadata() -> None:
     recs = [TaskRecord(f"m{i}", "apply_request", b"c", {}) for i in range(4)]
     for r in recs:
         store.add(r)
-    store.complete(recs[0], [b"{}"] * 4, [b"x" * 50], 1.0)
-    store.complete(recs[1], [b"{}"] * 4, [b"x" * 40], 1.0)
+    store.complete(recs[0], [b"x" * 50], 1.0)
+    store.complete(recs[1], [b"x" * 40], 1.0)
     assert store.kept_bytes == 90
-    store.complete(recs[2], [b"{}"] * 4, [b"x" * 30], 1.0)  # evicts the oldest
-    assert recs[0].buffers is None and recs[0].result_dropped and recs[0].completed
+    store.complete(recs[2], [b"x" * 30], 1.0)  # evicts the oldest
+    assert recs[0].reply is None and recs[0].result_dropped and recs[0].completed
     assert store.kept_bytes == 70
-    store.complete(recs[3], [b"{}"] * 4, [b"x" * 61], 1.0)  # too big to keep at all
+    store.complete(recs[3], [b"x" * 61], 1.0)  # too big to keep at all
     assert recs[3].result_dropped and store.kept_bytes == 70
 
 
@@ -226,7 +226,7 @@ def test_store_bounds_records_but_never_drops_pending() -> None:
     recs = [TaskRecord(f"m{i}", "apply_request", b"c", {}) for i in range(3)]
     for r in recs:
         store.add(r)
-    store.complete(recs[1], [b"{}"] * 4, [], 1.0)
+    store.complete(recs[1], [b"{}"], 1.0)
     store.add(TaskRecord("m3", "apply_request", b"c", {}))
     assert store.history() == ["m0", "m2", "m3"]
     assert store.drop(["m0"]) == []  # pending: kept

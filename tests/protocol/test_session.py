@@ -36,11 +36,12 @@ def test_msg_ids_are_unique_and_cheap() -> None:
     assert len(ids) == 1000 and all(i.startswith(s.session_id) for i in ids)
 
 
-@pytest.mark.parametrize("tamper", [3, 4, 5, 6])
-def test_tampered_or_foreign_messages_are_rejected(tamper: int) -> None:
+@pytest.mark.parametrize("tamper", [b'"a"', b'"msg_type"', b"small-buffer"])
+def test_tampered_or_foreign_messages_are_rejected(tamper: bytes) -> None:
     s = Session(b"k")
-    _, frames = s.serialize("x", {"a": 1}, idents=[b"i"])
-    frames[tamper] = frames[tamper].replace(b"}", b' }')
+    _, frames = s.serialize("x", {"a": 1}, buffers=[b"small-buffer"], idents=[b"i"])
+    assert tamper in frames[2]
+    frames[2] = frames[2].replace(tamper, tamper.upper())
     with pytest.raises(ProtocolError, match="signature"):
         s.unpack(frames)
     _, frames = Session(b"other").serialize("x", {})
@@ -52,10 +53,28 @@ def test_malformed_messages_raise_protocol_error() -> None:
     s = Session(b"k")
     with pytest.raises(ProtocolError, match="delimiter"):
         s.unpack([b"a", b"b"])
-    with pytest.raises(ProtocolError, match="need 6"):
+    with pytest.raises(ProtocolError, match="no packet"):
+        s.unpack([b"id", DELIM])
+    with pytest.raises(ProtocolError, match="too short"):
         s.unpack([DELIM, b"sig"])
+    unsigned = Session(b"")
+    _, frames = unsigned.serialize("x", {"a": 1})
     with pytest.raises(ProtocolError, match="JSON"):
-        Session(b"").unpack([DELIM, b"", b"{x", b"{}", b"{}", b"{}"])
+        unsigned.unpack([DELIM, frames[1].replace(b'{"a":1}', b'{"a":1!')])
+    with pytest.raises(ProtocolError, match="shorter than its table"):
+        unsigned.unpack([DELIM, frames[1][:-3]])
+    _, frames = s.serialize("x", buffers=[b"x" * 100_000])
+    with pytest.raises(ProtocolError, match="lacks a buffer frame"):
+        s.unpack(frames[:-1])
+
+
+def test_small_buffers_ride_inside_the_packet_and_large_ones_alone() -> None:
+    s = Session(b"k")
+    big = bytearray(b"b" * 100_000)
+    _, frames = s.serialize("x", buffers=[b"one", memoryview(big), b"two"])
+    assert len(frames) == 3 and frames[2] is not None  # DELIM, packet, the big buffer
+    _, msg = s.unpack(frames)
+    assert [bytes(b) for b in msg["buffers"]] == [b"one", bytes(big), b"two"]
 
 
 def test_arrays_travel_out_of_band_and_come_back_writable() -> None:

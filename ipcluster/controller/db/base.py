@@ -16,8 +16,9 @@ from typing import Any
 
 @dataclass(slots=True, eq=False)
 class TaskRecord:
-    """What the controller knows about one task. Reply frames are kept raw; only the reply's
-    ``status`` is read, so recording a completion costs one tiny JSON parse."""
+    """What the controller knows about one task. The reply is kept as the frames received (the
+    signed packet and any large buffers), within the store's bounds, and decoded only when a
+    client asks for it; recording a completion costs one tiny JSON parse (the reply's status)."""
 
     msg_id: str
     msg_type: str
@@ -26,10 +27,9 @@ class TaskRecord:
     engine_id: int | None = None
     submitted: float = 0.0
     received: float | None = None
-    reply: list[bytes] | None = None  # [header, parent, metadata, content] JSON frames
+    reply: list[Any] | None = None  # the reply's frames after the delimiter, while kept
     status: str | None = None  # the reply's status: ok, error, aborted
     ename: str | None = None
-    buffers: list[Any] | None = None  # result buffers, when kept
     request: list[Any] | None = None  # frames from the delimiter on, kept for retries and resubmit
     nbytes: int = 0
     result_dropped: bool = False
@@ -45,7 +45,7 @@ class TaskRecord:
 
     @property
     def completed(self) -> bool:
-        return self.reply is not None
+        return self.received is not None
 
     @property
     def succeeded(self) -> bool:
@@ -62,8 +62,8 @@ class TaskStore(abc.ABC):
     def get(self, msg_id: str) -> TaskRecord | None: ...
 
     @abc.abstractmethod
-    def complete(self, record: TaskRecord, reply: list[bytes], buffers: list[Any], received: float) -> None:
-        """Record a task's reply (the store decides whether to keep its result and request buffers)."""
+    def complete(self, record: TaskRecord, reply: list[Any], received: float) -> None:
+        """Record a task's reply frames (the store decides whether to keep them, and the request)."""
 
     @abc.abstractmethod
     def drop(self, msg_ids: Iterable[str]) -> list[str]:

@@ -1,8 +1,9 @@
 """In-memory task store, bounded in records and in result bytes.
 
-Result buffers are kept only while they fit in ``max_result_bytes`` (oldest evicted first) and
-only up to ``max_result_size`` each: the controller must not grow with the data it routes. The
-metadata of a task outlives its buffers; fetching an evicted result says so instead of hanging.
+Replies (and the requests kept for resubmission) are kept only while they fit in
+``max_result_bytes`` (oldest evicted first) and only up to ``max_result_size`` each: the controller
+must not grow with the data it routes. A task's status and times outlive its reply; fetching an
+evicted result says so instead of hanging.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from .base import TaskRecord, TaskStore
-from ...protocol.serialize import nbytes
 
 
 class MemoryStore(TaskStore):
@@ -33,23 +33,22 @@ class MemoryStore(TaskStore):
     def get(self, msg_id: str) -> TaskRecord | None:
         return self._records.get(msg_id)
 
-    def complete(self, record: TaskRecord, reply: list[bytes], buffers: list[Any], received: float) -> None:
-        record.reply = reply
+    def complete(self, record: TaskRecord, reply: list[Any], received: float) -> None:
         record.received = received
-        size = nbytes(buffers) if buffers else 0
+        size = sum(map(len, reply))
         record.nbytes = size
-        if buffers:
-            if size > self.max_result_size:
-                record.result_dropped = True
-            else:
-                record.buffers = buffers
+        if size > self.max_result_size:
+            record.result_dropped = True
+            record.reply = None
+        else:
+            record.reply = reply
         if record.request is not None:
-            req_size = nbytes(record.request)
+            req_size = sum(map(len, record.request))
             if req_size > self.max_result_size:
                 record.request = None
             else:
                 size += req_size
-        if record.buffers is None and record.request is None:
+        if record.reply is None and record.request is None:
             return
         self._forget_buffers(record.msg_id)  # a resubmitted or retried task completes again
         self._kept[record.msg_id] = size
@@ -60,8 +59,8 @@ class MemoryStore(TaskStore):
             old = self._records.get(old_id)
             if old is not None:
                 old.request = None
-                if old.buffers is not None:
-                    old.buffers = None
+                if old.reply is not None:
+                    old.reply = None
                     old.result_dropped = True
 
     def _forget_buffers(self, msg_id: str) -> None:

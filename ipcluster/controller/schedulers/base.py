@@ -39,11 +39,6 @@ class Scheduler(abc.ABC):
         return [eid for eid, load in self.loads.items()
                 if (allowed is None or eid in allowed) and (not hwm or load < hwm) and eid not in exclude]
 
-    def has_room(self) -> bool:
-        """Whether any engine is below the high-water mark (cheap check before scanning a queue)."""
-        hwm = self.hwm
-        return any(load < hwm for load in self.loads.values()) if hwm else bool(self.loads)
-
     @abc.abstractmethod
     def pick(self, allowed: Collection[int] | None = None, exclude: Collection[int] = ()) -> int | None:
         """The engine for the next task, or None if none can take it now."""
