@@ -27,6 +27,7 @@ from .hub import Action, Assign, Fail, Hub
 from .db import TaskRecord
 
 BATCH = 256  # messages taken from one socket before looking at the others
+CONTROL_SUFFIX = b".ctl"  # identity of an engine's control socket: its uuid plus this
 
 Handler = Callable[[bytes, dict[str, Any]], tuple[dict[str, Any], list[Any]]]
 
@@ -72,6 +73,7 @@ class Router:
             "history_request": self.history_request,
             "abort_request": self.abort_request,
             "resubmit_request": self.resubmit_request,
+            "signal_request": self.signal_request,
             "shutdown_request": self.shutdown_request,
         }
         # unsigned on purpose: a peer with the wrong key cannot verify ours, but it must learn why
@@ -394,6 +396,22 @@ class Router:
             _, i, packet = self.session.peek(frames)
             self.route_request(client, packet, frames, i)
         return {"resubmitted": mapping}, []
+
+    def signal_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        """Deliver a signal (SIGINT to interrupt) to engines, through each engine's control thread,
+        which answers even while the engine runs user code."""
+        c = msg["content"]
+        signum = int(c.get("signum", 2))
+        targets = c.get("targets")
+        engines = list(self.hub.engines.values()) if targets is None else [self.hub.engine(t) for t in targets]
+        missed = []
+        for info in engines:
+            _, frames = self.session.serialize("signal_request", {"signum": signum}, idents=[info.uuid + CONTROL_SUFFIX])
+            if not self._send(self.engine, frames):
+                missed.append(info.id)
+        if missed:
+            raise EngineError(f"could not reach the control channel of engine(s) {missed}")
+        return {}, []
 
     def shutdown_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
         c = msg["content"]

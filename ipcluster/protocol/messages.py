@@ -149,6 +149,18 @@ class ResubmitReply(TypedDict):
     resubmitted: dict[str, str]  # old msg_id -> new msg_id
 
 
+class SignalRequest(TypedDict):
+    """Client -> controller: send ``signum`` to ``targets`` (None: all engines). Controller ->
+    an engine's control socket (identity ``<uuid>.ctl``), which signals its own process."""
+
+    signum: int
+    targets: NotRequired[list[int] | None]
+
+
+class SignalReply(TypedDict):
+    status: str
+
+
 class ShutdownRequest(TypedDict):
     """Client -> controller: stop ``targets`` (None: all engines); ``hub`` also stops the controller.
     Controller -> engine: exit."""
@@ -257,6 +269,8 @@ MSG_TYPES: dict[str, type] = {
     "abort_reply": AbortReply,
     "resubmit_request": ResubmitRequest,
     "resubmit_reply": ResubmitReply,
+    "signal_request": SignalRequest,
+    "signal_reply": SignalReply,
     "shutdown_request": ShutdownRequest,
     "shutdown_reply": ShutdownReply,
     "auth_error": AuthError,

@@ -240,3 +240,23 @@ async def test_broadcast_reaches_every_engine_once(controller: Controller) -> No
     replies = [(await client.recv())[1] for _ in engines]
     assert {r["parent_header"]["msg_id"] for r in replies} == {h["msg_id"]}
     assert [deserialize_result(r["buffers"]) for r in replies] == [3, 3, 3]
+
+
+async def test_signal_goes_to_the_engines_control_socket(controller: Controller) -> None:
+    client = controller.peer("client")
+    engine, eid = await controller.engine(b"e-0")
+    ctl = controller.peer("engine", b"e-0.ctl")
+    await ctl.sock.send_multipart([b"hello"])  # the router drops it, and now knows the socket
+    for _ in range(500):  # bounded: the router handles it within a few loop turns
+        if controller.router._bad_messages:
+            break
+        await asyncio.sleep(0.01)
+    await client.send("signal_request", {"signum": 2, "targets": [eid]})
+    _, msg = await ctl.recv()
+    assert msg["msg_type"] == "signal_request" and msg["content"] == {"signum": 2}
+    _, reply = await client.recv()
+    assert reply["msg_type"] == "signal_reply" and reply["content"]["status"] == "ok"
+    _, e2 = await controller.engine(b"e-1")  # registered, but no control socket
+    await client.send("signal_request", {"signum": 2, "targets": [e2]})
+    _, reply = await client.recv()
+    assert reply["content"]["status"] == "error" and "control channel of engine(s) [1]" in reply["content"]["evalue"]
