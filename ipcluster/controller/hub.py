@@ -363,5 +363,9 @@ class Hub:
         out["unassigned"] = [r.msg_id for r in pending] if verbose else len(pending)
         return out
 
+    def engine_details(self) -> dict[str, dict[str, Any]]:
+        return {str(eid): {"uuid": info.uuid.decode(errors="replace"), "pid": info.pid, "hostname": info.hostname}
+                for eid, info in sorted(self.engines.items())}
+
     def engine_table(self) -> dict[str, str]:
         return {str(eid): info.uuid.decode(errors="replace") for eid, info in sorted(self.engines.items())}

@@ -264,7 +264,8 @@ class Router:
         self.reply(self.engine, euuid, "registration_reply",
                    {"status": "ok", "id": info.id, "hb_period": self.hb_period}, msg["header"])
         self.log.info("engine %i registered (pid %s on %s)", info.id, info.pid, info.hostname)
-        self.publish("registration_notification", {"id": info.id, "uuid": euuid.decode(errors="replace")})
+        self.publish("registration_notification", {"id": info.id, "uuid": euuid.decode(errors="replace"),
+                                                   "pid": info.pid, "hostname": info.hostname})
         self.carry_out(self.hub.drain_unassigned())
 
     def engine_gone(self, euuid: bytes, reason: str) -> None:
@@ -305,7 +306,8 @@ class Router:
     # -- controller queries ----------------------------------------------------------------
     def connection_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
         self.hub.clients[client] = time.time()
-        return {"engines": self.hub.engine_table(), "cluster_id": self.cluster_id,
+        return {"engines": self.hub.engine_table(), "engine_info": self.hub.engine_details(),
+                "cluster_id": self.cluster_id,
                 "task_scheme": self.hub.scheduler.name}, []
 
     def queue_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:

@@ -83,6 +83,7 @@ class ConnectionRequest(TypedDict):
 class ConnectionReply(TypedDict):
     status: str
     engines: dict[str, str]  # engine id (as text) -> uuid
+    engine_info: dict[str, dict[str, Any]]  # engine id (as text) -> {uuid, pid, hostname}
     cluster_id: str
     task_scheme: str
 
@@ -237,6 +238,8 @@ class IopubWelcome(TypedDict):
 class RegistrationNotification(TypedDict):
     id: int
     uuid: str
+    pid: int
+    hostname: str
 
 
 class UnregistrationNotification(TypedDict):

@@ -30,7 +30,8 @@ async def test_connect_register_and_route_direct(controller: Controller) -> None
     client = controller.peer("client")
     await client.send("connection_request")
     _, reply = await client.recv()
-    assert reply["content"] == {"status": "ok", "engines": {}, "cluster_id": "t", "task_scheme": "leastload"}
+    assert reply["content"] == {"status": "ok", "engines": {}, "engine_info": {}, "cluster_id": "t",
+                                "task_scheme": "leastload"}
     engine, eid = await controller.engine(b"e-0")
     assert eid == 0
     h = await client.send("apply_request", buffers=apply_buffers(sum, [1, 2, 3]), target=0)
