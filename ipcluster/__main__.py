@@ -1,0 +1,5 @@
+"""``python -m ipcluster``: the ``ipcluster`` command."""
+
+from .cli.app import main
+
+main()
