@@ -1,0 +1,627 @@
+"""The client's sockets and its one I/O thread.
+
+Threads: the user's thread(s) pickle and sign a request, register its :class:`Task` and send it
+(:meth:`ClientIO.send`); the I/O thread, an asyncio loop in a :class:`~ipcluster._aio.LoopThread`,
+receives everything. Sockets are plain ZeroMQ sockets whose descriptors the loop watches
+(``add_reader``), as in the controller: a DEALER to the controller's client ROUTER (requests,
+replies, controller queries), a SUB on its iopub XPUB (engine output, notifications) and a monitor
+of the DEALER, which fails every outstanding request with ``ControllerError`` when the controller
+goes away. Each socket has one reader that handles every message ready (up to a batch) before
+yielding, dispatching on ``msg_type``; waiting user threads are notified once per batch.
+
+Why the caller sends itself instead of queueing for the I/O thread: with two cores, waking the
+I/O thread for each ``apply_async`` (it always drains faster than one caller produces, so every
+call found the queue empty) doubled the caller's cost to ~45 µs through GIL hand-offs. The DEALER
+is shared under a lock instead; the queue remains for what ZeroMQ cannot take at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from time import perf_counter as _perf_counter
+from collections import OrderedDict, deque
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from .._aio import LoopThread
+from ..error import AuthenticationError, ClusterTimeout, ControllerError, IPClusterError, ProtocolError
+from ..protocol.serialize import deserialize_result
+from ..protocol.wire import NOBLOCK, readable, recv_frames, send_frames
+from ..protocol.session import Message, Session
+from .task import TRACK, Broadcast, ExecuteReply, ResultCache, Task, task_error
+
+log = logging.getLogger(__name__)
+
+#: seconds to wait, after a reply, for output the reply says is still on its way
+OUTPUT_GRACE = 2.0
+#: messages handled from one socket before letting the loop run other work
+BATCH = 512
+#: seconds between looks for replies while requests are outstanding, and while idle
+TICK = 0.01
+IDLE_TICK = 0.2
+_REPLIES = ("apply_reply", "execute_reply", "clear_reply")
+
+
+class ClientIO:
+    """Owns the sockets, the I/O thread and the table of outstanding tasks of one Client."""
+
+    def __init__(
+        self,
+        session: Session,
+        client_url: str,
+        iopub_url: str,
+        *,
+        context: zmq.Context | None = None,
+        where: str = "",
+        cache_size: int = 1024,
+    ) -> None:
+        self.session = session
+        self.client_url = client_url
+        self.iopub_url = iopub_url
+        self.where = where or client_url
+        self.pending: dict[str, Any] = {}  # msg_id -> Task | Broadcast
+        self.finished = ResultCache(cache_size)
+        self.engines: dict[int, str] = {}
+        self.engine_info: dict[int, dict[str, Any]] = {}  # what the controller told of each engine
+        self.lost: str | None = None  # why the controller is unreachable
+        self.auth_failed: str | None = None
+        self.expect_disconnect = False
+        self.connected = False
+        self.closed = False
+        self.cond = threading.Condition()  # notified after each batch of finished tasks
+        self.waiters = 0
+        self.engine_listeners: list[Callable[[str, int], None]] = []
+        self._queries: dict[str, asyncio.Future[Message]] = {}
+        self._orphans: OrderedDict[str, Message] = OrderedDict()  # replies that came first
+        self._lock = threading.Lock()  # guards every operation on the DEALER (see send)
+        self._out: deque[tuple[list[Any], Task | None]] = deque()  # sends ZeroMQ could not take yet
+        self._drain_scheduled = False
+        self._checked = 0.0  # when a sender last looked for input (see send)
+        self._retry: asyncio.TimerHandle | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._engines_changed: asyncio.Event | None = None
+        self._welcome: asyncio.Event | None = None
+        self._own_context = context is None
+        self.context: zmq.Context = zmq.Context() if context is None else context
+        self.loop_thread = LoopThread("ipcluster-client-io")
+        self.loop = self.loop_thread.loop
+        try:
+            self.loop_thread.run(self._open(), 10)
+        except BaseException:
+            self.loop_thread.stop()
+            if self._own_context:
+                self.context.term()
+            raise
+
+    # -- setup and teardown -------------------------------------------------------------------
+    async def _open(self) -> None:
+        ctx = self.context
+        self._engines_changed = asyncio.Event()
+        self._welcome = asyncio.Event()
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.IDENTITY, self.session.session_id.encode())
+        dealer.setsockopt(zmq.SNDHWM, 0)
+        dealer.setsockopt(zmq.RCVHWM, 0)
+        dealer.setsockopt(zmq.LINGER, 0)
+        self.monitor = dealer.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        dealer.connect(self.client_url)
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.RCVHWM, 0)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(self.iopub_url)
+        self.dealer, self.sub = dealer, sub
+        loop = self.loop
+        # ZeroMQ's descriptors are edge-triggered: each reader drains its socket until EAGAIN
+        loop.add_reader(dealer.getsockopt(zmq.FD), self._drain_dealer)
+        loop.add_reader(sub.getsockopt(zmq.FD), self._drain_sub)
+        loop.add_reader(self.monitor.getsockopt(zmq.FD), self._drain_monitor)
+        loop.call_soon(self._drain_dealer)
+        loop.call_soon(self._drain_sub)
+        loop.call_soon(self._drain_monitor)
+        self._tick()
+
+    def _tick(self) -> None:
+        """Look for replies now and then while requests are outstanding (see :meth:`send`)."""
+        if self.dealer.closed:
+            return
+        if self.pending:
+            self._drain_dealer()
+        self._tick_handle = self.loop.call_later(TICK if self.pending else IDLE_TICK, self._tick)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self, linger: float | None = None) -> None:
+        """Fail what is outstanding, close the sockets and stop the I/O thread."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.loop_thread.run(self._close(linger), 10)
+        except Exception:
+            log.warning("error while closing the client's sockets", exc_info=True)
+        self.loop_thread.stop()
+        if self._own_context:
+            self.context.term()
+
+    async def _close(self, linger: float | None) -> None:
+        self._flush()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._fail_all(IPClusterError("the client was closed before this result arrived"))
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        if linger is None:  # a moment for requests still queued in ZeroMQ, if anyone can get them
+            linger = 1.0 if self.connected and not self.lost else 0.0
+        loop = self.loop
+        with self._lock:
+            for sock in (self.dealer, self.sub, self.monitor):
+                try:
+                    loop.remove_reader(sock.getsockopt(zmq.FD))
+                except (zmq.ZMQError, ValueError):
+                    pass
+            try:
+                self.dealer.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self.monitor.close(linger=0)
+            self.dealer.close(linger=int(linger * 1000))
+            self.sub.close(linger=0)
+
+    # -- sending (any thread) -------------------------------------------------------------------
+    def send(self, frames: list[Any], task: Task | None = None) -> None:
+        """Send a message from the calling thread.
+
+        The DEALER is used from the caller's thread and the I/O thread alike, one at a time under
+        ``_lock`` (a lock is the full memory barrier ZeroMQ asks for to share a socket between
+        threads). Sending directly, rather than handing frames to the I/O thread, saves a
+        thread wake-up per call, which on two cores costs as much as the call itself. When ZeroMQ
+        cannot take a message without blocking, it waits in ``_out`` for the I/O thread.
+        """
+        if self._out:  # keep the order behind messages still waiting
+            self._out.append((frames, task))
+            self._wake_flush()
+            return
+        dealer = self.dealer
+        with self._lock:
+            try:
+                if task is None:
+                    send_frames(dealer, frames, NOBLOCK)
+                elif task.sent is TRACK:
+                    task.sent = dealer.send_multipart(frames, zmq.NOBLOCK, copy=False, track=True)
+                else:
+                    send_frames(dealer, frames, NOBLOCK)
+                    task.sent = True
+            except zmq.Again:
+                self._out.append((frames, task))
+                waiting = False
+            except zmq.ZMQError as e:
+                if self.closed:
+                    return
+                raise IPClusterError(f"could not send to the controller at {self.where}: {e}") from e
+            else:
+                # A send may process the socket's pending commands and so consume the edge of the
+                # descriptor that announced a reply. libzmq does that at most about once per ms of
+                # sending, so look (a 2 µs query) at most once per ms; the I/O thread's tick
+                # catches what arrives after the last send.
+                now = _perf_counter()
+                waiting = False
+                if now - self._checked > 0.001:
+                    self._checked = now
+                    waiting = readable(dealer)
+        if self._out:
+            self._wake_flush()
+        elif waiting and not self._drain_scheduled:
+            self._drain_scheduled = True
+            self._call_soon(self._drain_dealer)
+
+    def _call_soon(self, fn: Callable[[], None]) -> None:
+        if threading.get_ident() == self.loop_thread.thread.ident:
+            self.loop.call_soon(fn)
+        else:
+            self.loop.call_soon_threadsafe(fn)
+
+    def _wake_flush(self) -> None:
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self._call_soon(self._drain_dealer)
+
+    def _flush(self) -> None:
+        """I/O thread: send what waits in ``_out``; retry later what ZeroMQ still refuses."""
+        out = self._out
+        while out:
+            frames, task = out[0]
+            with self._lock:
+                try:
+                    if task is not None and task.sent is TRACK:
+                        task.sent = self.dealer.send_multipart(frames, zmq.NOBLOCK, copy=False, track=True)
+                    else:
+                        send_frames(self.dealer, frames, NOBLOCK)
+                        if task is not None:
+                            task.sent = True
+                except zmq.Again:
+                    if self._retry is None:
+                        self._retry = self.loop.call_later(0.01, self._retry_flush)
+                    return
+                except zmq.ZMQError as e:
+                    log.error("could not send to the controller at %s: %s", self.client_url, e)
+                    return
+            out.popleft()
+
+    def _retry_flush(self) -> None:
+        self._retry = None
+        self._drain_dealer()
+
+    # -- receiving (I/O thread) ---------------------------------------------------------------
+    def _drain_dealer(self) -> None:
+        self._drain_scheduled = False
+        if self.dealer.closed:
+            return
+        if self._out:
+            self._flush()
+        dealer = self.dealer
+        lock = self._lock
+        handle = self._on_dealer
+        for _ in range(BATCH):
+            with lock:
+                try:
+                    frames = recv_frames(dealer, NOBLOCK)
+                except zmq.Again:
+                    break
+                except zmq.ZMQError:  # closed
+                    return
+            handle(frames)
+        else:  # more may be waiting: let other work in first
+            self._drain_scheduled = True
+            self.loop.call_soon(self._drain_dealer)
+        if self._out:
+            self._flush()
+        self.notify()
+
+    def _drain_sub(self) -> None:
+        if self.sub.closed:
+            return
+        sub = self.sub
+        handle = self._on_iopub
+        for _ in range(BATCH):
+            try:
+                frames = recv_frames(sub, NOBLOCK)
+            except zmq.Again:
+                break
+            except zmq.ZMQError:
+                return
+            handle(frames)
+        else:
+            self.loop.call_soon(self._drain_sub)
+        self.notify()
+
+    def notify(self) -> None:
+        if self.waiters:
+            with self.cond:
+                self.cond.notify_all()
+
+    def _on_dealer(self, frames: list[Any]) -> None:
+        try:
+            _, msg = self.session.unpack(frames)
+        except ProtocolError as e:
+            self._on_unverified(frames, e)
+            return
+        try:
+            msg_type = msg["msg_type"]
+            if msg_type in _REPLIES:
+                self._on_reply(msg)
+            else:
+                self._on_query_reply(msg)
+        except Exception:
+            log.exception("error handling %s from the controller", msg.get("msg_type"))
+
+    def _on_unverified(self, frames: list[Any], err: Exception) -> None:
+        try:
+            _, msg = self.session.unpack(frames, verify=False)
+        except ProtocolError:
+            msg = None
+        if msg is not None and msg["msg_type"] == "auth_error":
+            text = msg["content"].get("evalue", "")
+            self.auth_failed = (
+                f"the controller at {self.where} rejected this client's messages: the key in the "
+                f"connection file does not match the cluster's ({text})"
+            )
+            log.error("%s", self.auth_failed)
+            self._fail_all(AuthenticationError(self.auth_failed))
+        else:
+            log.warning("dropped a message from the controller that did not verify: %s", err)
+
+    def _on_query_reply(self, msg: Message) -> None:
+        parent_id = msg["parent_header"].get("msg_id")
+        fut = self._queries.pop(parent_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
+
+    def _on_reply(self, msg: Message) -> None:
+        parent_id = msg["parent_header"].get("msg_id")
+        entry = self.pending.get(parent_id)
+        md = msg["metadata"]
+        if entry is None:
+            if len(self._orphans) < 1000:
+                self._orphans[parent_id] = msg  # e.g. a resubmitted task answered before its id is known
+            log.debug("reply to unknown request %s", parent_id)
+            return
+        if type(entry) is Broadcast:
+            task = entry.tasks.get(md.get("engine_id"))
+            if task is None or task.done:
+                log.warning("broadcast reply from unexpected engine %s", md.get("engine_id"))
+                return
+        else:
+            task = entry
+        content = msg["content"]
+        task.received = time.time()
+        task.reply_md = md
+        task.content = content
+        if content.get("status") == "ok":
+            if task.method == "apply":
+                try:
+                    task.value = deserialize_result(msg["buffers"])
+                except Exception as e:
+                    task.value = IPClusterError(f"could not unpickle the result of {task.msg_id}: {type(e).__name__}: {e}")
+                    task.value.__cause__ = e
+                    task.failed = True
+        else:
+            task.value = task_error(task, content, md)
+            task.failed = True
+        expected = md.get("iopub_count") or 0
+        task.expected = expected
+        if task.seen >= expected:
+            self._complete(task)
+        else:
+            task.timer = self.loop.call_later(OUTPUT_GRACE, self._give_up_output, task)
+
+    def _give_up_output(self, task: Task) -> None:
+        task.timer = None
+        if not task.done:
+            log.warning(
+                "task %s: got %d of %d output messages %.1f s after its reply; not waiting for the rest",
+                task.msg_id, task.seen, task.expected, OUTPUT_GRACE,
+            )
+            self._complete(task)
+            self.notify()
+
+    def _complete(self, task: Task) -> None:
+        if task.timer is not None:
+            task.timer.cancel()
+            task.timer = None
+        entry = self.pending.get(task.msg_id)
+        if entry is task:
+            del self.pending[task.msg_id]
+        elif type(entry) is Broadcast and all(t.done or t is task for t in entry.tasks.values()):
+            del self.pending[task.msg_id]
+        if task.method == "execute" and not task.failed:
+            task.value = ExecuteReply(task.msg_id, task.content or {}, task.metadata())
+        task.done = True
+        self.finished.add(task)
+        owner = task.owner
+        if owner is not None:
+            task.owner = None
+            if type(owner) is list:
+                for ar in owner:
+                    ar._task_done(task)
+            else:
+                owner._task_done(task)
+
+    def fail_task(self, task: Task, err: Exception) -> None:
+        if task.done:
+            return
+        task.value = err
+        task.failed = True
+        task.expected = 0
+        self._complete(task)
+
+    def _fail_all(self, err: Exception) -> None:
+        for entry in list(self.pending.values()):
+            tasks = entry.tasks.values() if type(entry) is Broadcast else (entry,)
+            for task in list(tasks):
+                self.fail_task(task, err)
+        for fut in self._queries.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self._queries.clear()
+        if self._engines_changed is not None:
+            self._engines_changed.set()
+        self.notify()
+
+    def _on_iopub(self, frames: list[Any]) -> None:
+        try:
+            idents, msg = self.session.unpack(frames)
+        except ProtocolError as e:
+            log.debug("dropped an iopub message that did not verify: %s", e)
+            return
+        try:
+            topic = idents[0] if idents else b""
+            if topic.startswith(b"controller."):
+                self._on_notification(msg)
+                return
+            parent_id = msg["parent_header"].get("msg_id")
+            entry = self.pending.get(parent_id)
+            if entry is None:
+                entry = self.finished.get(parent_id)  # output after we stopped waiting for it
+                if entry is None:
+                    return
+            if type(entry) is Broadcast:
+                entry = entry.tasks.get(msg["metadata"].get("engine_id"))
+                if entry is None:
+                    return
+            task = entry
+            task.add_output(msg["msg_type"], msg["content"])
+            task.seen += 1
+            if not task.done and 0 <= task.expected <= task.seen:
+                self._complete(task)
+        except Exception:
+            log.exception("error handling iopub %s", msg.get("msg_type"))
+
+    def _on_notification(self, msg: Message) -> None:
+        msg_type = msg["msg_type"]
+        content = msg["content"]
+        if msg_type == "iopub_welcome":
+            assert self._welcome is not None
+            self._welcome.set()
+            return
+        if msg_type not in ("registration_notification", "unregistration_notification"):
+            return
+        eid = int(content["id"])
+        if msg_type == "registration_notification":
+            self.engines[eid] = content.get("uuid", "")
+            self.engine_info[eid] = dict(content)
+            log.debug("engine %i registered", eid)
+        else:
+            self.engines.pop(eid, None)
+            self.engine_info.pop(eid, None)
+            log.debug("engine %i unregistered", eid)
+        assert self._engines_changed is not None
+        self._engines_changed.set()
+        for listener in list(self.engine_listeners):
+            try:
+                listener(msg_type, eid)
+            except Exception:
+                log.exception("engine listener failed")
+
+    def _drain_monitor(self) -> None:
+        """Follow the DEALER's connection: when the controller goes away, fail what waits on it."""
+        while True:
+            try:
+                frames = self.monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:
+                return
+            event = parse_monitor_message(frames)
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                reason = f"lost the connection to the controller at {self.where}"
+                if self.expect_disconnect:
+                    log.info("%s (it was shut down)", reason)
+                else:
+                    log.error("%s; failing %d outstanding request(s)", reason, len(self.pending))
+                self.lost = reason
+                self._fail_all(ControllerError(reason))
+            elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.connected = True
+                if self.lost:
+                    log.info("reconnected to the controller at %s", self.where)
+                    self.lost = None
+
+    # -- controller queries ---------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise if requests cannot be sent (closed client, lost controller, wrong key)."""
+        if self.closed:
+            raise IPClusterError("the client is closed")
+        if self.auth_failed:
+            raise AuthenticationError(self.auth_failed)
+        if self.lost:
+            raise ControllerError(self.lost)
+
+    async def query(self, msg_type: str, content: dict[str, Any], timeout: float | None) -> Message:
+        """Send a controller request and wait for its reply; error replies raise ControllerError."""
+        self.check()
+        header, frames = self.session.serialize(msg_type, content)
+        fut: asyncio.Future[Message] = self.loop.create_future()
+        msg_id = header["msg_id"]
+        self._queries[msg_id] = fut
+        self.send(frames)
+        try:
+            async with asyncio.timeout(timeout):
+                msg = await fut
+        except TimeoutError:
+            raise ClusterTimeout(
+                f"the controller at {self.where} did not answer {msg_type} within {timeout} s"
+            ) from None
+        finally:
+            self._queries.pop(msg_id, None)
+        reply = msg["content"]
+        if reply.get("status") == "error":
+            raise ControllerError(f"{msg_type} failed: {reply.get('ename')}: {reply.get('evalue')}")
+        return msg
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
+        """Run a coroutine on the I/O thread and wait for it (from a user thread)."""
+        if self.closed:
+            coro.close()
+            raise IPClusterError("the client is closed")
+        return self.loop_thread.run(coro, timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Start a coroutine on the I/O thread; return a concurrent.futures.Future."""
+        if self.closed:
+            coro.close()
+            raise IPClusterError("the client is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def wait_welcome(self, timeout: float) -> bool:
+        assert self._welcome is not None
+        try:
+            async with asyncio.timeout(timeout):
+                await self._welcome.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    async def engines_changed(self, timeout: float | None) -> None:
+        """Wait (bounded) for the next registration or unregistration notice."""
+        assert self._engines_changed is not None
+        self._engines_changed.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._engines_changed.wait()
+        except TimeoutError:
+            pass
+
+    # -- waiting from user threads --------------------------------------------------------------
+    def wait_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        """Block until ``done()`` (checked after each batch of replies) or the timeout."""
+        if done():
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            self.waiters += 1
+            try:
+                while not done():
+                    if deadline is None:
+                        self.cond.wait(1.0)
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return False
+                        self.cond.wait(remaining)
+                return True
+            finally:
+                self.waiters -= 1
+
+    # -- attaching results to tasks (I/O thread) -----------------------------------------------
+    def attach(self, ar: Any, task: Task) -> bool:
+        """Make ``ar`` wait for ``task`` too; False when the task is already finished."""
+        if task.done:
+            return False
+        owner = task.owner
+        if owner is None:
+            task.owner = ar
+        elif type(owner) is list:
+            owner.append(ar)
+        else:
+            task.owner = [owner, ar]
+        return True
+
+    def take_orphan(self, msg_id: str) -> Message | None:
+        return self._orphans.pop(msg_id, None)
+
+    def deliver(self, msg: Message) -> None:
+        self._on_reply(msg)

@@ -1,0 +1,612 @@
+"""``Client``: a connection to a cluster's controller.
+
+The hot path (``view.apply_async``) runs entirely in the caller's thread except for the socket
+send: pickle the call (:meth:`Client._pack`), sign it (:meth:`Client._prepare`), register the
+task and hand the frames to the I/O thread (:meth:`Client._launch`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import zmq
+
+from ..error import ClusterTimeout, IPClusterError, NoEnginesError, SerializationError
+from ..protocol.connection import find_connection_file, read_connection_file, url
+from ..protocol.serialize import serialize_object
+from ..protocol.session import Message, Session
+from ._io import ClientIO
+from .asyncresult import AsyncResult
+from .funcpickle import FunctionPickleCache
+from .queries import ControllerQueries
+from .remotefunction import getname
+from .task import TRACK, Broadcast, Task
+from .view import BroadcastView, DirectView, LoadBalancedView
+
+log = logging.getLogger(__name__)
+
+_EMPTY: dict[str, Any] = {}
+
+
+class _TaskMapping(Mapping):  # type: ignore[type-arg]
+    """A read-only view of the client's task records (``rc.results``, ``rc.metadata``)."""
+
+    def __init__(self, io: ClientIO, getter: Any, include_pending: bool) -> None:
+        self._io = io
+        self._get = getter
+        self._pending = include_pending
+
+    def _task(self, msg_id: str) -> Task | None:
+        task = self._io.finished.get(msg_id)
+        if task is None and self._pending:
+            entry = self._io.pending.get(msg_id)
+            task = next(iter(entry.tasks.values()), None) if type(entry) is Broadcast else entry
+        return task
+
+    def __getitem__(self, msg_id: str) -> Any:
+        task = self._task(msg_id)
+        if task is None:
+            raise KeyError(msg_id)
+        return self._get(task)
+
+    def __contains__(self, msg_id: object) -> bool:
+        return isinstance(msg_id, str) and self._task(msg_id) is not None
+
+    def _keys(self) -> list[str]:
+        keys = list(self._io.finished)
+        if self._pending:
+            keys += [k for k in list(self._io.pending) if k not in self._io.finished]
+        return keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+
+class Client(ControllerQueries):
+    """A connection to an ipcluster controller.
+
+    Parameters
+    ----------
+    url_file : str
+        The controller's client connection file (``ipcontroller-client.json``). Default: the
+        one of ``profile``/``cluster_id`` in ``ipython_dir`` (``$IPYTHONDIR``).
+    profile, profile_dir, ipython_dir, cluster_id : str
+        Where to find the connection file when ``url_file`` is not given.
+    connection_info : dict
+        The connection file's content, instead of a file.
+    context : zmq.Context
+        A ZeroMQ context to use (default: a private one, terminated by :meth:`close`).
+    timeout : float
+        Seconds to wait for the controller to answer (connection and queries).
+    cluster : Cluster
+        The cluster this client belongs to, if any (``rc.cluster``).
+
+    Raises
+    ------
+    ipcluster.error.TimeoutError
+        No controller answered within ``timeout``.
+    ipcluster.error.AuthenticationError
+        The controller rejected the key.
+    """
+
+    #: default of ``block`` for views made from this client
+    block: bool = False
+    #: finished results kept for ``rc.results``/``rc.get_result`` (results you hold an
+    #: AsyncResult for are kept by it whatever this is)
+    results_cache_size: int = 1024
+
+    def __init__(
+        self,
+        url_file: str | None = None,
+        profile: str | None = None,
+        profile_dir: str | None = None,
+        ipython_dir: str | None = None,
+        context: zmq.Context | None = None,
+        debug: bool = False,
+        sshserver: str | None = None,
+        sshkey: str | None = None,
+        password: str | None = None,
+        paramiko: bool | None = None,
+        timeout: float = 10,
+        cluster_id: str | None = None,
+        cluster: Any = None,
+        connection_info: dict[str, Any] | None = None,
+        **extra_args: Any,
+    ) -> None:
+        if sshserver or sshkey or paramiko:
+            raise NotImplementedError("SSH tunnels are not supported by the ipcluster client yet")
+        if extra_args:
+            log.warning("Client ignores %s", ", ".join(sorted(extra_args)))
+        self.debug = debug
+        self.cluster = cluster
+        self.timeout = timeout
+        self.profile = profile or "default"
+        self.history: list[str] = []
+        self._fcache = FunctionPickleCache()
+        if connection_info is not None:
+            info = dict(connection_info)
+            where = "the given connection_info"
+            self.connection_file = None
+        else:
+            if url_file is None:
+                url_file = str(find_connection_file(
+                    "client", profile=self.profile, cluster_id=cluster_id or "",
+                    profile_path=profile_dir, ipython_dir=ipython_dir,
+                ))
+            info = read_connection_file(url_file, "client")
+            where = str(url_file)
+            self.connection_file = url_file
+        scheme = info.get("signature_scheme", "hmac-sha256")
+        if scheme != "hmac-sha256":
+            raise IPClusterError(f"unsupported signature scheme {scheme!r} in {where}")
+        self.cluster_id = info.get("cluster_id", cluster_id or "")
+        self.session = Session(info["key"])
+        client_url = url(info, "client_port")
+        self._io = io = ClientIO(self.session, client_url, url(info, "iopub_port"), context=context,
+                                 where=f"{client_url} (from {where})", cache_size=self.results_cache_size)
+        self._finalizer = weakref.finalize(self, io.close)
+        try:
+            content = io.run(self._connect(timeout), timeout + 5)
+        except BaseException:
+            self.close()
+            raise
+        self._task_scheme = content.get("task_scheme", "")
+
+    async def _connect(self, timeout: float) -> dict[str, Any]:
+        io = self._io
+        start = time.monotonic()
+        welcome = asyncio.ensure_future(io.wait_welcome(timeout))
+        try:
+            try:
+                msg = await io.query("connection_request", {}, timeout)
+            except ClusterTimeout:
+                raise ClusterTimeout(
+                    f"no controller answered at {io.where} within {timeout} s: is the cluster running?"
+                ) from None
+            self._set_engines(msg)
+            if not await welcome:
+                log.warning("the controller at %s sent no iopub welcome within %s s; output of the first "
+                            "tasks may arrive incomplete", io.iopub_url, timeout)
+            log.debug("connected to %s in %.3f s", io.where, time.monotonic() - start)
+            return msg["content"]
+        finally:
+            welcome.cancel()
+
+    def _set_engines(self, msg: Message) -> None:
+        engines = msg["content"].get("engines") or {}
+        io = self._io
+        table: dict[int, str] = {}
+        info: dict[int, dict[str, Any]] = {}
+        for key, value in engines.items():
+            eid = int(key)
+            # the spec says {id: uuid}; a controller may say more ({id: {"uuid", "pid", ...}})
+            entry = dict(value) if isinstance(value, dict) else {"uuid": value}
+            entry.setdefault("id", eid)
+            table[eid] = str(entry.get("uuid", ""))
+            info[eid] = entry
+        io.engines.clear()
+        io.engines.update(table)
+        io.engine_info.clear()
+        io.engine_info.update(info)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def close(self, linger: float | None = None) -> None:
+        """Close the sockets and stop the I/O thread; what is outstanding fails."""
+        self._finalizer.detach()
+        self._io.close(linger)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._io.closed else f"{len(self._io.engines)} engines"
+        return f"<Client({state}) {self._io.client_url}>"
+
+    def spin(self) -> None:
+        """Nothing to do: replies are received in the background."""
+
+    def spin_thread(self, interval: float = 1) -> None:
+        """Nothing to do: replies are received in the background."""
+
+    def stop_spin_thread(self) -> None:
+        """Nothing to do: replies are received in the background."""
+
+    # -- engines ----------------------------------------------------------------------------------
+    @property
+    def ids(self) -> list[int]:
+        """Sorted ids of the registered engines (kept up to date from the controller's notices)."""
+        return sorted(self._io.engines)
+
+    def __len__(self) -> int:
+        return len(self._io.engines)
+
+    @property
+    def engine_info(self) -> dict[int, dict[str, Any]]:
+        """What the controller told of each registered engine (``uuid``, and ``pid``/``hostname``
+        when it says so)."""
+        return {eid: dict(info) for eid, info in self._io.engine_info.items()}
+
+    def _build_targets(self, targets: Any) -> list[int]:
+        """Engine ids from ``'all'``/None, an id (negative: from the end), a slice of the sorted
+        ids, or a list/range of ids."""
+        engines = self._io.engines
+        if targets is None or targets == "all":
+            if not engines:
+                raise NoEnginesError("no engines are registered with the controller")
+            return sorted(engines)
+        if isinstance(targets, bool):
+            raise TypeError("targets cannot be a bool")
+        if isinstance(targets, int):
+            if targets < 0:
+                ids = sorted(engines)
+                if not ids:
+                    raise NoEnginesError("no engines are registered with the controller")
+                targets = ids[targets]
+            if targets not in engines:
+                raise NoEnginesError(f"engine {targets} is not registered (registered: {sorted(engines)})")
+            return [targets]
+        if isinstance(targets, slice):
+            ids = sorted(engines)[targets]
+            if not ids:
+                raise NoEnginesError(f"no registered engines in {targets} (registered: {sorted(engines)})")
+            return ids
+        if isinstance(targets, (list, tuple, range, set)):
+            out = []
+            for t in targets:
+                if isinstance(t, bool) or not isinstance(t, int):
+                    raise TypeError(f"engine ids are ints, not {t!r}")
+                if t not in engines:
+                    raise NoEnginesError(f"engine {t} is not registered (registered: {sorted(engines)})")
+                out.append(t)
+            if not out:
+                raise NoEnginesError("no engines in an empty targets list")
+            return out
+        raise TypeError(f"targets must be 'all', an int, a slice or a list of ints, not {targets!r}")
+
+    def _engine_id_of(self, ident: Any) -> int:
+        if isinstance(ident, int):
+            return ident
+        text = ident.decode() if isinstance(ident, bytes) else str(ident)
+        for eid, uuid in self._io.engines.items():
+            if uuid == text:
+                return eid
+        raise NoEnginesError(f"no registered engine with identity {ident!r}")
+
+    def wait_for_engines(self, n: int | None = None, *, timeout: float | None = -1, block: bool = True,
+                         interactive: bool | None = None, widget: bool | None = None) -> Any:
+        """Wait until at least ``n`` engines are registered (woken by the controller's notices).
+
+        Raises ``ipcluster.error.TimeoutError`` after ``timeout`` seconds (``-1``: no limit).
+        With ``block=False``, returns a ``concurrent.futures.Future``.
+        """
+        if n is None:
+            n = getattr(self.cluster, "n", None)
+            if n is None:
+                raise ValueError("wait_for_engines needs the number of engines to wait for")
+        if timeout is not None and timeout < 0:
+            timeout = None
+        fut = self._io.submit(self._wait_engines(int(n), timeout))
+        if not block:
+            return fut
+        if interactive:
+            from .progress import progress_bar
+
+            bar = progress_bar(n, desc="engines", unit="engines", widget=widget)
+            try:
+                while not fut.done():
+                    try:
+                        fut.result(0.1)
+                    except TimeoutError as e:
+                        if fut.done():
+                            raise e
+                    bar.update_to(min(len(self._io.engines), n))
+            finally:
+                bar.close()
+        try:
+            return fut.result()
+        except BaseException:
+            fut.cancel()
+            raise
+
+    async def _wait_engines(self, n: int, timeout: float | None) -> None:
+        io = self._io
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        refreshed = loop.time()
+        while len(io.engines) < n:
+            io.check()
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                raise ClusterTimeout(
+                    f"{len(io.engines)} engine(s) registered after {timeout} s; waited for {n}"
+                )
+            if now - refreshed >= 1.0:  # a notice sent before our subscription took effect is lost
+                refreshed = now
+                self._set_engines(await io.query("connection_request", {}, self.timeout))
+                continue
+            wait = 1.0 if deadline is None else min(1.0, deadline - now)
+            await io.engines_changed(wait)
+
+    # -- views ------------------------------------------------------------------------------------
+    def __getitem__(self, key: Any) -> DirectView:
+        """``rc[0]``, ``rc[:]``, ``rc[::2]``, ``rc[[0, 1]]``: a DirectView on those engines."""
+        if isinstance(key, str):
+            raise TypeError("engines are indexed by int, slice or list of ints")
+        return self.direct_view(key)
+
+    def direct_view(self, targets: Any = "all", **kwargs: Any) -> DirectView:
+        """A DirectView; ``'all'`` follows the engines registered at each call."""
+        single = isinstance(targets, int)
+        if targets != "all" and targets is not None:
+            ids = self._build_targets(targets)
+            targets = ids[0] if single else ids
+        return DirectView(client=self, targets=targets, **kwargs)
+
+    def load_balanced_view(self, targets: Any = None, **kwargs: Any) -> LoadBalancedView:
+        """A LoadBalancedView, optionally restricted to ``targets``."""
+        if targets == "all":
+            targets = None
+        if targets is not None:
+            targets = self._build_targets(targets)
+        return LoadBalancedView(client=self, targets=targets, **kwargs)
+
+    def broadcast_view(self, targets: Any = "all", is_coalescing: bool = False, **kwargs: Any) -> BroadcastView:
+        """A BroadcastView (one message fanned out by the controller)."""
+        if targets != "all" and targets is not None:
+            single = isinstance(targets, int)
+            ids = self._build_targets(targets)
+            targets = ids[0] if single else ids
+        return BroadcastView(client=self, targets=targets, is_coalescing=is_coalescing, **kwargs)
+
+    def executor(self, targets: Any = None) -> Any:
+        """A ``concurrent.futures.Executor`` on a load-balanced view."""
+        return self.load_balanced_view(targets).executor
+
+    def activate(self, targets: Any = "all", suffix: str = "") -> DirectView:
+        """Make a blocking DirectView on ``targets`` the target of the ``%px`` magics."""
+        view = self.direct_view(targets)
+        view.block = True
+        view.activate(suffix)
+        return view
+
+    # -- sending (hot path) -----------------------------------------------------------------------
+    def _pack(self, f: Any, args: Any, kwargs: Any) -> list[Any]:
+        """Buffers of an apply request; SerializationError, naming the culprit, before sending."""
+        if not callable(f):
+            raise TypeError(f"apply needs a callable, not {f!r}")
+        bufs = self._fcache.dumps(f)
+        try:
+            serialize_object((tuple(args), dict(kwargs)), bufs)
+        except SerializationError as e:
+            raise self._argument_error(f, args, kwargs, e) from e
+        return bufs
+
+    @staticmethod
+    def _argument_error(f: Any, args: Any, kwargs: Any, err: SerializationError) -> SerializationError:
+        name = getname(f)
+        for i, arg in enumerate(args):
+            try:
+                serialize_object(arg)
+            except SerializationError as e:
+                return SerializationError(f"argument {i} of {name}() cannot be sent: {e}")
+        for key, value in dict(kwargs).items():
+            try:
+                serialize_object(value)
+            except SerializationError as e:
+                return SerializationError(f"keyword argument {key!r} of {name}() cannot be sent: {e}")
+        return err
+
+    def _pickled_function(self, f: Any) -> Any:
+        """``f`` pickled once (bytes) for sending inside each part of a map; ``f`` itself when
+        its pickle has out-of-band buffers."""
+        if not callable(f):
+            raise TypeError(f"map needs a callable, not {f!r}")
+        bufs = self._fcache.dumps(f)
+        return bytes(bufs[0]) if len(bufs) == 1 else f
+
+    def _prepare(self, msg_type: str, method: str, bufs: list[Any], targets: Iterable[int | None],
+                 content: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
+                 track: bool = False) -> tuple[list[Task], list[list[Any]]]:
+        """Sign one request per target; return the tasks and their frames (nothing sent yet)."""
+        io = self._io
+        if io.lost or io.closed or io.auth_failed:
+            io.check()
+        session = self.session
+        tasks: list[Task] = []
+        frames_list: list[list[Any]] = []
+        for target in targets:
+            header = session.msg_header(msg_type)
+            if target is not None:
+                header["target"] = target
+            _, frames = session.serialize(msg_type, content, metadata=metadata, buffers=bufs, header=header)
+            task = Task(header["msg_id"], method, target, header["date"], metadata)
+            if track:
+                task.sent = TRACK
+            tasks.append(task)
+            frames_list.append(frames)
+        return tasks, frames_list
+
+    def _prepare_one(self, msg_type: str, method: str, bufs: list[Any], target: int | None,
+                     metadata: dict[str, Any] | None, track: bool) -> tuple[Task, list[Any]]:
+        """:meth:`_prepare` for one request (the hot path)."""
+        io = self._io
+        if io.lost or io.closed or io.auth_failed:
+            io.check()
+        session = self.session
+        header = session.msg_header(msg_type)
+        if target is not None:
+            header["target"] = target
+        _, frames = session.serialize(msg_type, None, metadata=metadata, buffers=bufs, header=header)
+        task = Task(header["msg_id"], method, target, header["date"], metadata)
+        if track:
+            task.sent = TRACK
+        return task, frames
+
+    def _launch_one(self, task: Task, frames: list[Any]) -> None:
+        """:meth:`_launch` for one task (the hot path)."""
+        io = self._io
+        msg_id = task.msg_id
+        io.pending[msg_id] = task
+        self.history.append(msg_id)
+        io.send(frames, task)
+        if io.lost or io.closed or io.auth_failed:
+            self._fail_late()
+
+    def _launch(self, tasks: list[Task], frames_list: list[list[Any]]) -> None:
+        """Register the tasks (already owned by their AsyncResult), then queue their frames."""
+        io = self._io
+        pending = io.pending
+        send = io.send
+        history = self.history
+        for task, frames in zip(tasks, frames_list):
+            pending[task.msg_id] = task
+            history.append(task.msg_id)
+            send(frames, task)
+        if io.lost or io.closed or io.auth_failed:
+            self._fail_late()
+
+    def _fail_late(self) -> None:
+        """The controller went away while tasks were being registered: fail them too."""
+        io = self._io
+        try:
+            io.check()
+        except IPClusterError as err:
+            try:
+                io.loop.call_soon_threadsafe(io._fail_all, err)
+            except RuntimeError:  # the I/O loop has stopped
+                io._fail_all(err)
+
+    def _broadcast(self, msg_type: str, method: str, bufs: list[Any], ids: list[int],
+                   content: dict[str, Any] | None = None) -> tuple[list[Task], list[Any]]:
+        """One request for all of ``ids`` (``header["target"]`` a list); one task per engine."""
+        io = self._io
+        if io.lost or io.closed or io.auth_failed:
+            io.check()
+        header = self.session.msg_header(msg_type)
+        header["target"] = list(ids)
+        _, frames = self.session.serialize(msg_type, content, buffers=bufs, header=header)
+        tasks = [Task(header["msg_id"], method, eid, header["date"]) for eid in ids]
+        for t in tasks:
+            t.sent = True
+        return tasks, frames
+
+    def _launch_broadcast(self, tasks: list[Task], frames: list[Any]) -> None:
+        msg_id = tasks[0].msg_id
+        self._io.pending[msg_id] = Broadcast(msg_id, {t.target: t for t in tasks})  # type: ignore[misc]
+        self.history.append(msg_id)
+        self._io.send(frames)
+        if self._io.lost or self._io.closed:
+            self._fail_late()
+
+    def send_apply_request(self, socket: Any, f: Any, args: Any = None, kwargs: Any = None,
+                           metadata: dict[str, Any] | None = None, track: bool = False, ident: Any = None,
+                           message_future_hook: Any = None) -> AsyncResult:
+        """Low level: send one apply request (to engine ``ident``, or load-balanced)."""
+        target = None if ident is None else self._engine_id_of(ident)
+        bufs = self._pack(f, args or (), kwargs or {})
+        tasks, frames = self._prepare("apply_request", "apply", bufs, [target], metadata=metadata, track=track)
+        ar = AsyncResult(self, tasks[0], fname=getname(f))
+        self._launch(tasks, frames)
+        return ar
+
+    def send_execute_request(self, socket: Any, code: str, silent: bool = True,
+                             metadata: dict[str, Any] | None = None, ident: Any = None,
+                             message_future_hook: Any = None) -> AsyncResult:
+        """Low level: send one execute request (to engine ``ident``, or load-balanced)."""
+        target = None if ident is None else self._engine_id_of(ident)
+        tasks, frames = self._prepare("execute_request", "execute", [], [target],
+                                      content={"code": code, "silent": bool(silent)}, metadata=metadata)
+        ar = AsyncResult(self, tasks[0], fname="execute")
+        self._launch(tasks, frames)
+        return ar
+
+    # -- results ----------------------------------------------------------------------------------
+    @property
+    def outstanding(self) -> set[str]:
+        """msg_ids of requests that have not finished."""
+        return set(self._io.pending)
+
+    @property
+    def results(self) -> Mapping[str, Any]:
+        """Results of recently finished tasks by msg_id (exceptions for failed ones)."""
+        return _TaskMapping(self._io, lambda t: t.value, include_pending=False)
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """Metadata of outstanding and recently finished tasks by msg_id."""
+        return _TaskMapping(self._io, lambda t: t.metadata(), include_pending=True)
+
+    def _msg_ids_of(self, jobs: Any) -> list[str]:
+        if jobs is None:
+            return []
+        if isinstance(jobs, (str, int)) or hasattr(jobs, "msg_ids"):
+            jobs = [jobs]
+        out: list[str] = []
+        for job in jobs:
+            if isinstance(job, str):
+                out.append(job)
+            elif isinstance(job, int):
+                out.append(self.history[job])
+            elif hasattr(job, "msg_ids"):
+                out.extend(job.msg_ids)
+            else:
+                raise TypeError(f"a job is a msg_id, a history index or an AsyncResult, not {job!r}")
+        return out
+
+    def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
+        """Wait for ``jobs`` (msg_ids, history indices, AsyncResults; default: all outstanding);
+        return whether all finished within ``timeout`` seconds (``-1``: no limit)."""
+        if timeout is not None and timeout < 0:
+            timeout = None
+        io = self._io
+        if jobs is None:
+            tasks = list(io.pending.values())
+        else:
+            tasks = []
+            for job in jobs if isinstance(jobs, (list, tuple, set)) else [jobs]:
+                if isinstance(job, AsyncResult):
+                    tasks.extend(job._tasks)
+                else:
+                    for msg_id in self._msg_ids_of(job):
+                        entry = io.pending.get(msg_id)
+                        if entry is not None:
+                            tasks.append(entry)
+        # wait on the results that own the tasks: each wakes this thread once, when it finishes
+        futures: set[Any] = set()
+        for entry in tasks:
+            for task in entry.tasks.values() if type(entry) is Broadcast else (entry,):
+                owner = task.owner
+                if owner is None:
+                    continue  # finished (or finishing: done is set before the owner is cleared)
+                if type(owner) is list:
+                    futures.update(owner)
+                else:
+                    futures.add(owner)
+        if not futures:
+            return True
+        _, not_done = concurrent.futures.wait(futures, timeout)
+        return not not_done
+
+    def clear(self, targets: Any = None, block: bool | None = None) -> Any:
+        """Empty the user namespace of ``targets`` (all by default)."""
+        block = self.block if block is None else block
+        ids = self._build_targets(targets)
+        tasks, frames = self._prepare("clear_request", "clear", [], ids, content={})
+        ar = AsyncResult(self, tasks, fname="clear", targets=ids)
+        self._launch(tasks, frames)
+        if block:
+            ar.get()
+            return None
+        return ar

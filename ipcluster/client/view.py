@@ -1,0 +1,624 @@
+"""Views: the ways to send work to engines.
+
+- :class:`DirectView` (``rc[:]``, ``rc[0]``): every call runs on each of its engines; data
+  movement (push, pull, scatter, gather) and ``execute``.
+- :class:`LoadBalancedView` (``rc.load_balanced_view()``): each call runs once, on the engine the
+  controller's scheduler picks.
+- :class:`BroadcastView`: like a DirectView, but one message to the controller fans out to all
+  its engines.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import queue
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..error import IPClusterError
+from . import map as partitioning
+from .asyncresult import AsyncMapResult, AsyncResult
+from .dependency import Dependency, render_dependency
+from .executor import ViewExecutor
+from .imports import sync_imports
+from .namespace import pull_names, push_names
+from .remotefunction import getname, parallel, remote
+from .task import Task
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["View", "DirectView", "LoadBalancedView", "BroadcastView"]
+
+
+class View:
+    """What all views share: flags, ``apply``/``map`` in their three forms, and wrappers for the
+    client's control methods. Use a subclass."""
+
+    _flag_names: tuple[str, ...] = ("targets", "block", "track")
+
+    def __init__(self, client: "Client | None" = None, socket: Any = None, **flags: Any) -> None:
+        if client is None:
+            raise TypeError(f"{type(self).__name__} needs a client")
+        self.client = client
+        self.block: bool = client.block
+        self.track: bool = False
+        self.targets: Any = None
+        self.history: list[str] = []
+        self._outstanding: set[str] = set()
+        self._executor: ViewExecutor | None = None
+        self.set_flags(**flags)
+
+    def __repr__(self) -> str:
+        text = str(self.targets)
+        if len(text) > 16:
+            text = text[:12] + "...]"
+        return f"<{type(self).__name__} {text}>"
+
+    def __len__(self) -> int:
+        if isinstance(self.targets, list):
+            return len(self.targets)
+        if isinstance(self.targets, int):
+            return 1
+        return len(self.client)
+
+    # -- flags -----------------------------------------------------------------------------
+    def set_flags(self, **kwargs: Any) -> None:
+        """Set flags by keyword: ``block`` (wait for results), ``track`` (track zero-copy sends
+        so ``ar.wait_for_send()`` tells when buffers may be changed), ``targets``..."""
+        for name, value in kwargs.items():
+            if name not in self._flag_names:
+                raise KeyError(f"invalid flag {name!r} (flags: {', '.join(self._flag_names)})")
+            setattr(self, name, value)
+
+    @contextlib.contextmanager
+    def temp_flags(self, **kwargs: Any) -> Iterator[None]:
+        """Set flags for the duration of a ``with`` block."""
+        saved = {name: getattr(self, name) for name in self._flag_names}
+        self.set_flags(**kwargs)
+        try:
+            yield
+        finally:
+            self.set_flags(**saved)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    @property
+    def results(self) -> Any:
+        return self.client.results
+
+    @property
+    def outstanding(self) -> set[str]:
+        """msg_ids sent through this view that have not finished."""
+        pending = self.client._io.pending
+        self._outstanding = {m for m in self._outstanding if m in pending}
+        return set(self._outstanding)
+
+    def _record(self, tasks: list[Task]) -> None:
+        for t in tasks:
+            self.history.append(t.msg_id)
+            self._outstanding.add(t.msg_id)
+
+    @property
+    def executor(self) -> ViewExecutor:
+        """A :class:`concurrent.futures.Executor` submitting to this view."""
+        if self._executor is None:
+            self._executor = ViewExecutor(self)
+        return self._executor
+
+    # -- apply -----------------------------------------------------------------------------
+    def _really_apply(self, f: Callable[..., Any], args: Any = None, kwargs: Any = None,
+                      block: bool | None = None, **options: Any) -> Any:
+        raise NotImplementedError
+
+    def apply(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``f(*args, **kwargs)`` on the engines: the result if ``self.block``, else an AsyncResult."""
+        return self._really_apply(f, args, kwargs)
+
+    def apply_async(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> AsyncResult:
+        """``f(*args, **kwargs)`` on the engines, without waiting: an AsyncResult."""
+        return self._really_apply(f, args, kwargs, block=False)
+
+    def apply_sync(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``f(*args, **kwargs)`` on the engines, waiting for the result."""
+        return self._really_apply(f, args, kwargs, block=True)
+
+    # -- map -------------------------------------------------------------------------------
+    def _parallel(self, f: Callable[..., Any], sequences: tuple[Any, ...], kwargs: dict[str, Any],
+                  elementwise: bool, block: bool | None = None, **options: Any) -> Any:
+        raise NotImplementedError
+
+    def map(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> Any:
+        """Parallel ``map(f, *sequences)``: a list if blocking, else an AsyncMapResult."""
+        raise NotImplementedError
+
+    def map_async(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> AsyncMapResult:
+        """``map(..., block=False)``"""
+        if "block" in kwargs:
+            raise TypeError("map_async doesn't take a `block` keyword argument")
+        return self.map(f, *sequences, block=False, **kwargs)
+
+    def map_sync(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> list[Any]:
+        """``map(..., block=True)``"""
+        if "block" in kwargs:
+            raise TypeError("map_sync doesn't take a `block` keyword argument")
+        return self.map(f, *sequences, block=True, **kwargs)
+
+    def imap(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> Iterator[Any]:
+        """Parallel ``map`` yielding results as they arrive."""
+        return iter(self.map_async(f, *sequences, **kwargs))
+
+    # -- decorators ------------------------------------------------------------------------
+    def remote(self, block: bool | None = None, **flags: Any) -> Callable[..., Any]:
+        """Decorator: calls of the function run on this view (see :func:`ipcluster.remote`)."""
+        return remote(self, block=self.block if block is None else block, **flags)
+
+    def parallel(self, dist: str = "b", block: bool | None = None, **flags: Any) -> Callable[..., Any]:
+        """Decorator: the function's sequence arguments are split among the engines
+        (see :func:`ipcluster.parallel`)."""
+        return parallel(self, dist=dist, block=self.block if block is None else block, **flags)
+
+    # -- control, through the client -------------------------------------------------------
+    def spin(self) -> None:
+        """Nothing to do: results arrive in the background."""
+
+    def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
+        """Wait for ``jobs`` (default: everything sent through this view); True when all are done."""
+        if jobs is None:
+            jobs = list(self.outstanding)
+        return self.client.wait(jobs, timeout)
+
+    def abort(self, jobs: Any = None, targets: Any = None, block: bool | None = None) -> Any:
+        """Abort tasks (default: all outstanding ones of this view) that have not started."""
+        block = self.block if block is None else block
+        targets = self.targets if targets is None else targets
+        jobs = list(self.outstanding) if jobs is None else jobs
+        return self.client.abort(jobs=jobs, targets=targets, block=block)
+
+    def queue_status(self, targets: Any = None, verbose: bool = False) -> dict[Any, Any]:
+        """Queue lengths of my engines (see ``Client.queue_status``)."""
+        return self.client.queue_status(targets=self.targets if targets is None else targets, verbose=verbose)
+
+    def purge_results(self, jobs: Any = (), targets: Any = ()) -> None:
+        """Make the controller (and this client) forget finished results."""
+        if targets is None or targets == "all":
+            targets = self.targets
+        self.client.purge_results(jobs=jobs, targets=targets)
+
+    def shutdown(self, targets: Any = None, restart: bool = False, hub: bool = False, block: bool | None = None) -> Any:
+        """Stop my engines (and the controller with ``hub=True``)."""
+        block = self.block if block is None else block
+        if targets is None or targets == "all":
+            targets = self.targets
+        return self.client.shutdown(targets=targets, restart=restart, hub=hub, block=block)
+
+    def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None, owner: bool = False) -> Any:
+        """Results by msg_id or by index into this view's history (default: the last one)."""
+        if indices_or_msg_ids is None:
+            indices_or_msg_ids = -1
+        if isinstance(indices_or_msg_ids, int):
+            indices_or_msg_ids = self.history[indices_or_msg_ids]
+        elif isinstance(indices_or_msg_ids, (list, tuple, set)):
+            indices_or_msg_ids = [self.history[i] if isinstance(i, int) else i for i in indices_or_msg_ids]
+        return self.client.get_result(indices_or_msg_ids, block=block, owner=owner)
+
+
+class DirectView(View):
+    """Runs every call on each of its engines, and reads and writes their namespaces.
+
+    >>> dv = rc[:]          # all engines; rc[0], rc[::2], rc[[0, 2]] for some
+    >>> dv["a"] = 5         # push
+    >>> dv["a"]             # pull: [5, 5, ...]
+    """
+
+    def __init__(self, client: "Client | None" = None, socket: Any = None, targets: Any = None, **flags: Any) -> None:
+        super().__init__(client=client, socket=socket, targets=targets, **flags)
+
+    # -- apply -----------------------------------------------------------------------------
+    def _submit(self, msg_type: str, method: str, bufs: list[Any], targets: Any, track: bool,
+                fname: str, content: dict[str, Any] | None = None, block: bool = False) -> Any:
+        client = self.client
+        if type(targets) is int and targets >= 0 and content is None and targets in client._io.engines:
+            task, frame = client._prepare_one(msg_type, method, bufs, targets, None, track)
+            ar = AsyncResult._of_task(client, task, fname)
+            ar._targets = [targets]
+            client._launch_one(task, frame)
+            self.history.append(task.msg_id)
+            self._outstanding.add(task.msg_id)
+            return ar
+        ids = client._build_targets(targets)
+        tasks, frames = client._prepare(msg_type, method, bufs, ids, content=content, track=track)
+        ar = AsyncResult(client, tasks[0] if isinstance(targets, int) else tasks, fname=fname, targets=ids)
+        client._launch(tasks, frames)
+        self._record(tasks)
+        return ar
+
+    def _really_apply(self, f: Callable[..., Any], args: Any = None, kwargs: Any = None,  # type: ignore[override]
+                      targets: Any = None, block: bool | None = None, track: bool | None = None) -> Any:
+        """``f(*args, **kwargs)`` on each target: one result for an int target, else a list."""
+        block = self.block if block is None else block
+        track = self.track if track is None else track
+        targets = self.targets if targets is None else targets
+        bufs = self.client._pack(f, args or (), kwargs or {})
+        ar = self._submit("apply_request", "apply", bufs, targets, track, getname(f))
+        return ar.get() if block else ar
+
+    def map(self, f: Callable[..., Any], *sequences: Any, block: bool | None = None, track: bool = False,
+            return_exceptions: bool = False) -> Any:
+        """Parallel ``map(f, *sequences)``, one contiguous part of the sequences per engine.
+
+        Returns the list of results (``block=True``) or an AsyncMapResult whose parts can be
+        iterated as they arrive.
+        """
+        if not sequences:
+            raise ValueError("map needs at least one sequence")
+        return self._parallel(f, sequences, {}, elementwise=True, block=block, track=track,
+                              return_exceptions=return_exceptions)
+
+    def _parallel(self, f: Callable[..., Any], sequences: tuple[Any, ...], kwargs: dict[str, Any],  # type: ignore[override]
+                  elementwise: bool, block: bool | None = None, targets: Any = None, track: bool | None = None,
+                  return_exceptions: bool = False, chunksize: Any = None, ordered: bool = True) -> Any:
+        client = self.client
+        block = self.block if block is None else block
+        track = self.track if track is None else track
+        ids = client._build_targets(self.targets if targets is None else targets)
+        parts = partitioning.split(sequences, len(ids))
+        fn = client._pickled_function(f)
+        tasks: list[Task] = []
+        frames: list[list[Any]] = []
+        for p, part in parts:
+            if elementwise:
+                bufs = client._pack(partitioning.map_chunk, (fn, *part), {})
+            else:
+                bufs = client._pack(partitioning.call_part, (fn, *part), kwargs)
+            t, fr = client._prepare("apply_request", "apply", bufs, [ids[p]], track=track)
+            tasks += t
+            frames += fr
+        amr = AsyncMapResult(
+            client, tasks, fname=getname(f), ordered=ordered, return_exceptions=return_exceptions,
+            chunk_sizes=[len(part[0]) for _, part in parts],
+            joiner=partitioning.flatten if elementwise else partitioning.join,
+        )
+        client._launch(tasks, frames)
+        self._record(tasks)
+        return amr.get() if block else amr
+
+    # -- code -------------------------------------------------------------------------------
+    def execute(self, code: str, silent: bool = True, targets: Any = None, block: bool | None = None) -> AsyncResult:
+        """Run ``code`` in each engine's IPython shell. Returns the AsyncResult (finished when
+        blocking; errors are raised then); its ``get()`` gives one :class:`ExecuteReply` per engine."""
+        block = self.block if block is None else block
+        targets = self.targets if targets is None else targets
+        ar = self._submit("execute_request", "execute", [], targets, False, "execute",
+                          content={"code": code, "silent": bool(silent)})
+        if block:
+            ar.get()
+        return ar
+
+    def run(self, filename: str, targets: Any = None, block: bool | None = None) -> AsyncResult:
+        """Execute the text of a local file on the engines (see :meth:`execute`)."""
+        with open(filename) as f:
+            code = f.read() + "\n"
+        return self.execute(code, block=block, targets=targets)
+
+    # -- namespaces -------------------------------------------------------------------------
+    def push(self, ns: dict[str, Any], targets: Any = None, block: bool | None = None, track: bool | None = None) -> Any:
+        """Assign the items of ``ns`` in the engines' namespaces."""
+        if not isinstance(ns, dict):
+            raise TypeError(f"push needs a dict, not {type(ns).__name__}")
+        return self._really_apply(push_names, (), ns, targets=targets, block=block, track=track)
+
+    def update(self, ns: dict[str, Any]) -> Any:
+        """``push(ns)``"""
+        return self.push(ns)
+
+    def pull(self, names: Any, targets: Any = None, block: bool | None = None) -> Any:
+        """Values of ``names`` (a str, or a list of str) from the engines' namespaces."""
+        if isinstance(names, (list, tuple, set)):
+            bad = [n for n in names if not isinstance(n, str)]
+            if bad:
+                raise TypeError(f"names must be str, not {bad[0]!r}")
+            names = list(names)
+        elif not isinstance(names, str):
+            raise TypeError(f"names must be a str or a list of str, not {names!r}")
+        return self._really_apply(pull_names, (names,), {}, targets=targets, block=block)
+
+    def get(self, key_s: Any) -> Any:
+        """``pull(key_s, block=True)``"""
+        return self.pull(key_s, block=True)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.get(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def scatter(self, key: str, seq: Any, dist: str = "b", flatten: bool = False, targets: Any = None,
+                block: bool | None = None, track: bool | None = None) -> Any:
+        """Split ``seq`` into contiguous parts, one per engine, and assign each as ``key``
+        (numpy arrays are sent as views, without a copy). With ``flatten``, a part of one item
+        is assigned as the item itself."""
+        if dist != "b":
+            raise ValueError(f"dist must be 'b', not {dist!r}")
+        block = self.block if block is None else block
+        track = self.track if track is None else track
+        client = self.client
+        ids = client._build_targets(self.targets if targets is None else targets)
+        seq = partitioning.as_sequence(seq)
+        tasks: list[Task] = []
+        frames: list[list[Any]] = []
+        for index, eid in enumerate(ids):
+            part = partitioning.partition(seq, index, len(ids))
+            value = part[0] if flatten and len(part) == 1 else part
+            bufs = client._pack(push_names, (), {key: value})
+            t, fr = client._prepare("apply_request", "apply", bufs, [eid], track=track)
+            tasks += t
+            frames += fr
+        ar = AsyncResult(client, tasks, fname="scatter", targets=ids)
+        client._launch(tasks, frames)
+        self._record(tasks)
+        if block:
+            ar.get()
+            return None
+        return ar
+
+    def gather(self, key: str, dist: str = "b", targets: Any = None, block: bool | None = None) -> Any:
+        """The parts of ``key`` on the engines joined back: arrays concatenated, lists joined."""
+        if dist != "b":
+            raise ValueError(f"dist must be 'b', not {dist!r}")
+        block = self.block if block is None else block
+        client = self.client
+        ids = client._build_targets(self.targets if targets is None else targets)
+        bufs = client._pack(pull_names, (key,), {})
+        tasks, frames = client._prepare("apply_request", "apply", bufs, ids)
+        amr = AsyncMapResult(client, tasks, fname="gather", joiner=partitioning.join)
+        client._launch(tasks, frames)
+        self._record(tasks)
+        return amr.get() if block else amr
+
+    def clear(self, targets: Any = None, block: bool | None = None) -> Any:
+        """Empty the engines' namespaces."""
+        block = self.block if block is None else block
+        return self.client.clear(targets=self.targets if targets is None else targets, block=block)
+
+    # -- imports and magics -----------------------------------------------------------------
+    def sync_imports(self, local: bool = True, quiet: bool = False) -> Any:
+        """Context manager: ``import`` statements in its block also run on the engines.
+
+        >>> with dv.sync_imports():
+        ...     import numpy
+        importing numpy on engine(s)
+
+        ``import x as y`` binds ``x`` on the engines (the ``as`` part is local only).
+        """
+        return sync_imports(self, local=local, quiet=quiet)
+
+    @property
+    def importer(self) -> Any:
+        """``sync_imports()``"""
+        return self.sync_imports(True)
+
+    def use_cloudpickle(self) -> None:
+        """Nothing to do: functions and objects pickle with cloudpickle whenever plain pickle
+        cannot (kept for ipyparallel compatibility)."""
+
+    def use_pickle(self) -> None:
+        """Nothing to do (see :meth:`use_cloudpickle`)."""
+
+    def activate(self, suffix: str = "") -> Any:
+        """Make this view the target of the ``%px`` magics (``%px{suffix}``...)."""
+        try:
+            from ..magics import activate_view  # type: ignore[import-not-found,attr-defined,unused-ignore]
+        except ImportError as e:
+            raise IPClusterError(f"the %px magics are not available in this installation ({e})") from e
+        return activate_view(self, suffix)
+
+
+class BroadcastView(DirectView):
+    """A DirectView whose calls go to the controller once and are fanned out there to every
+    target engine (one message and one signature, whatever the number of engines)."""
+
+    _flag_names = ("targets", "block", "track", "is_coalescing")
+
+    def __init__(self, client: "Client | None" = None, socket: Any = None, targets: Any = None,
+                 is_coalescing: bool = False, **flags: Any) -> None:
+        self.is_coalescing = is_coalescing
+        super().__init__(client=client, socket=socket, targets=targets, **flags)
+
+    def _submit(self, msg_type: str, method: str, bufs: list[Any], targets: Any, track: bool,
+                fname: str, content: dict[str, Any] | None = None, block: bool = False) -> Any:
+        client = self.client
+        if type(targets) is int and targets >= 0 and content is None and targets in client._io.engines:
+            task, frame = client._prepare_one(msg_type, method, bufs, targets, None, track)
+            ar = AsyncResult._of_task(client, task, fname)
+            ar._targets = [targets]
+            client._launch_one(task, frame)
+            self.history.append(task.msg_id)
+            self._outstanding.add(task.msg_id)
+            return ar
+        ids = client._build_targets(targets)
+        tasks, frames = client._broadcast(msg_type, method, bufs, ids, content=content)
+        ar = AsyncResult(client, tasks[0] if isinstance(targets, int) else tasks, fname=fname, targets=ids)
+        client._launch_broadcast(tasks, frames)
+        self.history.append(tasks[0].msg_id)
+        self._outstanding.add(tasks[0].msg_id)
+        return ar
+
+    def map(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("BroadcastView.map is not implemented: use a DirectView")
+
+
+class LoadBalancedView(View):
+    """Each call runs once, on an engine the controller's scheduler picks.
+
+    Flags (``set_flags``, ``temp_flags`` or keyword arguments): ``targets`` (engines allowed),
+    ``after`` and ``follow`` (dependencies: msg_ids, AsyncResults or a :class:`Dependency`),
+    ``timeout`` (seconds for the task to finish), ``retries`` (runs again on failure).
+    """
+
+    _flag_names = ("targets", "block", "track", "follow", "after", "timeout", "retries")
+
+    def __init__(self, client: "Client | None" = None, socket: Any = None, **flags: Any) -> None:
+        self.follow: Any = None
+        self.after: Any = None
+        self.timeout: float | None = None
+        self.retries = 0
+        super().__init__(client=client, socket=socket, **flags)
+
+    def set_flags(self, **kwargs: Any) -> None:
+        """Set flags by keyword: ``block``, ``track``, ``targets``, ``after``, ``follow``,
+        ``timeout``, ``retries``."""
+        for name in ("after", "follow"):
+            if name in kwargs and kwargs[name] is not None:
+                render_dependency(kwargs[name])  # raises TypeError for what is not a dependency
+        if "timeout" in kwargs:
+            t = kwargs["timeout"]
+            if t is not None and (not isinstance(t, (int, float)) or t < 0):
+                raise ValueError(f"invalid timeout: {t!r}")
+        if "retries" in kwargs and not isinstance(kwargs["retries"], int):
+            raise TypeError(f"retries must be an int, not {type(kwargs['retries']).__name__}")
+        super().set_flags(**kwargs)
+
+    def _metadata(self, after: Any, follow: Any, timeout: Any, retries: Any, targets: Any) -> dict[str, Any] | None:
+        if (after is None and follow is None and timeout is None and retries is None and targets is None
+                and self.after is None and self.follow is None and not self.timeout and not self.retries
+                and self.targets is None):
+            return None
+        md: dict[str, Any] = {}
+        after = self.after if after is None else after
+        if after is not None:
+            dep = render_dependency(after)
+            if dep:
+                md["after"] = dep
+        follow = self.follow if follow is None else follow
+        if follow is not None:
+            dep = render_dependency(follow)
+            if dep:
+                md["follow"] = dep
+        timeout = self.timeout if timeout is None else timeout
+        if timeout:
+            md["timeout"] = float(timeout)
+        retries = self.retries if retries is None else retries
+        if retries:
+            md["retries"] = int(retries)
+        targets = self.targets if targets is None else targets
+        if targets is not None:
+            md["targets"] = self.client._build_targets(targets)
+        return md or None
+
+    def _really_apply(self, f: Callable[..., Any], args: Any = None, kwargs: Any = None,  # type: ignore[override]
+                      block: bool | None = None, track: bool | None = None, after: Any = None,
+                      follow: Any = None, timeout: Any = None, targets: Any = None, retries: Any = None) -> Any:
+        """``f(*args, **kwargs)`` on one engine chosen by the scheduler."""
+        client = self.client
+        bufs = client._pack(f, args or (), kwargs or {})
+        md = self._metadata(after, follow, timeout, retries, targets)
+        task, frames = client._prepare_one("apply_request", "apply", bufs, None, md,
+                                           self.track if track is None else track)
+        ar = AsyncResult._of_task(client, task, getname(f))
+        client._launch_one(task, frames)
+        self.history.append(task.msg_id)
+        self._outstanding.add(task.msg_id)
+        if self.block if block is None else block:
+            return ar.get()
+        return ar
+
+    def map(self, f: Callable[..., Any], *sequences: Any, block: bool | None = None, chunksize: int | None = None,
+            ordered: bool = True, return_exceptions: bool = False, track: bool | None = None, **flags: Any) -> Any:
+        """Parallel ``map(f, *sequences)``, load-balanced in tasks of ``chunksize`` items.
+
+        ``chunksize`` defaults to about 8 tasks per engine (pass 1 for one task per item).
+        With ``ordered=False``, iterating the AsyncMapResult yields parts as they finish.
+        Other keywords set flags for these tasks only: ``after``, ``follow``, ``timeout``,
+        ``retries``, ``targets``.
+        """
+        if not sequences:
+            raise ValueError("map needs at least one sequence")
+        bad = set(flags) - {"after", "follow", "timeout", "retries", "targets"}
+        if bad:
+            raise TypeError(f"invalid keyword arguments for map: {', '.join(sorted(bad))}")
+        return self._parallel(f, sequences, {}, elementwise=True, block=block, chunksize=chunksize,
+                              ordered=ordered, return_exceptions=return_exceptions, track=track, **flags)
+
+    def _parallel(self, f: Callable[..., Any], sequences: tuple[Any, ...], kwargs: dict[str, Any],
+                  elementwise: bool, block: bool | None = None, chunksize: int | None = None, ordered: bool = True,
+                  return_exceptions: bool = False, track: bool | None = None, **flags: Any) -> Any:
+        client = self.client
+        block = self.block if block is None else block
+        track = self.track if track is None else track
+        seqs, n = partitioning.prepare(sequences)
+        if chunksize is None:
+            chunksize = partitioning.auto_chunksize(n, len(client._io.engines))
+        parts = partitioning.chunks(seqs, chunksize)
+        md = self._metadata(flags.get("after"), flags.get("follow"), flags.get("timeout"),
+                            flags.get("retries"), flags.get("targets"))
+        fn = client._pickled_function(f)
+        helper = partitioning.map_chunk if elementwise else partitioning.call_part
+        tasks: list[Task] = []
+        frames: list[list[Any]] = []
+        for part in parts:
+            bufs = client._pack(helper, (fn, *part), kwargs)
+            t, fr = client._prepare("apply_request", "apply", bufs, (None,), metadata=md, track=track)
+            tasks += t
+            frames += fr
+        amr = AsyncMapResult(
+            client, tasks, fname=getname(f), ordered=ordered, return_exceptions=return_exceptions,
+            chunk_sizes=[len(part[0]) for part in parts],
+            joiner=partitioning.flatten if elementwise else partitioning.join,
+        )
+        client._launch(tasks, frames)
+        self._record(tasks)
+        return amr.get() if block else amr
+
+    def imap(self, f: Callable[..., Any], *sequences: Any, ordered: bool = True, max_outstanding: Any = "auto",
+             return_exceptions: bool = False, chunksize: int = 1) -> Iterator[Any]:
+        """Parallel ``map`` over iterables of any length (read lazily), yielding results as they
+        arrive, with at most ``max_outstanding`` tasks in flight ("auto": 4 per engine, at
+        least 32), so memory stays bounded whatever the input's length."""
+        if not sequences:
+            raise ValueError("imap needs at least one iterable")
+        if max_outstanding == "auto":
+            max_outstanding = max(32, 4 * len(self.client._io.engines))
+        return _imap(self, f, sequences, ordered, int(max_outstanding), return_exceptions, chunksize)
+
+    def register_joblib_backend(self, name: str = "ipcluster", make_default: bool = False) -> None:
+        raise NotImplementedError("a joblib backend is not implemented yet")
+
+
+def _imap(view: LoadBalancedView, f: Callable[..., Any], sequences: tuple[Any, ...], ordered: bool,
+          max_outstanding: int, return_exceptions: bool, chunksize: int) -> Iterator[Any]:
+    client = view.client
+    fn = client._pickled_function(f)
+    md = view._metadata(None, None, None, None, None)
+    parts = partitioning.iter_chunks(sequences, max(1, chunksize))
+    inflight: collections.deque[AsyncResult] = collections.deque()
+    done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    exhausted = False
+
+    def submit() -> None:
+        nonlocal exhausted
+        while not exhausted and len(inflight) < max_outstanding:
+            part = next(parts, None)
+            if part is None:
+                exhausted = True
+                return
+            bufs = client._pack(partitioning.map_chunk, (fn, *part), {})
+            tasks, frames = client._prepare("apply_request", "apply", bufs, (None,), metadata=md)
+            ar = AsyncMapResult(client, tasks, fname=getname(f), return_exceptions=return_exceptions)
+            if not ordered:
+                ar.add_done_callback(done.put)  # the future is the AsyncMapResult itself
+            client._launch(tasks, frames)
+            view._record(tasks)
+            inflight.append(ar)
+
+    submit()
+    while inflight:
+        if ordered:
+            ar = inflight.popleft()
+        else:
+            ar = done.get()
+            inflight.remove(ar)
+        values = ar.get()
+        submit()
+        yield from values
+
