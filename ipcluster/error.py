@@ -136,6 +136,10 @@ class RemoteError(IPClusterError):
     def print_traceback(self) -> None:
         print("\n".join(self.render_traceback()))
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of the (uninteresting) local traceback."""
+        return self.render_traceback()
+
     @classmethod
     def from_content(cls, content: dict[str, Any], engine_info: dict[str, Any] | None = None) -> "RemoteError":
         """Build the local exception from an error reply's content."""
@@ -152,8 +156,6 @@ class CompositeError(RemoteError):
     sees the cause without a wall of duplicates.
     """
 
-    tb_limit = 4
-
     def __init__(self, message: str, elist: list[RemoteError]) -> None:
         first = elist[0] if elist else RemoteError("Error", message)
         super().__init__(first.ename, first.evalue, first.traceback, first.engine_info)
@@ -162,17 +164,20 @@ class CompositeError(RemoteError):
         self.args = (message, elist)
 
     def __str__(self) -> str:
+        """One line per distinct error, naming every engine that raised it."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for err in self.elist:
+            groups.setdefault((err.ename, err.evalue), []).append(str(err.engine_id))
         lines = [self.msg]
-        for err in self.elist[: self.tb_limit]:
-            lines.append(repr(err))
-        if len(self.elist) > self.tb_limit:
-            lines.append(f"... {len(self.elist) - self.tb_limit} more exceptions ...")
+        for (ename, evalue), engines in groups.items():
+            lines.append(f"[{','.join(engines)}] {ename}: {evalue}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return f"CompositeError({len(self.elist)} engine errors)"
 
     def render_traceback(self, excid: int | None = None) -> list[str]:
+        """The summary, then one engine's traceback in full (the first, unless ``excid``)."""
         lines = [str(self)]
         if not self.elist:
             return lines
@@ -180,6 +185,9 @@ class CompositeError(RemoteError):
         lines.append("")
         lines.extend(shown.render_traceback())
         return lines
+
+    def _render_traceback_(self) -> list[str]:
+        return self.render_traceback()
 
     def print_traceback(self, excid: int | None = None) -> None:
         print("\n".join(self.render_traceback(excid)))

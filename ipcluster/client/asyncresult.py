@@ -417,7 +417,7 @@ class AsyncResult(Future):  # type: ignore[type-arg]
             yield from self._task_values(t)
 
     # -- display ----------------------------------------------------------------------------
-    def display_outputs(self, groupby: str = "type", result_only: bool = False) -> None:
+    def display_outputs(self, groupby: str = "type", result_only: bool = False, streams: bool = True) -> None:
         """Show the output of the computation: streams prefixed by engine (``[stdout:0]``),
         displays and results through IPython's display machinery when in IPython.
 
@@ -426,7 +426,7 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         display of every engine together).
         """
         self.wait()
-        display_outputs(self, groupby, result_only)
+        display_outputs(self, groupby, result_only, streams)
 
     def wait_interactive(self, interval: float = 0.1, timeout: float | None = -1, widget: bool | None = None) -> None:
         """Wait, showing a progress bar (tqdm when installed, a widget-free line otherwise)."""

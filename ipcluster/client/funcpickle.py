@@ -151,7 +151,8 @@ class FunctionPickleCache:
             values.append(value)
         key = id(f)
         entries = self._entries
-        def forget(ref: "weakref.ref[Any]") -> None:
+        def forget(ref: "weakref.ref[Any]", _forget: Any = _forget) -> None:
+            # _forget bound now: at interpreter exit module globals may already be None
             _forget(entries, key, ref)
 
         ref = weakref.ref(f, forget)

@@ -37,8 +37,9 @@ def _label(ip: Any, engine_id: Any) -> None:
     display_pretty(f"[output:{engine_id}]", raw=True)
 
 
-def display_outputs(ar: Any, groupby: str = "type", result_only: bool = False) -> None:
-    """Re-show the streams, displays and results of a finished AsyncResult."""
+def display_outputs(ar: Any, groupby: str = "type", result_only: bool = False, streams: bool = True) -> None:
+    """Re-show the streams, displays and results of a finished AsyncResult (``streams=False``:
+    all but stdout/stderr, for callers that showed those live)."""
     if groupby not in ("type", "engine", "order"):
         raise ValueError(f"groupby must be 'type', 'engine' or 'order', not {groupby!r}")
     tasks = ar._tasks
@@ -58,7 +59,7 @@ def display_outputs(ar: Any, groupby: str = "type", result_only: bool = False) -
 
     if groupby == "engine":
         for eid, t, r in rows:
-            if not result_only:
+            if streams and not result_only:
                 show_stream(t.text("stdout"), f"[stdout:{eid}] ")
                 show_stream(t.text("stderr"), f"[stderr:{eid}] ", file=sys.stderr)
             if ip is None:
@@ -71,7 +72,7 @@ def display_outputs(ar: Any, groupby: str = "type", result_only: bool = False) -
             show_result(t, r)
         return
 
-    if not result_only:
+    if streams and not result_only:
         for eid, t, _ in rows:
             show_stream(t.text("stdout"), f"[stdout:{eid}] ")
         for eid, t, _ in rows:

@@ -53,6 +53,15 @@ class ControllerQueries:
         result = self._query("abort_request", {"msg_ids": msg_ids, "targets": tids}, block)
         return None if block else result
 
+    def send_signal(self, sig: int, targets: Any = None, block: bool | None = None) -> Any:
+        """Send signal ``sig`` to the engines' processes (``signal.SIGINT`` interrupts the code they
+        are running). It goes through each engine's control channel, which answers even while the
+        engine is busy, so this works for engines on other hosts too."""
+        block = self.block if block is None else block
+        tids = None if targets is None or targets == "all" else self._build_targets(targets)
+        result = self._query("signal_request", {"signum": int(sig), "targets": tids}, block)
+        return None if block else result
+
     def shutdown(self, targets: Any = "all", restart: bool = False, hub: bool = False, block: bool | None = None) -> Any:
         """Stop engines (all by default); with ``hub=True`` the controller too."""
         if restart:
