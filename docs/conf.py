@@ -31,8 +31,8 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 
 myst_heading_anchors = 3  # `page.md#heading-slug` links for h1-h3
 
-# Set to True once every documented class exists, so a missing one fails the build.
-ipcluster_docs_require_all = False
+# Every documented class exists: a missing one fails the build.
+ipcluster_docs_require_all = True
 
 html_theme = "alabaster"
 html_title = f"ipcluster {release}"
