@@ -147,3 +147,36 @@ def test_engine_killed_mid_map_every_result_exactly_once(own) -> None:
         amr.wait(0.05)
     os.kill(victim, signal.SIGKILL)
     assert amr.get(timeout=60) == list(range(1000))
+
+
+@pytest.mark.parametrize("scheme", ["leastload", "lru", "twobin", "weighted", "plainrandom"])
+def test_every_scheme_runs_a_map_on_all_engines(scheme: str, tmp_path) -> None:
+    from .conftest import start, stop
+
+    cluster, rc = start(tmp_path, controller_args=[f"--scheme={scheme}"])
+    try:
+        lview = rc.load_balanced_view()
+        out = lview.map_sync(lambda x: (__import__("time").sleep(0.005), __import__("os").getpid(), x),
+                             range(60), chunksize=1)
+        assert [x for _, _, x in out] == list(range(60))
+        assert len({pid for _, pid, _ in out}) == 2
+    finally:
+        stop(cluster, rc)
+
+
+def test_engines_joining_mid_run_get_work(tmp_path) -> None:
+    from .conftest import start, stop
+
+    cluster, rc = start(tmp_path, n=1)
+    try:
+        lview = rc.load_balanced_view()
+        amr = lview.map_async(lambda x: (__import__("time").sleep(0.02), __import__("os").getpid())[1],
+                              range(200), chunksize=1)
+        cluster.start_engines_sync(1)
+        rc.wait_for_engines(2, timeout=30)
+        pids = amr.get(timeout=60)
+        assert len(set(pids)) == 2  # the late engine took part of the queue
+        late = rc[1].apply_sync(__import__("os").getpid)
+        assert pids.count(late) >= 20
+    finally:
+        stop(cluster, rc)
