@@ -1,0 +1,458 @@
+"""The engine's request loop: receive tasks from the controller, run them, reply.
+
+Why not a subclass of ipykernel's ``Kernel``
+--------------------------------------------
+ipykernel implements Jupyter's five-socket protocol (shell, control, stdin, iopub, heartbeat, each
+bound by the kernel and connected to by one frontend), with its own message loop and
+per-message machinery around it. An ipcluster engine speaks a different protocol: one DEALER
+connected to the controller carries every request and reply, prefixed by the requesting client's
+identity, and output goes to the controller's IOPub. Adapting ipykernel would mean overriding
+most of it, and importing it alone costs more than our whole start-up. What users actually want
+from it is *IPython semantics* for ``execute`` (magics, ``display``, rich results, IPython
+tracebacks, top-level ``await``), and those come from IPython's ``InteractiveShell``, which we
+use directly (:mod:`.shell`), created on the first ``execute_request``. ``apply`` never needs
+it, so an engine that only maps functions never imports IPython.
+
+How the loop runs
+-----------------
+One asyncio loop on the main thread, with a ``zmq.asyncio`` DEALER. When a message arrives, the
+loop drains everything else already waiting on the socket (non-blocking receives until EAGAIN)
+and applies control messages from the controller (``abort_request``, ``shutdown_request``)
+before running any queued task; it drains again after every task, so an abort that arrives
+while a task runs still catches the tasks queued behind it. Tasks run one at a time,
+synchronously on the main thread (user code expects the main thread: signals, GUI-less
+matplotlib, C libraries). While user code runs, the loop is marked as not running, so user
+code may call ``asyncio.run()`` as in a plain script; cells with top-level ``await`` run as a
+task on the engine's loop instead.
+
+A message that does not unpack or verify is logged and dropped; the engine never dies of one.
+Every request gets a reply whose metadata says when it ran and how many IOPub messages it
+produced (``iopub_count``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import time
+from asyncio.events import _set_running_loop
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from traitlets import Int
+from traitlets.config import LoggingConfigurable
+
+from ..error import wrap_exception
+from ..protocol.messages import reply_type
+from ..protocol.serialize import serialize_result
+from ..protocol.session import Message, Session
+from ..protocol.wire import NOBLOCK, readable, recv_frames, send_frames
+from .interrupts import Interrupts
+from .iopub import IOPub
+from .namespace import FunctionCache, clear_namespace, resolve_references
+
+TASK_TYPES = frozenset({"apply_request", "execute_request", "clear_request"})
+
+_ABORTED = {"status": "aborted", "ename": "TaskAborted", "evalue": "task aborted before it ran", "traceback": ""}
+
+
+class Kernel(LoggingConfigurable):
+    """Runs the requests an engine receives (built and driven by :class:`.app.EngineApp`)."""
+
+    function_cache_size = Int(
+        128,
+        config=True,
+        help="How many functions sent by clients to keep unpickled (0: unpickle every time). "
+        "A function sent again is then the same object, as if defined on the engine.",
+    )
+    max_remembered_aborts = Int(
+        10_000,
+        config=True,
+        help="How many aborted msg_ids not yet received to remember (oldest forgotten first).",
+    )
+
+    def __init__(
+        self,
+        *,
+        socket: zmq.asyncio.Socket,
+        session: Session,
+        iopub: IOPub,
+        interrupts: Interrupts,
+        engine_id: int,
+        engine_uuid: str,
+        user_module: Any,
+        on_stop: Callable[[int, str], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.socket = socket  # zmq.asyncio DEALER: awaited when idle
+        self._raw: zmq.Socket[Any] = zmq.Socket.shadow(socket.underlying)  # same socket, synchronous: drains, sends
+        self.session = session
+        self.iopub = iopub
+        self.interrupts = interrupts
+        self.engine_id = engine_id
+        self.engine_uuid = engine_uuid
+        self.user_module = user_module
+        self.user_ns: dict[str, Any] = user_module.__dict__
+        self.functions = FunctionCache(self.user_ns, self.function_cache_size)
+        self._on_stop = on_stop
+        self.stopping = False
+        self.shell: Any = None
+        self._queue: deque[tuple[list[bytes], Message]] = deque()
+        self._aborted: OrderedDict[str, None] = OrderedDict()
+        self._reply_types = {t: reply_type(t) for t in TASK_TYPES}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._import_hook: _ShellOnImport | None = None
+        self._cell_interrupted = False
+
+    # -- the loop ------------------------------------------------------------------------
+    async def serve(self) -> None:
+        """Receive and run requests until stopped (or cancelled)."""
+        self._loop = asyncio.get_running_loop()
+        if "IPython" not in sys.modules:
+            self._import_hook = _ShellOnImport(self._shell_on_import)
+            sys.meta_path.insert(0, self._import_hook)
+        recv = self.socket.recv_multipart
+        try:
+            while not self.stopping:
+                frames = await recv(copy=False)
+                self._accept(frames)
+                self._drain()
+                await self._run_queue()
+        finally:
+            if self._import_hook is not None:
+                self._import_hook.remove()
+
+    def _drain(self) -> None:
+        """Take every message already waiting on the socket, without blocking."""
+        raw = self._raw
+        while readable(raw):
+            self._accept(recv_frames(raw, NOBLOCK))
+
+    def _accept(self, frames: list[Any]) -> None:
+        """Queue a task, or apply a control message at once; never raises."""
+        try:
+            idents, msg = self.session.unpack(frames)
+        except Exception as e:
+            self.log.warning("dropped a message that does not unpack (%d frames): %s", len(frames), e)
+            return
+        msg_type = msg["msg_type"]
+        try:
+            if msg_type in TASK_TYPES:
+                self._queue.append((idents, msg))
+            elif not idents and msg_type == "abort_request":  # control: from the controller itself
+                self._abort(msg["content"].get("msg_ids"))
+            elif not idents and msg_type == "shutdown_request":
+                self.log.info("shutdown requested by the controller")
+                self.stop(0, "shutdown_request")
+            elif not idents and msg_type == "registration_reply":
+                self.log.debug("ignored a late registration_reply")
+            elif idents and msg_type.endswith("_request"):
+                self.log.warning("unsupported request %s from %r", msg_type, idents[0])
+                content = {
+                    "status": "error",
+                    "ename": "NotImplementedError",
+                    "evalue": f"engines do not handle {msg_type}",
+                    "traceback": "",
+                }
+                self._reply(idents, msg, reply_type(msg_type), content, (), time.time(), 0)
+            else:
+                self.log.warning("ignored unexpected %s message", msg_type)
+        except Exception:
+            self.log.exception("could not handle %s %s", msg_type, msg.get("msg_id"))
+
+    async def _run_queue(self) -> None:
+        queue = self._queue
+        while queue and not self.stopping:
+            idents, msg = queue.popleft()
+            if self._aborted and msg["msg_id"] in self._aborted:
+                del self._aborted[msg["msg_id"]]
+                self._reply_aborted(idents, msg)
+                continue
+            msg_type = msg["msg_type"]
+            started = time.time()
+            buffers: Any = ()
+            try:
+                if msg_type == "apply_request":
+                    content, buffers = self._apply(msg)
+                elif msg_type == "execute_request":
+                    content = await self._execute(msg)
+                else:
+                    content = self._clear(msg)
+            except Exception:  # a bug of ours, not the user's: still answer
+                self.log.exception("%s %s failed", msg_type, msg["msg_id"])
+                content = self._error_content("engine")
+            count = self.iopub.end()
+            try:
+                self._reply(idents, msg, self._reply_types[msg_type], content, buffers, started, count)
+            except Exception:  # e.g. content that is not JSON: answer with the reason instead
+                self.log.exception("could not send the reply to %s", msg["msg_id"])
+                content = self._error_content("engine")
+                self._reply(idents, msg, self._reply_types[msg_type], content, (), started, count)
+            self._drain()
+
+    def stop(self, code: int, reason: str) -> None:
+        """Stop serving after the current task; the app then unregisters and exits."""
+        self.stopping = True
+        self._on_stop(code, reason)
+
+    # -- control -------------------------------------------------------------------------
+    def _abort(self, msg_ids: list[str] | None) -> None:
+        queue = self._queue
+        if msg_ids is None:
+            self.log.info("aborting all %d queued tasks", len(queue))
+            while queue:
+                self._reply_aborted(*queue.popleft())
+            return
+        wanted = set(msg_ids)
+        kept: deque[tuple[list[bytes], Message]] = deque()
+        for item in queue:
+            if item[1]["msg_id"] in wanted:
+                wanted.discard(item[1]["msg_id"])
+                self._reply_aborted(*item)
+            else:
+                kept.append(item)
+        queue.clear()  # in place: _run_queue holds a reference to this deque
+        queue.extend(kept)
+        for msg_id in wanted:  # not received yet: abort when they arrive
+            self._aborted[msg_id] = None
+        while len(self._aborted) > self.max_remembered_aborts:
+            self._aborted.popitem(last=False)
+        self.log.debug("aborted %d queued tasks, %d pending", len(msg_ids) - len(wanted), len(wanted))
+
+    def _reply_aborted(self, idents: list[bytes], msg: Message) -> None:
+        content: dict[str, Any] = dict(_ABORTED)
+        if msg["msg_type"] == "execute_request":
+            content["execution_count"] = self.shell.execution_count if self.shell is not None else 0
+        now = time.time()
+        self._reply(idents, msg, self._reply_types[msg["msg_type"]], content, (), now, 0)
+
+    # -- replies -------------------------------------------------------------------------
+    def _reply(
+        self,
+        idents: list[bytes],
+        msg: Message,
+        msg_type: str,
+        content: dict[str, Any],
+        buffers: Any,
+        started: float,
+        iopub_count: int,
+    ) -> None:
+        metadata = {
+            "engine_id": self.engine_id,
+            "engine_uuid": self.engine_uuid,
+            "started": started,
+            "completed": time.time(),
+            "status": content["status"],
+            "iopub_count": iopub_count,
+        }
+        _, frames = self.session.serialize(
+            msg_type, content, parent=msg["header"], metadata=metadata, buffers=buffers, idents=idents
+        )
+        self.send(frames)
+
+    def send(self, frames: list[Any]) -> None:
+        """Send on the DEALER (its send queue is unbounded, so this does not block)."""
+        try:
+            send_frames(self._raw, frames, NOBLOCK)
+        except zmq.ZMQError as e:
+            self.log.error("could not send %d frames to the controller: %s", len(frames), e)
+
+    def _error_content(self, method: str) -> dict[str, Any]:
+        """Error-reply content for the exception being handled; never raises."""
+        info = {"engine_id": self.engine_id, "engine_uuid": self.engine_uuid, "method": method}
+        try:
+            return wrap_exception(info)
+        except Exception:  # str() of the exception itself failed
+            etype = sys.exc_info()[0]
+            name = etype.__name__ if etype is not None else "Error"
+            return {"status": "error", "ename": name, "evalue": "<unprintable>", "traceback": "", "engine_info": info}
+
+    # -- handlers ------------------------------------------------------------------------
+    def _apply(self, msg: Message) -> tuple[dict[str, Any], list[Any]]:
+        """Call a function; its result pickled is the reply's buffers."""
+        self.iopub.begin(msg["header"])
+        intr = self.interrupts
+        loop = self._loop
+        try:
+            f, args, kwargs = self.functions.load(msg["buffers"])
+            args, kwargs = resolve_references(args, kwargs, self.user_ns)
+            _set_running_loop(None)  # user code may asyncio.run(), as in a script
+            intr.armed = True
+            try:
+                result = f(*args, **kwargs)
+            finally:
+                intr.disarm()
+                _set_running_loop(loop)
+            return {"status": "ok"}, serialize_result(result)
+        except BaseException as e:  # user code: KeyboardInterrupt and SystemExit are replies too
+            intr.disarm()
+            _set_running_loop(loop)
+            tb = e.__traceback__
+            if tb is not None and tb.tb_next is not None:
+                e.__traceback__ = tb.tb_next  # drop this frame: users see their code first
+            return self._error_content("apply"), []
+
+    async def _execute(self, msg: Message) -> dict[str, Any]:
+        """Run a cell in the IPython shell; output and errors go out on IOPub."""
+        self.iopub.begin(msg["header"])
+        content = msg["content"]
+        code = content.get("code", "")
+        silent = bool(content.get("silent", False))
+        store_history = bool(content.get("store_history", not silent))
+        try:
+            shell = self.get_shell()
+        except Exception:
+            self.log.exception("could not start the IPython shell")
+            return {**self._error_content("execute"), "execution_count": 0}
+        count = shell.execution_count
+        if not silent:
+            self.iopub.publish("execute_input", {"code": code, "execution_count": count})
+        shell.last_traceback = None
+        try:
+            transformed = shell.transform_cell(code)
+            exc_tuple = None
+        except Exception:
+            transformed, exc_tuple = code, sys.exc_info()
+        if shell.should_run_async(code, transformed_cell=transformed, preprocessing_exc_tuple=exc_tuple):
+            try:
+                result = await self._run_cell_async(shell, code, store_history, silent, transformed)
+            except KeyboardInterrupt:
+                return {**self._error_content("execute"), "execution_count": count}
+        else:
+            loop = self._loop
+            intr = self.interrupts
+            _set_running_loop(None)
+            intr.armed = True
+            try:
+                result = shell.run_cell(code, store_history=store_history, silent=silent)
+            except BaseException:  # an interrupt that landed in IPython's code around the cell
+                return {**self._error_content("execute"), "execution_count": count}
+            finally:
+                intr.disarm()
+                _set_running_loop(loop)
+        error = result.error_before_exec or result.error_in_exec
+        if error is None:
+            return {"status": "ok", "execution_count": count}
+        tb = shell.last_traceback or []
+        ename, evalue = type(error).__name__, _safe_str(error)
+        if isinstance(error, asyncio.CancelledError) and self._cell_interrupted:
+            ename, evalue = "KeyboardInterrupt", "cell interrupted"  # SIGINT cancelled the awaiting cell
+        return {
+            "status": "error",
+            "execution_count": count,
+            "ename": ename,
+            "evalue": evalue,
+            "traceback": "\n".join(tb),
+            "engine_info": {"engine_id": self.engine_id, "engine_uuid": self.engine_uuid, "method": "execute"},
+        }
+
+    async def _run_cell_async(self, shell: Any, code: str, store_history: bool, silent: bool, transformed: str) -> Any:
+        """A cell with top-level ``await`` runs as a task on our loop; SIGINT cancels it."""
+        loop = asyncio.get_running_loop()
+        cell = loop.create_task(
+            shell.run_cell_async(
+                code,
+                store_history=store_history,
+                silent=silent,
+                transformed_cell=transformed,
+                preprocessing_exc_tuple=None,
+            )
+        )
+        def interrupt() -> None:
+            self._cell_interrupted = True
+            loop.call_soon_threadsafe(cell.cancel)
+
+        self._cell_interrupted = False
+        self.interrupts.cancel = interrupt
+        try:
+            return await cell
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the engine is shutting down
+            raise KeyboardInterrupt("cell interrupted") from None
+        finally:
+            self.interrupts.cancel = None
+            shell.events.trigger("post_execute")
+            if not silent:
+                shell.events.trigger("post_run_cell", cell.result() if cell.done() and not cell.cancelled() else None)
+
+    def _clear(self, msg: Message) -> dict[str, Any]:
+        """Reset the user namespace (builtins stay)."""
+        self.iopub.begin(msg["header"])
+        self.functions.clear()
+        if self.shell is not None:
+            self.shell.reset(new_session=False)
+        else:
+            clear_namespace(self.user_ns)
+        return {"status": "ok"}
+
+    # -- the shell -----------------------------------------------------------------------
+    def get_shell(self) -> Any:
+        """The IPython shell, created on first use (importing IPython costs ~0.3 s)."""
+        if self.shell is None:
+            if self._import_hook is not None:
+                self._import_hook.remove()  # we import IPython ourselves now
+                self._import_hook = None
+            t0 = time.perf_counter()
+            from .shell import make_shell
+
+            self.shell = make_shell(self, self.user_module, self.iopub)
+            self.log.info("IPython shell ready in %.0f ms", (time.perf_counter() - t0) * 1000)
+        return self.shell
+
+    def _shell_on_import(self) -> None:
+        """User code imported IPython: start the shell now, so ``display()`` publishes."""
+        try:
+            self.get_shell()
+        except Exception:
+            self.log.warning("could not start the IPython shell on import", exc_info=True)
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+
+
+class _ShellOnImport:
+    """A one-shot ``sys.meta_path`` finder: runs a callback right after ``IPython`` is imported.
+
+    ``IPython.display.display()`` prints plain text unless an IPython shell exists. The engine
+    creates its shell lazily, so when user code run by ``apply`` imports IPython, this hook
+    creates the shell as soon as the ``IPython`` package has finished loading, before the
+    user's ``display`` call, and rich output is published as it would be from ``execute``.
+    """
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self._callback = callback
+
+    def remove(self) -> None:
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "IPython":
+            return None
+        self.remove()
+        spec = importlib.util.find_spec(fullname)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+        callback = self._callback
+
+        def exec_then_start(module: Any) -> None:
+            exec_module(module)
+            callback()
+
+        loader.exec_module = exec_then_start  # type: ignore[method-assign]
+        return spec

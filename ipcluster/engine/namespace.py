@@ -1,0 +1,160 @@
+"""The engine's user namespace, and how functions sent by clients see it.
+
+The namespace is the ``__dict__`` of a module named ``__main__`` that the engine installs as
+``sys.modules["__main__"]``: ``execute`` (IPython), ``apply`` and pickling all agree on it, and
+IPython, when it is started, adopts the same module rather than making its own.
+
+A function defined interactively on a client (``__module__ == "__main__"``, which covers lambdas,
+closures and everything marked ``@interactive``) arrives pickled by value. Users expect it to run
+*in the engine's namespace*: ``execute("a = 5")`` then ``apply(lambda: a)`` returns 5, and a
+``global`` statement assigns into the namespace. :func:`rebind` gives the function the user
+namespace as its globals. cloudpickle also captured the client-side globals the function
+referenced (typically imported modules such as ``np``); those stay reachable as a fallback,
+behind the user namespace, through the function's builtins. Nothing of the client leaks into the
+engine's namespace.
+
+Functions are cached (:class:`FunctionCache`): a map or a loop of applies sends the same function
+pickle again and again, and rebuilding a function by value (cloudpickle) costs several times a
+whole no-op task. A function whose pickle bytes were seen before is the same function object,
+so, as for a function defined on the engine, state it keeps (a mutable default, a captured list)
+persists between calls until the cache forgets it or the namespace is cleared.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sys
+import types
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from ..protocol.serialize import deserialize_object, unpack_apply
+
+_FunctionType = types.FunctionType
+_builtins_dict = builtins.__dict__
+
+#: attribute marking an argument that names a variable in the engine's namespace
+REFERENCE_ATTR = "__ipcluster_reference__"
+
+
+def make_user_module() -> types.ModuleType:
+    """A fresh ``__main__`` module, installed in ``sys.modules``; its ``__dict__`` is the user
+    namespace."""
+    module = types.ModuleType("__main__", "The engine's user namespace.")
+    module.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = module
+    return module
+
+
+def clear_namespace(ns: dict[str, Any]) -> None:
+    """Empty the namespace, keeping what makes it a module (``__name__``, ``__builtins__``)."""
+    keep: dict[str, Any] = {k: ns[k] for k in ("__name__", "__doc__", "__builtins__") if k in ns}
+    ns.clear()
+    ns.update(keep)
+
+
+def rebind(f: Any, user_ns: dict[str, Any]) -> Any:
+    """Return ``f`` running in ``user_ns`` if it was defined in a client's ``__main__``.
+
+    Names the function reads resolve in ``user_ns`` first; names cloudpickle captured from the
+    client (and not defined on the engine) come next, then the real builtins.
+    """
+    if type(f) is not _FunctionType or f.__module__ != "__main__":
+        return f
+    captured = f.__globals__
+    if captured is user_ns:
+        return f
+    extra = [k for k in captured if not k.startswith("__")]
+    if extra:
+        # a function's builtins are fixed when it is created (from its globals' __builtins__):
+        # build it with builtins that fall back on what the client captured
+        fallback = {k: captured[k] for k in extra}
+        fallback.update(_builtins_dict)
+        saved = user_ns.get("__builtins__", builtins)
+        user_ns["__builtins__"] = fallback
+        try:
+            g = _FunctionType(f.__code__, user_ns, f.__name__, f.__defaults__, f.__closure__)
+        finally:
+            user_ns["__builtins__"] = saved
+    else:
+        g = _FunctionType(f.__code__, user_ns, f.__name__, f.__defaults__, f.__closure__)
+    g.__kwdefaults__ = f.__kwdefaults__
+    g.__qualname__ = f.__qualname__
+    g.__doc__ = f.__doc__
+    if f.__dict__:
+        g.__dict__.update(f.__dict__)
+    return g
+
+
+def resolve_references(
+    args: tuple[Any, ...], kwargs: dict[str, Any], user_ns: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Replace arguments that name an engine variable (``Reference``) by its value.
+
+    Only top-level positional and keyword arguments are looked at; a missing name raises
+    ``NameError`` (an error reply naming it).
+    """
+    if any(_ref_name(a) is not None for a in args):
+        args = tuple(_resolve(a, user_ns) for a in args)
+    if kwargs and any(_ref_name(v) is not None for v in kwargs.values()):
+        kwargs = {k: _resolve(v, user_ns) for k, v in kwargs.items()}
+    return args, kwargs
+
+
+def _ref_name(obj: Any) -> str | None:
+    try:
+        name = getattr(obj, REFERENCE_ATTR, None)
+    except Exception:  # exotic __getattr__: not a reference
+        return None
+    return name if isinstance(name, str) else None
+
+
+def _resolve(obj: Any, user_ns: dict[str, Any]) -> Any:
+    name = _ref_name(obj)
+    if name is None:
+        return obj
+    try:
+        return user_ns[name]
+    except KeyError:
+        raise NameError(f"name {name!r} is not defined on the engine") from None
+
+
+
+class FunctionCache:
+    """Turns an ``apply_request``'s buffers into ``(function, args, kwargs)``, reusing functions.
+
+    Only a function pickled without out-of-band buffers (then the buffers are exactly the
+    function's pickle and the arguments' pickle) and at most :attr:`max_bytes` long is cached:
+    its bytes are then the whole function. Cached functions are already rebound to the user
+    namespace. The cache keeps the ``size`` most recently used functions.
+    """
+
+    max_bytes = 64 * 1024
+
+    def __init__(self, user_ns: dict[str, Any], size: int = 128) -> None:
+        self.user_ns = user_ns
+        self.size = size
+        self._cache: OrderedDict[bytes, Any] = OrderedDict()
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def load(self, buffers: Sequence[Any]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        if len(buffers) != 2 or self.size <= 0:
+            f, args, kwargs = unpack_apply(buffers)
+            return rebind(f, self.user_ns), args, kwargs
+        fbuf, abuf = buffers
+        key = bytes(fbuf) if len(fbuf) <= self.max_bytes else None
+        cache = self._cache
+        f = cache.get(key) if key is not None else None
+        if f is None:
+            f = rebind(deserialize_object(iter((fbuf,))), self.user_ns)
+            if key is not None:
+                cache[key] = f
+                if len(cache) > self.size:
+                    cache.popitem(last=False)
+        else:
+            cache.move_to_end(key)  # type: ignore[arg-type]
+        args, kwargs = deserialize_object(iter((abuf,)))
+        return f, args, kwargs
