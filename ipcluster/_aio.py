@@ -66,40 +66,19 @@ class LoopThread:
 
 
 def run_sync(coro_fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
-    """Make the blocking twin of an async method or function.
+    """Make the blocking twin of an async method.
 
-    If the object the method is bound to has a ``_loop_thread`` (a :class:`LoopThread`), the
-    coroutine runs there; otherwise it runs in a fresh event loop with ``asyncio.run`` — which
-    refuses to run inside a running loop, so from a notebook cell call the async form with ``await``
-    or give the object a loop thread.
+    The coroutine runs on the owner's ``_loop_thread`` (a :class:`LoopThread`), so the twin works
+    from plain scripts and from inside a running loop (a notebook cell) alike. The wait has no
+    timeout of its own: every coroutine given to this bounds its waits with its owner's traits.
     """
 
     @functools.wraps(coro_fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        owner = args[0] if args else None
-        loop_thread = getattr(owner, "_loop_thread", None)
-        if isinstance(loop_thread, LoopThread):
-            return loop_thread.run(coro_fn(*args, **kwargs))  # type: ignore[arg-type]
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coro_fn(*args, **kwargs))  # type: ignore[arg-type]
-        # inside a running loop (a notebook): run in a helper thread with its own loop
-        result: list[Any] = []
-
-        def target() -> None:
-            try:
-                result.append((True, asyncio.run(coro_fn(*args, **kwargs))))  # type: ignore[arg-type]
-            except BaseException as e:  # re-raised in the caller's thread
-                result.append((False, e))
-
-        t = threading.Thread(target=target, daemon=True)
-        t.start()
-        t.join()
-        ok, value = result[0]
-        if ok:
-            return value
-        raise value
+        loop_thread = getattr(args[0] if args else None, "_loop_thread", None)
+        if not isinstance(loop_thread, LoopThread):
+            raise TypeError(f"{coro_fn.__qualname__}: run_sync needs an owner with a _loop_thread")
+        return loop_thread.run(coro_fn(*args, **kwargs))  # type: ignore[arg-type]
 
     wrapper.__doc__ = f"Blocking version of :meth:`{coro_fn.__name__}`.\n\n{coro_fn.__doc__ or ''}"
     return wrapper

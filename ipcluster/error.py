@@ -218,12 +218,3 @@ def wrap_exception(engine_info: dict[str, Any] | None = None) -> dict[str, Any]:
 def error_content(exc: BaseException) -> dict[str, Any]:
     """Error-reply content for ``exc`` without a traceback (for controller-side refusals)."""
     return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": ""}
-
-
-def collect_exceptions(rdict_or_list: Any, method: str = "execute") -> Any:
-    """Raise a CompositeError if any element is a RemoteError; else return the input unchanged."""
-    elist = [r for r in (rdict_or_list.values() if isinstance(rdict_or_list, dict) else rdict_or_list)
-             if isinstance(r, RemoteError)]
-    if not elist:
-        return rdict_or_list
-    raise CompositeError(f"one or more exceptions raised in: {method}", elist)

@@ -97,7 +97,7 @@ class ClientIO:
         except BaseException:
             self.loop_thread.stop()
             if self._own_context:
-                self.context.term()
+                self.context.destroy(linger=0)  # term() would wait on sockets _open left open
             raise
 
     # -- setup and teardown -------------------------------------------------------------------
@@ -152,7 +152,7 @@ class ClientIO:
             log.warning("error while closing the client's sockets", exc_info=True)
         self.loop_thread.stop()
         if self._own_context:
-            self.context.term()
+            self.context.destroy(linger=0)  # any socket _close could not close must not block us
 
     async def _close(self, linger: float | None) -> None:
         self._flush()
@@ -355,8 +355,9 @@ class ClientIO:
         entry = self.pending.get(parent_id)
         md = msg["metadata"]
         if entry is None:
-            if len(self._orphans) < 1000:
-                self._orphans[parent_id] = msg  # e.g. a resubmitted task answered before its id is known
+            if len(self._orphans) >= 1000:
+                self._orphans.popitem(last=False)  # bounded: the oldest orphan goes first
+            self._orphans[parent_id] = msg  # e.g. a resubmitted task answered before its id is known
             log.debug("reply to unknown request %s", parent_id)
             return
         if type(entry) is Broadcast:

@@ -581,9 +581,6 @@ class LoadBalancedView(View):
             max_outstanding = max(32, 4 * len(self.client._io.engines))
         return _imap(self, f, sequences, ordered, int(max_outstanding), return_exceptions, chunksize)
 
-    def register_joblib_backend(self, name: str = "ipcluster", make_default: bool = False) -> None:
-        raise NotImplementedError("a joblib backend is not implemented yet")
-
 
 def _imap(view: LoadBalancedView, f: Callable[..., Any], sequences: tuple[Any, ...], ordered: bool,
           max_outstanding: int, return_exceptions: bool, chunksize: int) -> Iterator[Any]:

@@ -57,7 +57,8 @@ class ControllerApp(Application):
     hwm = Integer(4, config=True, help="Most load-balanced tasks outstanding on one engine (0: unlimited). "
                   "A few hide the round trip through the controller; more would commit work to busy "
                   "engines that engines joining later, or retries, could have taken.")
-    max_records = Integer(100_000, config=True, help="Most task records kept in memory; the oldest finished ones are dropped first.")
+    max_records = Integer(20_000, config=True, help="Most task records kept in memory (about 1.5 KB each); "
+                          "the oldest finished ones are dropped first.")
     max_result_bytes = Integer(64 << 20, config=True, help="Bytes of result buffers the controller keeps for get_result (oldest evicted first).")
     max_result_size = Integer(1 << 20, config=True, help="Results larger than this many bytes are routed to their client but not kept.")
     reuse_files = Bool(False, config=True, help="Reuse the key and ports of existing connection files (to restart a controller in place).")

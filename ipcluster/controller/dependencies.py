@@ -9,7 +9,6 @@ msg_id; the hub re-checks a waiting task only when one of the tasks it names com
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,9 +83,3 @@ class Dependency:
         if self.all:
             return set(where) if len(set(where)) == 1 else set()
         return set(where)
-
-
-def all_ids(*deps: Dependency | None) -> Iterable[str]:
-    for dep in deps:
-        if dep is not None:
-            yield from dep.msg_ids

@@ -27,9 +27,16 @@ from .hub import Action, Assign, Fail, Hub
 from .db import TaskRecord
 
 BATCH = 256  # messages taken from one socket before looking at the others
-CONTROL_SUFFIX = b".ctl"  # identity of an engine's control socket: its uuid plus this
 
 Handler = Callable[[bytes, dict[str, Any]], tuple[dict[str, Any], list[Any]]]
+#: frames smaller than this are kept as bytes: a received zmq.Frame pins libzmq's whole receive
+#: buffer (about 8 KiB), so 20,000 kept 500-byte frames would hold 180 MB instead of 11 MB
+COMPACT_LIMIT = 64 * 1024
+
+
+def compact(frames: list[Any], start: int) -> list[Any]:
+    """``frames[start:]`` for keeping: small frames copied out, large ones kept zero-copy."""
+    return [f if type(f) is bytes or len(f) >= COMPACT_LIMIT else bytes(f) for f in frames[start:]]
 
 
 class Router:
@@ -213,7 +220,13 @@ class Router:
     def route_request(self, client: bytes, packet: Packet, frames: list[Any], i: int) -> None:
         hub = self.hub
         header = packet.header
-        rec = hub.new_record(header, client, frames[i:])
+        if hub.store.get(header["msg_id"]) is not None:
+            self.log.warning("refused a request reusing msg_id %s (a replay, or a client bug)", header["msg_id"])
+            content = error_content(ProtocolError(f"msg_id {header['msg_id']!r} was already used"))
+            self.reply(self.client, client, messages.reply_type(header["msg_type"]), content, header,
+                       metadata={"status": "error"})
+            return
+        rec = hub.new_record(header, client, compact(frames, i))
         target = header.get("target")
         if target is not None:
             actions = hub.submit_direct(rec, target)
@@ -235,6 +248,8 @@ class Router:
                 _, frames = self.session.serialize("abort_request", {"msg_ids": [msg_id]}, idents=[info.uuid])
                 self._send(self.engine, frames)
         self.carry_out(actions)
+        assert self._loop is not None
+        self._loop.call_soon(self.pump)  # a send can swallow a socket's edge-triggered wake-up
 
     # -- engine channel --------------------------------------------------------------------
     def on_engine(self, frames: list[Any]) -> None:
@@ -248,7 +263,7 @@ class Router:
             client = idents[1]
             if packet.header["msg_type"].endswith("_reply"):
                 msg_id = packet.parent.get("msg_id", "")
-                _, forward, actions = self.hub.finish(euuid, msg_id, frames[i + 1 :], packet.content)
+                _, forward, actions = self.hub.finish(euuid, msg_id, compact(frames, i + 1), packet.content)
                 if forward:
                     self._send(self.client, [client, *frames[i:]])
                 if actions:
@@ -256,7 +271,11 @@ class Router:
                 return
             self._send(self.client, [client, *frames[i:]])
             return
-        _, msg = self.session.unpack(frames, verify=False)
+        try:
+            _, msg = self.session.unpack(frames, verify=False)
+        except ProtocolError as e:
+            self._note_bad(frames, e, "an engine")
+            return
         msg_type = msg["msg_type"]
         if msg_type == "registration_request":
             self.register(euuid, msg)
@@ -297,11 +316,18 @@ class Router:
 
     # -- heartbeat and iopub ---------------------------------------------------------------
     def beat(self) -> None:
-        for ident in self.heart.dead():
-            self.engine_gone(ident, f"missed {self.heart.misses} heartbeats")
-        self._send(self.hb_ping, [self.heart.next_ping()])
         assert self._loop is not None
-        self._hb_handle = self._loop.call_later(self.hb_period, self.beat)
+        self._hb_handle = self._loop.call_later(self.hb_period, self.beat)  # first: nothing below stops it
+        for ident in self.heart.dead():
+            try:
+                self.engine_gone(ident, f"missed {self.heart.misses} heartbeats")
+                # it may be alive but stalled (stopped, partitioned): tell it to go, not to come back
+                _, frames = self.session.serialize("shutdown_request", {}, idents=[ident])
+                self._send(self.engine, frames)
+            except Exception:
+                self.log.exception("error while removing engine %r", ident)
+        self._send(self.hb_ping, [self.heart.next_ping()])
+        self._loop.call_soon(self.pump)  # a send can swallow a socket's edge-triggered wake-up
 
     def on_pong(self, frames: list[Any]) -> None:
         if len(frames) == 2:
@@ -420,7 +446,7 @@ class Router:
         engines = list(self.hub.engines.values()) if targets is None else [self.hub.engine(t) for t in targets]
         missed = []
         for info in engines:
-            _, frames = self.session.serialize("signal_request", {"signum": signum}, idents=[info.uuid + CONTROL_SUFFIX])
+            _, frames = self.session.serialize("signal_request", {"signum": signum}, idents=[info.uuid + messages.CONTROL_SUFFIX])
             if not self._send(self.engine, frames):
                 missed.append(info.id)
         if missed:

@@ -27,10 +27,9 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from ..protocol.messages import CONTROL_SUFFIX
 from ..protocol.session import Session
 
-#: identity suffix of the control socket (the controller routes ``signal_request`` to it)
-CONTROL_SUFFIX = b".ctl"
 
 
 class Control(threading.Thread):

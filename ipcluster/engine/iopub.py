@@ -219,3 +219,11 @@ class IOPub:
             self.closed = True
             self.has_pending.set()  # wake the flusher so it sees `closed`
             self._socket.close(linger=int(linger * 1000))
+
+
+def safe_str(value: object) -> str:
+    """``str(value)`` that never raises: an exception's text must not break its own report."""
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"

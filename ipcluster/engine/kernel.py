@@ -52,7 +52,7 @@ from ..protocol.serialize import serialize_result
 from ..protocol.session import Message, Session
 from ..protocol.wire import NOBLOCK, readable, recv_frames, send_frames
 from .interrupts import Interrupts
-from .iopub import IOPub
+from .iopub import IOPub, safe_str
 from .namespace import FunctionCache, clear_namespace, resolve_references
 
 TASK_TYPES = frozenset({"apply_request", "execute_request", "clear_request"})
@@ -339,7 +339,7 @@ class Kernel(LoggingConfigurable):
         if error is None:
             return {"status": "ok", "execution_count": count}
         tb = shell.last_traceback or []
-        ename, evalue = type(error).__name__, _safe_str(error)
+        ename, evalue = type(error).__name__, safe_str(error)
         if isinstance(error, asyncio.CancelledError) and self._cell_interrupted:
             ename, evalue = "KeyboardInterrupt", "cell interrupted"  # SIGINT cancelled the awaiting cell
         return {
@@ -412,13 +412,6 @@ class Kernel(LoggingConfigurable):
             self.get_shell()
         except Exception:
             self.log.warning("could not start the IPython shell on import", exc_info=True)
-
-
-def _safe_str(value: object) -> str:
-    try:
-        return str(value)
-    except Exception:
-        return f"<unprintable {type(value).__name__}>"
 
 
 class _ShellOnImport:

@@ -20,6 +20,7 @@ from traitlets import Type
 from traitlets.config import Config, Configurable
 
 from .display import EngineDisplayHook, EngineDisplayPublisher
+from .iopub import safe_str
 
 
 class EngineShell(InteractiveShell):
@@ -37,20 +38,13 @@ class EngineShell(InteractiveShell):
         self.last_traceback = lines
         self.iopub.publish(
             "error",
-            {"ename": getattr(etype, "__name__", str(etype)), "evalue": _safe_str(evalue), "traceback": lines},
+            {"ename": getattr(etype, "__name__", str(etype)), "evalue": safe_str(evalue), "traceback": lines},
         )
 
     def enable_gui(self, gui: str | None = None) -> None:
         """GUI event loops cannot run on an engine (it has its own loop and no display)."""
         if gui:
             raise NotImplementedError("GUI event loop integration is not available on an engine")
-
-
-def _safe_str(value: object) -> str:
-    try:
-        return str(value)
-    except Exception:
-        return f"<unprintable {type(value).__name__}>"
 
 
 def make_shell(parent: Configurable, user_module: Any, iopub: Any) -> EngineShell:

@@ -247,6 +247,9 @@ class UnregistrationNotification(TypedDict):
     uuid: str
 
 
+#: identity of an engine's control socket (signals, controller loss): the engine uuid plus this
+CONTROL_SUFFIX = b".ctl"
+
 #: request types the controller forwards to an engine (``target`` in the header) or schedules
 TASK_REQUESTS = frozenset({"apply_request", "execute_request"})
 ENGINE_REQUESTS = TASK_REQUESTS | {"clear_request"}

@@ -88,15 +88,6 @@ def deserialize_object(frames: Iterator[Any]) -> Any:
     return pickle.loads(_view(data), buffers=(_view(b) for b in frames))
 
 
-def deserialize_objects(frames: Sequence[Any], count: int) -> list[Any]:
-    """Unpickle ``count`` consecutive objects from ``frames``."""
-    it = iter(frames)
-    out = []
-    for _ in range(count):
-        out.append(_load_one(it))
-    return out
-
-
 def _load_one(it: Iterator[Any]) -> Any:
     data = next(it)
     return pickle.loads(_view(data), buffers=_LazyBuffers(it))

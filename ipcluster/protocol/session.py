@@ -41,8 +41,9 @@ SIG_SIZE = 32
 #: buffers up to this size travel inside the packet; larger ones as frames of their own
 INLINE_MAX = 64 * 1024
 _EXTERNAL = 0xFFFFFFFF
-_TABLE = struct.Struct("<IIIIH")  # lengths of header, parent, metadata, content; buffer count
+_TABLE = struct.Struct("<IIIIHH")  # lengths of header, parent, metadata, content; buffers; external ones
 _LEN = struct.Struct("<I")
+_SIZE = struct.Struct("<Q")
 _NO_SIG = bytes(SIG_SIZE)
 _DELIM_LEN = len(DELIM)
 _hmac_digest = hmac.digest  # one-shot C implementation: no HMAC object per message
@@ -53,15 +54,6 @@ Frame = Any  # bytes, memoryview or zmq.Frame
 def new_key() -> bytes:
     """A fresh random per-cluster signing key (hex text, as stored in connection files)."""
     return uuid.uuid4().hex.encode() + os.urandom(16).hex().encode()
-
-
-def _as_bytes(frame: Frame) -> bytes:
-    if isinstance(frame, bytes):
-        return frame
-    b = getattr(frame, "bytes", None)  # zmq.Frame
-    if b is not None:
-        return b
-    return bytes(frame)
 
 
 def _view(frame: Frame) -> memoryview:
@@ -195,6 +187,7 @@ class Session:
         lens = []
         inline = []
         external = []
+        ext_lens = []
         for buf in buffers:
             n = _nbytes(buf)
             if n <= INLINE_MAX:
@@ -203,9 +196,12 @@ class Session:
             else:
                 lens.append(_EXTERNAL)
                 external.append(buf)
-        table = _TABLE.pack(len(h), len(p), len(m), len(c), len(lens))
+                ext_lens.append(n)
+        table = _TABLE.pack(len(h), len(p), len(m), len(c), len(lens), len(ext_lens))
         if lens:
             table += struct.pack(f"<{len(lens)}I", *lens)
+        if ext_lens:  # signed: a frame swapped or cut in transit is detected
+            table += struct.pack(f"<{len(ext_lens)}Q", *ext_lens)
         body = b"".join((table, h, p, m, c, *inline))
         return [*idents, DELIM, self.sign(body) + body, *external]
 
@@ -230,8 +226,8 @@ class Session:
         if verify and self._auth:
             if not hmac.compare_digest(_hmac_digest(self.key, body, "sha256"), packet[:SIG_SIZE].tobytes()):
                 raise ProtocolError("invalid message signature (is the key the cluster's?)")
-        lh, lp, lm, lc, nbuf = _TABLE.unpack_from(body, 0)
-        start = _TABLE.size + 4 * nbuf
+        lh, lp, lm, lc, nbuf, next_ = _TABLE.unpack_from(body, 0)
+        start = _TABLE.size + 4 * nbuf + 8 * next_
         offsets = [start, start + lh, start + lh + lp, start + lh + lp + lm, start + lh + lp + lm + lc]
         if offsets[4] > len(body):
             raise ProtocolError("message packet is shorter than its table says")
@@ -240,10 +236,6 @@ class Session:
             raise ProtocolError("message header lacks msg_id or msg_type")
         offsets.append(nbuf)
         return idents, i, Packet(body, offsets, header)
-
-    def peek_header(self, frames: Sequence[Frame], verify: bool = True) -> tuple[list[bytes], int, dict[str, Any]]:
-        idents, i, packet = self.peek(frames, verify)
-        return idents, i, packet.header
 
     def unpack(self, frames: Sequence[Frame], verify: bool = True) -> tuple[list[bytes], Message]:
         """Verify and decode a message. Buffers are returned without copies: inline ones as
@@ -258,10 +250,15 @@ class Session:
         if nbuf:
             pos = offsets[4]
             ext = i + 2
-            for (n,) in _LEN.iter_unpack(body[_TABLE.size : _TABLE.size + 4 * nbuf]):
+            sizes_at = _TABLE.size + 4 * nbuf
+            for (n,) in _LEN.iter_unpack(body[_TABLE.size : sizes_at]):
                 if n == _EXTERNAL:
                     if ext >= len(frames):
                         raise ProtocolError("message lacks a buffer frame its table announces")
+                    (size,) = _SIZE.unpack_from(body, sizes_at + 8 * (ext - i - 2))
+                    if len(frames[ext]) != size:
+                        raise ProtocolError(f"buffer frame of {len(frames[ext])} bytes where the signed "
+                                            f"table says {size}")
                     buffers.append(frames[ext])
                     ext += 1
                 else:

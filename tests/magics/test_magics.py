@@ -69,10 +69,14 @@ def test_errors_from_several_engines_read_as_one_summary(ip) -> None:
     assert "ValueError" in cap.stdout + cap.stderr
 
 
-def test_noblock_save_name_and_pxresult(ip) -> None:
-    result, cap = run(ip, "%%px --noblock --save-name job\nimport time; time.sleep(0.2); print('late')")
+def test_noblock_save_name_and_pxresult(ip, tmp_path) -> None:
+    gate = tmp_path / "gate"
+    cell = (f"%%px --noblock --save-name job\nimport pathlib, time\n"
+            f"while not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.01)\nprint('late')")
+    result, cap = run(ip, cell)
     ar = ip.user_ns["job"]
-    assert result.result is ar and not ar.ready()
+    assert result.result is ar and not ar.ready()  # held at the gate until we open it
+    gate.touch()
     result, cap = run(ip, "%pxresult")
     assert ar.ready() and cap.stdout.count("late") == 2
     result, cap = run(ip, "%pxresult job")

@@ -66,6 +66,8 @@ def test_malformed_messages_raise_protocol_error() -> None:
     _, frames = s.serialize("x", buffers=[b"x" * 100_000])
     with pytest.raises(ProtocolError, match="lacks a buffer frame"):
         s.unpack(frames[:-1])
+    with pytest.raises(ProtocolError, match="signed table says 100000"):
+        s.unpack([*frames[:-1], b"y" * 99_999])
 
 
 def test_small_buffers_ride_inside_the_packet_and_large_ones_alone() -> None:
