@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
@@ -22,8 +23,15 @@ class ViewExecutor(Executor):
         return self.view.apply_async(fn, *args, **kwargs)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int = 1) -> Iterator[Any]:
-        amr = self.view.map_async(fn, *iterables)
+            chunksize: int | None = None) -> Iterator[Any]:
+        """Like ``Executor.map``. ``chunksize`` (items per task) applies to load-balanced views;
+        left out, the view picks one (a few tasks per engine)."""
+        kwargs = {}
+        if chunksize is not None:
+            if "chunksize" not in inspect.signature(self.view.map).parameters:
+                raise TypeError(f"{type(self.view).__name__} splits maps by engine and takes no chunksize")
+            kwargs["chunksize"] = chunksize
+        amr = self.view.map_async(fn, *iterables, **kwargs)
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def results() -> Iterator[Any]:

@@ -9,12 +9,15 @@ idle engine has no periodic wake-ups.
 
 from __future__ import annotations
 
+import logging
 import io
 import sys
 import threading
 from typing import Any, TextIO
 
 from .iopub import IOPub
+
+log = logging.getLogger(__name__)
 
 #: pending stream text is sent at most this long after it was written (seconds)
 FLUSH_INTERVAL = 0.1
@@ -82,7 +85,7 @@ class Flusher(threading.Thread):
             try:
                 iopub.flush()
             except Exception:  # a failed send must not end the thread: later output still matters
-                print("ipengine: could not send stream output", file=sys.__stderr__)
+                log.warning("could not send stream output", exc_info=True)
 
     def stop(self) -> None:
         self._stop_event.set()

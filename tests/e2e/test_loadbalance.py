@@ -111,6 +111,11 @@ def test_executor_and_broadcast(rc: ipp.Client) -> None:
     with rc.load_balanced_view().executor as ex:
         assert ex.submit(pow, 2, 5).result(timeout=10) == 32
         assert list(ex.map(abs, [-1, -2, 3])) == [1, 2, 3]
+        assert list(ex.map(abs, range(-5, 5), chunksize=3)) == [abs(x) for x in range(-5, 5)]
+    with rc[:].executor as ex:
+        assert ex.submit(lambda: 1).result(timeout=10) == [1, 1]
+        with pytest.raises(TypeError, match="no chunksize"):
+            ex.map(abs, [1], chunksize=2)
     bview = rc.broadcast_view()
     assert bview.apply_sync(lambda: 3) == [3, 3]
     assert len(set(bview.apply_sync(os.getpid))) == 2
