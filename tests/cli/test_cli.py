@@ -193,3 +193,26 @@ def test_daemon_that_fails_to_start_reports_why(ipython_dir: Path) -> None:
     out = ipcluster("start", "-n", "1", "--daemonize", "--engines=nosuch")
     assert out.returncode == 1
     assert "did not start" in out.stderr and "unknown launcher 'nosuch'" in out.stderr
+
+
+def test_client_with_no_arguments_finds_what_ipcluster_started(ipython_dir: Path) -> None:
+    import ipcluster as ipp
+
+    out = ipcluster("start", "-n", "2", "--daemonize")  # default profile, default cluster id
+    assert out.returncode == 0, out.stdout + out.stderr
+    try:
+        rc = ipp.Client()
+        try:
+            rc.wait_for_engines(2, timeout=20)
+            assert len(set(rc[:].apply_sync(os.getpid))) == 2
+            assert rc.load_balanced_view().map_sync(abs, range(-3, 3)) == [3, 2, 1, 0, 1, 2]
+        finally:
+            rc.close()
+        named = ipp.Client(profile="default", cluster_id="")
+        try:
+            assert named.ids == [0, 1]
+        finally:
+            named.close()
+    finally:
+        stop = ipcluster("stop")
+        assert stop.returncode == 0, stop.stdout + stop.stderr
