@@ -63,27 +63,33 @@ class SimEngine:
         return self.id
 
     async def serve(self) -> None:
-        s = self.sim.session
         while True:
             frames = await self.sock.recv_multipart()
-            idents, msg = s.unpack(frames)
-            msg_type = msg["msg_type"]
-            if msg_type == "apply_request":
-                started = time.time()
-                try:
-                    f, args, kwargs = unpack_apply(msg["buffers"])
-                    bufs = serialize_object(f(*args, **kwargs))
-                    content, status = {"status": "ok"}, "ok"
-                except Exception as e:  # report it the way an engine would
-                    bufs, status = [], "error"
-                    content = {"status": "error", "ename": type(e).__name__, "evalue": str(e), "traceback": ""}
-                md = {"engine_id": self.id, "engine_uuid": self.uuid.decode(), "started": started,
-                      "completed": time.time(), "iopub_count": 0, "status": status}
-                _, out = s.serialize("apply_reply", content, msg["header"], md, bufs, idents=idents)
-                await self.sock.send_multipart(out)
-            elif msg_type == "shutdown_request":
-                return
-            # abort_request and anything else: nothing queued here to act on
+            for idents, msg in self.sim.session.unpack_all(frames):  # the controller batches under load
+                if not await self._handle(idents, msg):
+                    return
+
+    async def _handle(self, idents: list[bytes], msg: Any) -> bool:
+        """Answer one request the way an engine would; False on shutdown."""
+        s = self.sim.session
+        msg_type = msg["msg_type"]
+        if msg_type == "apply_request":
+            started = time.time()
+            try:
+                f, args, kwargs = unpack_apply(msg["buffers"])
+                bufs = serialize_object(f(*args, **kwargs))
+                content, status = {"status": "ok"}, "ok"
+            except Exception as e:  # report it the way an engine would
+                bufs, status = [], "error"
+                content = {"status": "error", "ename": type(e).__name__, "evalue": str(e), "traceback": ""}
+            md = {"engine_id": self.id, "engine_uuid": self.uuid.decode(), "started": started,
+                  "completed": time.time(), "iopub_count": 0, "status": status}
+            _, out = s.serialize("apply_reply", content, msg["header"], md, bufs, idents=idents)
+            await self.sock.send_multipart(out)
+        elif msg_type == "shutdown_request":
+            return False
+        # abort_request and anything else: nothing queued here to act on
+        return True
 
     async def unregister(self) -> None:
         _, frames = self.sim.session.serialize("unregistration_request", {"id": self.id})

@@ -314,6 +314,11 @@ class ClientIO:
                 self.cond.notify_all()
 
     def _on_dealer(self, frames: list[Any]) -> None:
+        batch = Session.split_batch(frames)  # the controller sends replies in batches under load
+        if batch is not None:
+            for part in batch:
+                self._on_dealer(part)
+            return
         try:
             _, msg = self.session.unpack(frames)
         except ProtocolError as e:

@@ -27,6 +27,7 @@ from .hub import Action, Assign, Fail, Hub
 from .db import TaskRecord
 
 BATCH = 256  # messages taken from one socket before looking at the others
+OUTBOX_MAX = 512  # messages batched for one peer before they are sent anyway
 
 Handler = Callable[[bytes, dict[str, Any]], tuple[dict[str, Any], list[Any]]]
 #: frames smaller than this are kept as bytes: a received zmq.Frame pins libzmq's whole receive
@@ -94,6 +95,7 @@ class Router:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hb_handle: asyncio.TimerHandle | None = None
         self._bad_messages = 0
+        self._outbox: dict[tuple[zmq.Socket, tuple[bytes, ...]], list[Any]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -113,6 +115,7 @@ class Router:
                     pass
         if self._hb_handle is not None:
             self._hb_handle.cancel()
+        self.flush()
         self.stopped.set()
 
     def pump(self) -> None:
@@ -126,6 +129,9 @@ class Router:
         while True:
             ready = poll(0)
             if not ready:
+                if self._outbox:
+                    self.flush()
+                    continue  # a failed send may have produced more to do
                 return
             for sock, _ in ready:
                 handler = handlers[sock]
@@ -141,6 +147,9 @@ class Router:
 
     # -- sending helpers -------------------------------------------------------------------
     def _send(self, sock: zmq.Socket, frames: list[Any]) -> bool:
+        """Send one message now (after whatever waits in the outbox, to keep the order)."""
+        if self._outbox:
+            self.flush()
         try:
             send_frames(sock, frames)
             return True
@@ -148,11 +157,44 @@ class Router:
             self.log.warning("could not send to %r: %s", frames[0], e)
             return False
 
+    def post(self, sock: zmq.Socket, idents: tuple[bytes, ...], frames: list[Any]) -> None:
+        """Send ``frames`` (delimiter onwards) to ``idents`` by the end of this pump pass.
+
+        Messages without large buffers to the same peer are sent together as one batch: under
+        load ZeroMQ's per-message cost (syscalls, wake-ups of its I/O threads) dominates, and a
+        burst of tasks or replies goes out as a handful of messages. A lone message still leaves
+        at once, since the pass ends as soon as no socket has input.
+        """
+        key = (sock, idents)
+        box = self._outbox.get(key)
+        if len(frames) == 2:
+            if box is None:
+                self._outbox[key] = [frames[1]]
+            else:
+                box.append(frames[1])
+                if len(box) >= OUTBOX_MAX:
+                    self.flush()
+            return
+        if not self._send(sock, [*idents, *frames]) and sock is self.engine:
+            self.engine_gone(idents[0], "unreachable")
+
+    def flush(self) -> None:
+        """Send every batch waiting in the outbox."""
+        while self._outbox:
+            outbox, self._outbox = self._outbox, {}
+            for (sock, idents), packets in outbox.items():
+                try:
+                    send_frames(sock, self.session.batch(idents, packets))
+                except zmq.ZMQError as e:
+                    self.log.warning("could not send %d message(s) to %r: %s", len(packets), idents[0], e)
+                    if sock is self.engine:
+                        self.engine_gone(idents[0], "unreachable")
+
     def reply(self, sock: zmq.Socket, ident: bytes, msg_type: str, content: dict[str, Any],
               parent: dict[str, Any], buffers: list[Any] = (), metadata: dict[str, Any] | None = None) -> list[Any]:
         """Send a signed message; return its frames after the delimiter (for the record store)."""
         _, frames = self.session.serialize(msg_type, content, parent, metadata, buffers, idents=[ident])
-        self._send(sock, frames)
+        self.post(sock, (ident,), frames[1:])
         return frames[2:]
 
     def publish(self, msg_type: str, content: dict[str, Any]) -> None:
@@ -178,8 +220,7 @@ class Router:
             rec = action.record
             if isinstance(action, Assign):
                 assert rec.request is not None
-                if not self._send(self.engine, [action.engine.uuid, rec.client, *rec.request]):
-                    self.engine_gone(action.engine.uuid, "unreachable")
+                self.post(self.engine, (action.engine.uuid, rec.client), rec.request)
             else:
                 self.answer_error(rec, action.error, action.status, action.engine_id)
 
@@ -192,6 +233,11 @@ class Router:
 
     # -- client channel --------------------------------------------------------------------
     def on_client(self, frames: list[Any]) -> None:
+        batch = Session.split_batch(frames)
+        if batch is not None:
+            for part in batch:
+                self.on_client(part)
+            return
         try:
             idents, i, packet = self.session.peek(frames)
         except ProtocolError as e:
@@ -253,6 +299,11 @@ class Router:
 
     # -- engine channel --------------------------------------------------------------------
     def on_engine(self, frames: list[Any]) -> None:
+        batch = Session.split_batch(frames)
+        if batch is not None:
+            for part in batch:
+                self.on_engine(part)
+            return
         try:
             idents, i, packet = self.session.peek(frames)
         except ProtocolError as e:
@@ -265,11 +316,11 @@ class Router:
                 msg_id = packet.parent.get("msg_id", "")
                 _, forward, actions = self.hub.finish(euuid, msg_id, compact(frames, i + 1), packet.content)
                 if forward:
-                    self._send(self.client, [client, *frames[i:]])
+                    self.post(self.client, (client,), frames[i:])
                 if actions:
                     self.carry_out(actions)
                 return
-            self._send(self.client, [client, *frames[i:]])
+            self.post(self.client, (client,), frames[i:])
             return
         try:
             _, msg = self.session.unpack(frames, verify=False)

@@ -57,6 +57,9 @@ from .namespace import FunctionCache, clear_namespace, resolve_references
 
 TASK_TYPES = frozenset({"apply_request", "execute_request", "clear_request"})
 
+#: longest a finished task's reply waits for the replies of the tasks queued behind it (seconds)
+REPLY_HOLD = 0.002
+
 _ABORTED = {"status": "aborted", "ename": "TaskAborted", "evalue": "task aborted before it ran", "traceback": ""}
 
 
@@ -108,6 +111,9 @@ class Kernel(LoggingConfigurable):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._import_hook: _ShellOnImport | None = None
         self._cell_interrupted = False
+        self._outbox: list[Any] = []  # reply packets held back for one batch
+        self._outbox_idents: tuple[bytes, ...] = ()
+        self._outbox_since = 0.0
 
     # -- the loop ------------------------------------------------------------------------
     async def serve(self) -> None:
@@ -135,6 +141,11 @@ class Kernel(LoggingConfigurable):
 
     def _accept(self, frames: list[Any]) -> None:
         """Queue a task, or apply a control message at once; never raises."""
+        batch = Session.split_batch(frames)  # the controller batches tasks for one engine
+        if batch is not None:
+            for part in batch:
+                self._accept(part)
+            return
         try:
             idents, msg = self.session.unpack(frames)
         except Exception as e:
@@ -194,6 +205,12 @@ class Kernel(LoggingConfigurable):
                 content = self._error_content("engine")
                 self._reply(idents, msg, self._reply_types[msg_type], content, (), started, count)
             self._drain()
+            # Replies wait while more tasks are queued, and go out together (one ZeroMQ message)
+            # when the queue is empty or the oldest has waited REPLY_HOLD: batching under load
+            # without delaying a lone task's reply.
+            if not queue or time.monotonic() - self._outbox_since > REPLY_HOLD:
+                self.flush()
+        self.flush()
 
     def stop(self, code: int, reason: str) -> None:
         """Stop serving after the current task; the app then unregisters and exits."""
@@ -253,10 +270,30 @@ class Kernel(LoggingConfigurable):
         _, frames = self.session.serialize(
             msg_type, content, parent=msg["header"], metadata=metadata, buffers=buffers, idents=idents
         )
-        self.send(frames)
+        if len(frames) != len(idents) + 2:  # large buffers: on its own, after what waits
+            self.send(frames)
+            return
+        key = tuple(idents)
+        if self._outbox and key != self._outbox_idents:
+            self.flush()
+        if not self._outbox:
+            self._outbox_idents = key
+            self._outbox_since = time.monotonic()
+        self._outbox.append(frames[-1])
+
+    def flush(self) -> None:
+        """Send the replies held back as one batch (see :meth:`_run_queue`)."""
+        if self._outbox:
+            packets, self._outbox = self._outbox, []
+            self._send(self.session.batch(self._outbox_idents, packets))
 
     def send(self, frames: list[Any]) -> None:
-        """Send on the DEALER (its send queue is unbounded, so this does not block)."""
+        """Send on the DEALER, after any held-back replies (its send queue is unbounded, so this
+        does not block)."""
+        self.flush()
+        self._send(frames)
+
+    def _send(self, frames: list[Any]) -> None:
         try:
             send_frames(self._raw, frames, NOBLOCK)
         except zmq.ZMQError as e:

@@ -36,6 +36,8 @@ import orjson
 from ..error import ProtocolError
 
 DELIM = b"<IDS|MSG>"
+#: delimiter of a batch: several packets (messages without large buffers) for the same peer
+BATCH = b"<IDS|BATCH>"
 PROTOCOL_VERSION = "2.0"
 SIG_SIZE = 32
 #: buffers up to this size travel inside the packet; larger ones as frames of their own
@@ -46,6 +48,7 @@ _LEN = struct.Struct("<I")
 _SIZE = struct.Struct("<Q")
 _NO_SIG = bytes(SIG_SIZE)
 _DELIM_LEN = len(DELIM)
+_BATCH_LEN = len(BATCH)
 _hmac_digest = hmac.digest  # one-shot C implementation: no HMAC object per message
 
 Frame = Any  # bytes, memoryview or zmq.Frame
@@ -210,15 +213,48 @@ class Session:
         """Return the routing identities and the index of the delimiter frame."""
         for i in range(min(len(frames), 16)):
             f = frames[i]
-            if len(f) == _DELIM_LEN and (f if isinstance(f, bytes) else f.bytes) == DELIM:
-                return [f if isinstance(f, bytes) else f.bytes for f in frames[:i]], i
+            n = len(f)
+            if n == _DELIM_LEN or n == _BATCH_LEN:
+                b = f if isinstance(f, bytes) else f.bytes
+                if b == DELIM or b == BATCH:
+                    return [f if isinstance(f, bytes) else f.bytes for f in frames[:i]], i
         raise ProtocolError("no <IDS|MSG> delimiter in message")
+
+    @staticmethod
+    def split_batch(frames: Sequence[Frame]) -> list[list[Frame]] | None:
+        """A batch as single messages (``[*idents, DELIM, packet]`` each); None if not a batch.
+
+        A sender may batch messages for one peer that have no large buffers: ZeroMQ's cost is per
+        message, so under load one message of many packets is far cheaper than many messages.
+        """
+        for i in range(min(len(frames), 16)):
+            f = frames[i]
+            if len(f) == _BATCH_LEN and (f if isinstance(f, bytes) else f.bytes) == BATCH:
+                idents = [f if isinstance(f, bytes) else f.bytes for f in frames[:i]]
+                return [[*idents, DELIM, packet] for packet in frames[i + 1 :]]
+            if len(f) == _DELIM_LEN:
+                return None
+        return None
+
+    @staticmethod
+    def batch(idents: Sequence[bytes], packets: Sequence[Frame]) -> list[Frame]:
+        """Frames of one message carrying ``packets`` (a plain message when there is one)."""
+        return [*idents, DELIM if len(packets) == 1 else BATCH, *packets]
+
+    def unpack_all(self, frames: Sequence[Frame], verify: bool = True) -> list[tuple[list[bytes], Message]]:
+        """:meth:`unpack` for a message or a batch of them."""
+        parts = self.split_batch(frames)
+        if parts is None:
+            return [self.unpack(frames, verify)]
+        return [self.unpack(p, verify) for p in parts]
 
     def peek(self, frames: Sequence[Frame], verify: bool = True) -> tuple[list[bytes], int, Packet]:
         """Verify a message and decode its header only; the other parts decode on demand."""
         idents, i = self.split_idents(frames)
         if len(frames) < i + 2:
             raise ProtocolError("message has no packet after the delimiter")
+        if len(frames[i]) == _BATCH_LEN:
+            raise ProtocolError("a batch of messages: split it with split_batch first")
         packet = _view(frames[i + 1])
         if len(packet) < SIG_SIZE + _TABLE.size:
             raise ProtocolError(f"message packet is too short ({len(packet)} bytes)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,6 +33,7 @@ class Peer:
         if identity:
             self.sock.identity = identity
         self.sock.connect(url)
+        self.pending: collections.deque = collections.deque()
 
     async def send(self, msg_type: str, content: dict[str, Any] | None = None, idents: list[bytes] = (),
                    buffers: list[Any] = (), metadata: dict[str, Any] | None = None,
@@ -42,8 +44,11 @@ class Peer:
         return header
 
     async def recv(self, timeout: float = WAIT) -> tuple[list[bytes], dict[str, Any]]:
-        frames = await asyncio.wait_for(self.sock.recv_multipart(), timeout)
-        return self.session.unpack(frames)
+        """The next message (the controller may send several at once, as a batch)."""
+        if not self.pending:
+            frames = await asyncio.wait_for(self.sock.recv_multipart(), timeout)
+            self.pending.extend(self.session.unpack_all(frames))
+        return self.pending.popleft()
 
     def close(self) -> None:
         self.sock.close()

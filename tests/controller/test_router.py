@@ -261,3 +261,28 @@ async def test_signal_goes_to_the_engines_control_socket(controller: Controller)
     await client.send("signal_request", {"signum": 2, "targets": [e2]})
     _, reply = await client.recv()
     assert reply["content"]["status"] == "error" and "control channel of engine(s) [1]" in reply["content"]["evalue"]
+
+
+async def test_batches_are_split_and_replies_batched(controller: Controller) -> None:
+    client = controller.peer("client")
+    engine, _ = await controller.engine(b"e-0")
+    headers, packets = [], []
+    for n in range(3):
+        header = client.session.msg_header("apply_request", target=0)
+        _, frames = client.session.serialize("apply_request", buffers=apply_buffers(abs, -n), header=header)
+        headers.append(header)
+        packets.append(frames[1])
+    await client.sock.send_multipart(client.session.batch([], packets))
+    frames = await asyncio.wait_for(engine.sock.recv_multipart(), WAIT)
+    requests = engine.session.unpack_all(frames)
+    assert [m["header"]["msg_id"] for _, m in requests] == [h["msg_id"] for h in headers]
+    assert frames[1] == b"<IDS|BATCH>"  # the three came in one batch and leave as one
+    replies = []
+    for idents, req in requests:
+        f, args, kwargs = unpack_apply(req["buffers"])
+        _, out = engine.session.serialize("apply_reply", {"status": "ok"}, req["header"],
+                                          {"engine_id": 0}, serialize_result(f(*args)), idents=idents)
+        replies.append(out[2])
+    await engine.sock.send_multipart(engine.session.batch([idents[0]], replies))
+    got = [await client.recv() for _ in range(3)]
+    assert [deserialize_result(m["buffers"]) for _, m in got] == [0, 1, 2]

@@ -10,6 +10,7 @@ short timeout, and every engine is killed in teardown if it is still running.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import signal
 import subprocess
@@ -55,6 +56,7 @@ class FakeController:
             "cluster_id": "",
         }
         self.replies: dict[str, Message] = {}
+        self._pending: collections.deque[tuple[list[bytes], Message]] = collections.deque()
         self.iopub_seen: list[Message] = []
         self._iopub_queue: asyncio.Queue[tuple[bytes, Message]] = asyncio.Queue()
         self._iopub_reader: asyncio.Task[None] | None = None
@@ -96,10 +98,13 @@ class FakeController:
 
     # -- engine channel ----------------------------------------------------------------
     async def recv(self, timeout: float = WAIT) -> tuple[list[bytes], Message]:
-        """The next signed message on the engine ROUTER: (idents, message)."""
-        async with asyncio.timeout(timeout):
-            frames = await self.router.recv_multipart(copy=False)
-        return self.session.unpack(frames)
+        """The next signed message on the engine ROUTER: (idents, message). The engine sends
+        replies in batches when several tasks were queued."""
+        if not self._pending:
+            async with asyncio.timeout(timeout):
+                frames = await self.router.recv_multipart(copy=False)
+            self._pending.extend(self.session.unpack_all(frames))
+        return self._pending.popleft()
 
     async def send(
         self,
