@@ -11,7 +11,7 @@ travels as a reference, not by value.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .namespace import in_user_namespace
@@ -71,12 +71,15 @@ def chunks(sequences: Sequence[Any], chunksize: int) -> list[tuple[Any, ...]]:
     return [tuple(s[lo : lo + chunksize] for s in seqs) for lo in range(0, n, chunksize)]
 
 
-def iter_chunks(sequences: Sequence[Any], chunksize: int) -> Iterator[tuple[list[Any], ...]]:
-    """Like :func:`chunks` for iterables of unknown length, read lazily."""
+def iter_chunks(sequences: Sequence[Any], chunksize: "int | Callable[[], int]") -> Iterator[tuple[list[Any], ...]]:
+    """Like :func:`chunks` for iterables of unknown length, read lazily. ``chunksize`` may be a
+    callable, asked before each chunk (see :class:`AdaptiveChunks`)."""
     iters = [iter(s) for s in sequences]
+    size_of = chunksize if callable(chunksize) else (lambda: chunksize)
     while True:
+        size = size_of()
         columns: list[list[Any]] = [[] for _ in iters]
-        for _ in range(chunksize):
+        for _ in range(size):
             try:
                 row = [next(it) for it in iters]
             except StopIteration:
@@ -86,8 +89,29 @@ def iter_chunks(sequences: Sequence[Any], chunksize: int) -> Iterator[tuple[list
         if not columns or not columns[0]:
             return
         yield tuple(columns)
-        if len(columns[0]) < chunksize:
+        if len(columns[0]) < size:
             return
+
+
+class AdaptiveChunks:
+    """Chunk sizes for an ``imap`` whose items' cost is unknown: start with one item per task and
+    steer towards ``target`` seconds of engine time per chunk (doubling or halving at most per
+    step), so cheap items travel thousands to a message and slow ones one at a time."""
+
+    def __init__(self, target: float = 0.01, largest: int = 4096) -> None:
+        self.size = 1
+        self.target = target
+        self.largest = largest
+
+    def __call__(self) -> int:
+        return self.size
+
+    def observe(self, items: int, seconds: float) -> None:
+        """A chunk of ``items`` took ``seconds`` on its engine."""
+        if items < self.size:
+            return  # the short last chunk says little
+        ideal = items * self.target / max(seconds, 1e-6)
+        self.size = max(1, min(self.largest, int(min(max(ideal, self.size / 2), self.size * 2))))
 
 
 def auto_chunksize(n: int, nengines: int) -> int:

@@ -571,10 +571,11 @@ class LoadBalancedView(View):
         return amr.get() if block else amr
 
     def imap(self, f: Callable[..., Any], *sequences: Any, ordered: bool = True, max_outstanding: Any = "auto",
-             return_exceptions: bool = False, chunksize: int = 1) -> Iterator[Any]:
+             return_exceptions: bool = False, chunksize: int | None = None) -> Iterator[Any]:
         """Parallel ``map`` over iterables of any length (read lazily), yielding results as they
         arrive, with at most ``max_outstanding`` tasks in flight ("auto": 4 per engine, at
-        least 32), so memory stays bounded whatever the input's length."""
+        least 32), so memory stays bounded whatever the input's length. ``chunksize`` (items
+        per task) adapts to the items' cost when not given (see ``map.AdaptiveChunks``)."""
         if not sequences:
             raise ValueError("imap needs at least one iterable")
         if max_outstanding == "auto":
@@ -587,7 +588,8 @@ def _imap(view: LoadBalancedView, f: Callable[..., Any], sequences: tuple[Any, .
     client = view.client
     fn = client._pickled_function(f)
     md = view._metadata(None, None, None, None, None)
-    parts = partitioning.iter_chunks(sequences, max(1, chunksize))
+    sizer = partitioning.AdaptiveChunks() if chunksize is None else None
+    parts = partitioning.iter_chunks(sequences, sizer if sizer is not None else max(1, chunksize))
     inflight: collections.deque[AsyncResult] = collections.deque()
     done: queue.SimpleQueue[Any] = queue.SimpleQueue()
     exhausted = False
@@ -616,6 +618,10 @@ def _imap(view: LoadBalancedView, f: Callable[..., Any], sequences: tuple[Any, .
             ar = done.get()
             inflight.remove(ar)
         values = ar.get()
+        if sizer is not None:
+            times = ar._tasks[0].metadata()
+            if times.get("started") and times.get("completed"):
+                sizer.observe(len(values), times["completed"] - times["started"])
         submit()
         yield from values
 

@@ -238,3 +238,20 @@ def test_task_metadata_and_outputs() -> None:
     assert md["completed"] - md["started"] == 1.0 and md["after"] == ["x"]
     t.add_output("clear_output", {"wait": False})
     assert t.text("stdout") == "" and t.metadata()["outputs"] == []
+
+
+def test_adaptive_chunks_grow_for_cheap_items_and_shrink_for_slow_ones() -> None:
+    from ipcluster.client.map import AdaptiveChunks, iter_chunks
+
+    sizer = AdaptiveChunks(target=0.01, largest=64)
+    sizes = []
+    for _ in range(10):
+        sizes.append(sizer())
+        sizer.observe(sizer(), 1e-5 * sizer())  # 10 µs per item: far below the target
+    assert sizes[:4] == [1, 2, 4, 8] and sizer() == 64  # doubling, capped
+    sizer.observe(64, 5.0)  # suddenly slow: halve, not collapse
+    assert sizer() == 32
+    sizer.observe(3, 100.0)  # a short last chunk is ignored
+    assert sizer() == 32
+    chunks = list(iter_chunks(([1, 2, 3, 4, 5], "abcde"), sizer))
+    assert chunks == [([1, 2, 3, 4, 5], ["a", "b", "c", "d", "e"])]

@@ -185,3 +185,10 @@ def test_engines_joining_mid_run_get_work(tmp_path) -> None:
         assert pids.count(late) >= 20
     finally:
         stop(cluster, rc)
+
+
+def test_imap_chunks_cheap_items_and_spreads_slow_ones(rc: ipp.Client) -> None:
+    lview = rc.load_balanced_view()
+    assert sum(lview.imap(lambda x: x, range(200_000))) == sum(range(200_000))  # seconds, not minutes
+    slow = lambda x: (__import__("time").sleep(0.02), __import__("os").getpid())[1]  # noqa: E731
+    assert len(set(lview.imap(slow, range(20), ordered=False))) == 2
