@@ -420,27 +420,18 @@ class Client(ControllerQueries):
                  content: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
                  track: bool = False) -> tuple[list[Task], list[list[Any]]]:
         """Sign one request per target; return the tasks and their frames (nothing sent yet)."""
-        io = self._io
-        if io.lost or io.closed or io.auth_failed:
-            io.check()
-        session = self.session
         tasks: list[Task] = []
         frames_list: list[list[Any]] = []
         for target in targets:
-            header = session.msg_header(msg_type)
-            if target is not None:
-                header["target"] = target
-            _, frames = session.serialize(msg_type, content, metadata=metadata, buffers=bufs, header=header)
-            task = Task(header["msg_id"], method, target, header["date"], metadata)
-            if track:
-                task.sent = TRACK
+            task, frames = self._prepare_one(msg_type, method, bufs, target, metadata, track, content)
             tasks.append(task)
             frames_list.append(frames)
         return tasks, frames_list
 
     def _prepare_one(self, msg_type: str, method: str, bufs: list[Any], target: int | None,
-                     metadata: dict[str, Any] | None, track: bool) -> tuple[Task, list[Any]]:
-        """:meth:`_prepare` for one request (the hot path)."""
+                     metadata: dict[str, Any] | None, track: bool,
+                     content: dict[str, Any] | None = None) -> tuple[Task, list[Any]]:
+        """Sign one request; return its task and frames (nothing sent yet)."""
         io = self._io
         if io.lost or io.closed or io.auth_failed:
             io.check()
@@ -448,7 +439,7 @@ class Client(ControllerQueries):
         header = session.msg_header(msg_type)
         if target is not None:
             header["target"] = target
-        _, frames = session.serialize(msg_type, None, metadata=metadata, buffers=bufs, header=header)
+        _, frames = session.serialize(msg_type, content, metadata=metadata, buffers=bufs, header=header)
         task = Task(header["msg_id"], method, target, header["date"], metadata)
         if track:
             task.sent = TRACK

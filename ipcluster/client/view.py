@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..error import IPClusterError
 from . import map as partitioning
 from .asyncresult import AsyncMapResult, AsyncResult
-from .dependency import Dependency, render_dependency
+from .dependency import render_dependency
 from .executor import ViewExecutor
 from .imports import sync_imports
 from .namespace import pull_names, push_names
@@ -215,17 +215,26 @@ class DirectView(View):
         super().__init__(client=client, socket=socket, targets=targets, **flags)
 
     # -- apply -----------------------------------------------------------------------------
+    def _submit_one(self, msg_type: str, method: str, bufs: list[Any], targets: Any, track: bool,
+                    fname: str, content: dict[str, Any] | None) -> AsyncResult | None:
+        """The hot path for one registered engine (None when the call is not that simple)."""
+        client = self.client
+        if type(targets) is not int or targets < 0 or content is not None or targets not in client._io.engines:
+            return None
+        task, frame = client._prepare_one(msg_type, method, bufs, targets, None, track)
+        ar = AsyncResult._of_task(client, task, fname)
+        ar._targets = [targets]
+        client._launch_one(task, frame)
+        self.history.append(task.msg_id)
+        self._outstanding.add(task.msg_id)
+        return ar
+
     def _submit(self, msg_type: str, method: str, bufs: list[Any], targets: Any, track: bool,
                 fname: str, content: dict[str, Any] | None = None, block: bool = False) -> Any:
+        one = self._submit_one(msg_type, method, bufs, targets, track, fname, content)
+        if one is not None:
+            return one
         client = self.client
-        if type(targets) is int and targets >= 0 and content is None and targets in client._io.engines:
-            task, frame = client._prepare_one(msg_type, method, bufs, targets, None, track)
-            ar = AsyncResult._of_task(client, task, fname)
-            ar._targets = [targets]
-            client._launch_one(task, frame)
-            self.history.append(task.msg_id)
-            self._outstanding.add(task.msg_id)
-            return ar
         ids = client._build_targets(targets)
         tasks, frames = client._prepare(msg_type, method, bufs, ids, content=content, track=track)
         ar = AsyncResult(client, tasks[0] if isinstance(targets, int) else tasks, fname=fname, targets=ids)
@@ -427,15 +436,10 @@ class BroadcastView(DirectView):
 
     def _submit(self, msg_type: str, method: str, bufs: list[Any], targets: Any, track: bool,
                 fname: str, content: dict[str, Any] | None = None, block: bool = False) -> Any:
+        one = self._submit_one(msg_type, method, bufs, targets, track, fname, content)
+        if one is not None:
+            return one
         client = self.client
-        if type(targets) is int and targets >= 0 and content is None and targets in client._io.engines:
-            task, frame = client._prepare_one(msg_type, method, bufs, targets, None, track)
-            ar = AsyncResult._of_task(client, task, fname)
-            ar._targets = [targets]
-            client._launch_one(task, frame)
-            self.history.append(task.msg_id)
-            self._outstanding.add(task.msg_id)
-            return ar
         ids = client._build_targets(targets)
         tasks, frames = client._broadcast(msg_type, method, bufs, ids, content=content)
         ar = AsyncResult(client, tasks[0] if isinstance(targets, int) else tasks, fname=fname, targets=ids)
