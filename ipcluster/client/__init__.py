@@ -12,7 +12,7 @@ from typing import Any
 _LAZY = {
     "Client": ".client",
     "DirectView": ".view",
-    "LoadBalancedView": ".view",
+    "LoadBalancedView": ".balanced",
     "BroadcastView": ".view",
     "View": ".view",
     "ViewExecutor": ".executor",

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .. import error
 from .map import flatten
 from .output import display_outputs
-from .task import METADATA_KEYS, Metadata, Task
+from .task import METADATA_KEYS, Task
 
 if TYPE_CHECKING:
     from .client import Client

@@ -27,7 +27,8 @@ from .funcpickle import FunctionPickleCache
 from .queries import ControllerQueries
 from .remotefunction import getname
 from .task import TRACK, Broadcast, Task
-from .view import BroadcastView, DirectView, LoadBalancedView
+from .balanced import LoadBalancedView
+from .view import BroadcastView, DirectView
 
 log = logging.getLogger(__name__)
 

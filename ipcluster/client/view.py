@@ -10,16 +10,13 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import queue
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..error import IPClusterError
 from . import map as partitioning
 from .asyncresult import AsyncMapResult, AsyncResult
-from .dependency import render_dependency
 from .executor import ViewExecutor
 from .imports import sync_imports
 from .namespace import pull_names, push_names
@@ -29,7 +26,7 @@ from .task import Task
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["View", "DirectView", "LoadBalancedView", "BroadcastView"]
+__all__ = ["View", "DirectView", "BroadcastView"]
 
 
 class View:
@@ -450,182 +447,3 @@ class BroadcastView(DirectView):
 
     def map(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("BroadcastView.map is not implemented: use a DirectView")
-
-
-class LoadBalancedView(View):
-    """Each call runs once, on an engine the controller's scheduler picks.
-
-    Flags (``set_flags``, ``temp_flags`` or keyword arguments): ``targets`` (engines allowed),
-    ``after`` and ``follow`` (dependencies: msg_ids, AsyncResults or a :class:`Dependency`),
-    ``timeout`` (seconds for the task to finish), ``retries`` (runs again on failure).
-    """
-
-    _flag_names = ("targets", "block", "track", "follow", "after", "timeout", "retries")
-
-    def __init__(self, client: "Client | None" = None, socket: Any = None, **flags: Any) -> None:
-        self.follow: Any = None
-        self.after: Any = None
-        self.timeout: float | None = None
-        self.retries = 0
-        super().__init__(client=client, socket=socket, **flags)
-
-    def set_flags(self, **kwargs: Any) -> None:
-        """Set flags by keyword: ``block``, ``track``, ``targets``, ``after``, ``follow``,
-        ``timeout``, ``retries``."""
-        for name in ("after", "follow"):
-            if name in kwargs and kwargs[name] is not None:
-                render_dependency(kwargs[name])  # raises TypeError for what is not a dependency
-        if "timeout" in kwargs:
-            t = kwargs["timeout"]
-            if t is not None and (not isinstance(t, (int, float)) or t < 0):
-                raise ValueError(f"invalid timeout: {t!r}")
-        if "retries" in kwargs and not isinstance(kwargs["retries"], int):
-            raise TypeError(f"retries must be an int, not {type(kwargs['retries']).__name__}")
-        super().set_flags(**kwargs)
-
-    def _metadata(self, after: Any, follow: Any, timeout: Any, retries: Any, targets: Any) -> dict[str, Any] | None:
-        if (after is None and follow is None and timeout is None and retries is None and targets is None
-                and self.after is None and self.follow is None and not self.timeout and not self.retries
-                and self.targets is None):
-            return None
-        md: dict[str, Any] = {}
-        after = self.after if after is None else after
-        if after is not None:
-            dep = render_dependency(after)
-            if dep:
-                md["after"] = dep
-        follow = self.follow if follow is None else follow
-        if follow is not None:
-            dep = render_dependency(follow)
-            if dep:
-                md["follow"] = dep
-        timeout = self.timeout if timeout is None else timeout
-        if timeout:
-            md["timeout"] = float(timeout)
-        retries = self.retries if retries is None else retries
-        if retries:
-            md["retries"] = int(retries)
-        targets = self.targets if targets is None else targets
-        if targets is not None:
-            md["targets"] = self.client._build_targets(targets)
-        return md or None
-
-    def _really_apply(self, f: Callable[..., Any], args: Any = None, kwargs: Any = None,  # type: ignore[override]
-                      block: bool | None = None, track: bool | None = None, after: Any = None,
-                      follow: Any = None, timeout: Any = None, targets: Any = None, retries: Any = None) -> Any:
-        """``f(*args, **kwargs)`` on one engine chosen by the scheduler."""
-        client = self.client
-        bufs = client._pack(f, args or (), kwargs or {})
-        md = self._metadata(after, follow, timeout, retries, targets)
-        task, frames = client._prepare_one("apply_request", "apply", bufs, None, md,
-                                           self.track if track is None else track)
-        ar = AsyncResult._of_task(client, task, getname(f))
-        client._launch_one(task, frames)
-        self.history.append(task.msg_id)
-        self._outstanding.add(task.msg_id)
-        if self.block if block is None else block:
-            return ar.get()
-        return ar
-
-    def map(self, f: Callable[..., Any], *sequences: Any, block: bool | None = None, chunksize: int | None = None,
-            ordered: bool = True, return_exceptions: bool = False, track: bool | None = None, **flags: Any) -> Any:
-        """Parallel ``map(f, *sequences)``, load-balanced in tasks of ``chunksize`` items.
-
-        ``chunksize`` defaults to about 8 tasks per engine (pass 1 for one task per item).
-        With ``ordered=False``, iterating the AsyncMapResult yields parts as they finish.
-        Other keywords set flags for these tasks only: ``after``, ``follow``, ``timeout``,
-        ``retries``, ``targets``.
-        """
-        if not sequences:
-            raise ValueError("map needs at least one sequence")
-        bad = set(flags) - {"after", "follow", "timeout", "retries", "targets"}
-        if bad:
-            raise TypeError(f"invalid keyword arguments for map: {', '.join(sorted(bad))}")
-        return self._parallel(f, sequences, {}, elementwise=True, block=block, chunksize=chunksize,
-                              ordered=ordered, return_exceptions=return_exceptions, track=track, **flags)
-
-    def _parallel(self, f: Callable[..., Any], sequences: tuple[Any, ...], kwargs: dict[str, Any],
-                  elementwise: bool, block: bool | None = None, chunksize: int | None = None, ordered: bool = True,
-                  return_exceptions: bool = False, track: bool | None = None, **flags: Any) -> Any:
-        client = self.client
-        block = self.block if block is None else block
-        track = self.track if track is None else track
-        seqs, n = partitioning.prepare(sequences)
-        if chunksize is None:
-            chunksize = partitioning.auto_chunksize(n, len(client._io.engines))
-        parts = partitioning.chunks(seqs, chunksize)
-        md = self._metadata(flags.get("after"), flags.get("follow"), flags.get("timeout"),
-                            flags.get("retries"), flags.get("targets"))
-        fn = client._pickled_function(f)
-        helper = partitioning.map_chunk if elementwise else partitioning.call_part
-        tasks: list[Task] = []
-        frames: list[list[Any]] = []
-        for part in parts:
-            bufs = client._pack(helper, (fn, *part), kwargs)
-            t, fr = client._prepare("apply_request", "apply", bufs, (None,), metadata=md, track=track)
-            tasks += t
-            frames += fr
-        amr = AsyncMapResult(
-            client, tasks, fname=getname(f), ordered=ordered, return_exceptions=return_exceptions,
-            chunk_sizes=[len(part[0]) for part in parts],
-            joiner=partitioning.flatten if elementwise else partitioning.join,
-        )
-        client._launch(tasks, frames)
-        self._record(tasks)
-        return amr.get() if block else amr
-
-    def imap(self, f: Callable[..., Any], *sequences: Any, ordered: bool = True, max_outstanding: Any = "auto",
-             return_exceptions: bool = False, chunksize: int | None = None) -> Iterator[Any]:
-        """Parallel ``map`` over iterables of any length (read lazily), yielding results as they
-        arrive, with at most ``max_outstanding`` tasks in flight ("auto": 4 per engine, at
-        least 32), so memory stays bounded whatever the input's length. ``chunksize`` (items
-        per task) adapts to the items' cost when not given (see ``map.AdaptiveChunks``)."""
-        if not sequences:
-            raise ValueError("imap needs at least one iterable")
-        if max_outstanding == "auto":
-            max_outstanding = max(32, 4 * len(self.client._io.engines))
-        return _imap(self, f, sequences, ordered, int(max_outstanding), return_exceptions, chunksize)
-
-
-def _imap(view: LoadBalancedView, f: Callable[..., Any], sequences: tuple[Any, ...], ordered: bool,
-          max_outstanding: int, return_exceptions: bool, chunksize: int) -> Iterator[Any]:
-    client = view.client
-    fn = client._pickled_function(f)
-    md = view._metadata(None, None, None, None, None)
-    sizer = partitioning.AdaptiveChunks() if chunksize is None else None
-    parts = partitioning.iter_chunks(sequences, sizer if sizer is not None else max(1, chunksize))
-    inflight: collections.deque[AsyncResult] = collections.deque()
-    done: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    exhausted = False
-
-    def submit() -> None:
-        nonlocal exhausted
-        while not exhausted and len(inflight) < max_outstanding:
-            part = next(parts, None)
-            if part is None:
-                exhausted = True
-                return
-            bufs = client._pack(partitioning.map_chunk, (fn, *part), {})
-            tasks, frames = client._prepare("apply_request", "apply", bufs, (None,), metadata=md)
-            ar = AsyncMapResult(client, tasks, fname=getname(f), return_exceptions=return_exceptions)
-            if not ordered:
-                ar.add_done_callback(done.put)  # the future is the AsyncMapResult itself
-            client._launch(tasks, frames)
-            view._record(tasks)
-            inflight.append(ar)
-
-    submit()
-    while inflight:
-        if ordered:
-            ar = inflight.popleft()
-        else:
-            ar = done.get()
-            inflight.remove(ar)
-        values = ar.get()
-        if sizer is not None:
-            times = ar._tasks[0].metadata()
-            if times.get("started") and times.get("completed"):
-                sizer.observe(len(values), times["completed"] - times["started"])
-        submit()
-        yield from values
-
