@@ -184,13 +184,13 @@ class Client(ControllerQueries):
 
     def _set_engines(self, msg: Message) -> None:
         engines = msg["content"].get("engines") or {}
+        details = msg["content"].get("engine_info") or {}  # {id: {"uuid", "pid", "hostname"}}
         io = self._io
         table: dict[int, str] = {}
         info: dict[int, dict[str, Any]] = {}
         for key, value in engines.items():
             eid = int(key)
-            # the spec says {id: uuid}; a controller may say more ({id: {"uuid", "pid", ...}})
-            entry = dict(value) if isinstance(value, dict) else {"uuid": value}
+            entry = dict(details.get(key) or {"uuid": value})
             entry.setdefault("id", eid)
             table[eid] = str(entry.get("uuid", ""))
             info[eid] = entry

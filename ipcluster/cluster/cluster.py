@@ -157,7 +157,6 @@ class Cluster(LoggingConfigurable):
         self.owner_create_time: float | None = None
         self._removed_engine_sets: set[str] = set()
         self._unconfirmed: list[tuple[Launcher, Process]] = []  # started, not yet seen registered
-        self._engine_pids: dict[int, int] = {}  # engine id -> pid, as far as known
         self._clients: list[Any] = []
         self._loop_thread_: LoopThread | None = None
         self._atexit_registered = False
@@ -361,7 +360,6 @@ class Cluster(LoggingConfigurable):
             if ready in done:
                 ready.result()
                 self._unconfirmed.clear()
-                await self._learn_engine_pids(list(client.ids))
                 return
             for exit_task, (launcher, proc) in exits.items():
                 if exit_task in done:
@@ -462,11 +460,8 @@ class Cluster(LoggingConfigurable):
     async def signal_engine(self, signum: int, engine_id: int) -> None:
         """Send ``signum`` to the engine with id ``engine_id`` (as the client numbers engines).
 
-        The engine's pid is found, in order: in a connected client's engine table, if the client
-        exposes pids there; in the line each engine logs when it registers (local launchers, log
-        level INFO or lower); as noted by :meth:`wait_for_engines`, which asks newly registered
-        engines when their logs do not say; or by asking the engine now, which works only while
-        it is idle. When none applies, use :meth:`signal_engines` on the engine set instead.
+        The engine's pid is the one it registered with, which the controller tells every client;
+        the signal is sent only to a process this cluster started.
         """
         pid = await self._engine_pid(engine_id)
         for launcher in self.engines.values():
@@ -487,49 +482,13 @@ class Cluster(LoggingConfigurable):
                 return
         raise IPClusterError(f"engine {engine_id} (pid {pid}) was not started by this cluster")
 
-    async def _learn_engine_pids(self, ids: list[int]) -> None:
-        """Note the pids of newly registered engines while they are idle (best effort).
-
-        Needed only when their logs do not say (log level above INFO): then one private client
-        asks them, so that :meth:`signal_engine` can later reach a busy engine.
-        """
-        self._engine_pids.update(engine_ids.pids_from_logs(self.engines.values()))
-        missing = [eid for eid in ids if eid not in self._engine_pids]
-        if not missing:
-            return
-        from ..client import Client
-
-        try:
-            client = await asyncio.to_thread(
-                Client, url_file=str(self.connection_file("client")), timeout=self.controller_timeout
-            )
-            try:
-                found = await engine_ids.ask_pids(client, missing, min(self.stop_timeout, 5.0))
-            finally:
-                client.close()
-        except Exception:
-            self.log.debug("could not learn the pids of engines %s", missing, exc_info=True)
-            return
-        self._engine_pids.update(found)
-
     async def _engine_pid(self, engine_id: int) -> int:
-        """The pid of engine ``engine_id``: see :meth:`signal_engine` for where it comes from."""
-        for client in self._clients:
-            pid = engine_ids.pid_from_client(client, engine_id)
-            if pid:
-                return pid
-        self._engine_pids.update(engine_ids.pids_from_logs(self.engines.values()))
-        pid = self._engine_pids.get(engine_id)
-        if pid:
-            return pid
+        """The pid engine ``engine_id`` registered with (the controller tells every client)."""
         client = self._clients[0] if self._clients else await self.connect_client()
-        try:
-            return await engine_ids.ask_pid(client, engine_id, self.stop_timeout)
-        except Exception as e:
-            raise IPClusterError(
-                f"cannot tell the pid of engine {engine_id} (it did not answer while busy, and its log "
-                f"does not say): {e}; use signal_engines() for a whole engine set instead"
-            ) from e
+        pid = engine_ids.pid_from_client(client, engine_id)
+        if not pid:
+            raise IPClusterError(f"engine {engine_id} is not registered (engines: {client.ids})")
+        return pid
 
     # -- state -------------------------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ def test_views_select_engines(rc: ipp.Client) -> None:
     assert rc[::2].apply_sync(lambda: 1) == [1]
     assert rc[[1]].apply_sync(lambda: 1) == [1]
     assert rc[:].block is False  # ipyparallel's default
+    pids = rc[:].apply_sync(os.getpid)
+    assert [rc.engine_info[e]["pid"] for e in (0, 1)] == pids  # as registered with the controller
 
 
 def test_apply_runs_on_every_engine(rc: ipp.Client) -> None:
