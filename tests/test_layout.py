@@ -96,3 +96,12 @@ def test_only_ipcluster_is_a_top_level_package(tmp_path: Path) -> None:
     # a name may belong to another installed distribution; it is ours if it resolves into this checkout
     ours = [n for n in others if found[n] and Path(found[n]).resolve().is_relative_to(ROOT)]
     assert not ours, f"repository folders importable as top-level packages: {ours}"
+
+
+def test_every_package_folder_is_installed() -> None:
+    """A subpackage missing from pyproject's list works in an editable install and breaks a
+    real one (``pip install .``): compare the list with the folders."""
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "ipcluster").rglob("__init__.py")}
+    on_disk |= {"ipcluster.magics"} if (ROOT / "magics" / "__init__.py").exists() else set()
+    assert on_disk == declared, f"missing from pyproject: {sorted(on_disk - declared)}; stale: {sorted(declared - on_disk)}"
