@@ -165,6 +165,11 @@ class FakeCluster:
                 sock.close(linger=0)
 
     def _on_client(self, frames: list[bytes]) -> None:
+        batch = Session.split_batch(frames)  # a client batches bursts of small requests
+        if batch is not None:
+            for part in batch:
+                self._on_client(part)
+            return
         client = frames[0]
         try:
             _, msg = self.session.unpack(frames)
