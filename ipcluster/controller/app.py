@@ -54,11 +54,12 @@ class ControllerApp(Application):
     hb_misses = Integer(3, config=True, help="Heartbeats an engine may miss in a row before it is declared dead "
                                             "(detection time is about hb_period * (hb_misses + 1) seconds).")
     task_scheme = Unicode("leastload", config=True, help=f"Load-balancing scheme: one of {', '.join(SCHEMES)}.")
-    hwm = Integer(16, config=True, help="Most load-balanced tasks outstanding on one engine (0: unlimited). "
-                  "Enough queued tasks keep an engine busy through the round trips to the controller "
-                  "(with 2 engines, no-op throughput was 3.5k tasks/s at 4, 4.6k at 32, 5k unlimited); "
-                  "the rest of a long queue stays here for engines joining later and for retries. "
-                  "Use 1 for long tasks of very uneven length.")
+    hwm = Integer(64, config=True, help="Most load-balanced tasks outstanding on one engine (0: unlimited). "
+                  "Within it the limit adapts to keep about queue_time seconds of work on each engine: "
+                  "tiny tasks queue deep so engines never idle between them, long ones two at a time so "
+                  "none waits behind a long task while another engine is free, and engines joining "
+                  "later, and retries, still find work here. 1 or 2 fixes the limit.")
+    queue_time = Float(0.05, config=True, help="Seconds of work the scheduler aims to keep queued on each engine.")
     max_records = Integer(20_000, config=True, help="Most task records kept in memory (about 1.5 KB each); "
                           "the oldest finished ones are dropped first.")
     max_result_bytes = Integer(64 << 20, config=True, help="Bytes of result buffers the controller keeps for get_result (oldest evicted first).")
@@ -147,7 +148,7 @@ class ControllerApp(Application):
         interface = f"tcp://{location}"
         common = {"key": key.decode(), "signature_scheme": "hmac-sha256", "interface": interface,
                   "location": location, "cluster_id": self.cluster_id, "pid": os.getpid()}
-        scheduler = SCHEMES[self.task_scheme](hwm=self.hwm)
+        scheduler = SCHEMES[self.task_scheme](hwm=self.hwm, queue_time=self.queue_time)
         store = MemoryStore(self.max_records, self.max_result_bytes, self.max_result_size)
         router = Router(Hub(store, scheduler), session, socks, cluster_id=self.cluster_id,
                         hb_period=self.hb_period, hb_misses=self.hb_misses, log=self.log)

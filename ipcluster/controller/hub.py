@@ -41,6 +41,7 @@ class EngineInfo:
     queue: dict[str, None] = field(default_factory=dict)  # direct tasks outstanding (ordered set)
     tasks: dict[str, None] = field(default_factory=dict)  # load-balanced tasks outstanding
     completed: int = 0
+    busy_since: float | None = None  # last completion after which it still had tasks queued
 
     def outstanding(self) -> list[str]:
         return [*self.queue, *self.tasks]
@@ -259,6 +260,10 @@ class Hub:
         if info is not None:
             if info.tasks.pop(msg_id, 0) is None:
                 self.scheduler.finished(info.id)
+                now = time.monotonic()
+                if info.busy_since is not None:
+                    self.scheduler.observe(now - info.busy_since)  # one task's time, back to back
+                info.busy_since = now if info.tasks else None
             else:
                 info.queue.pop(msg_id, None)
             info.completed += 1

@@ -188,17 +188,17 @@ def test_broadcast_waits_for_every_engine() -> None:
 
 @pytest.mark.parametrize("scheme", sorted(SCHEMES))
 def test_every_scheme_uses_all_engines_and_respects_limits(scheme: str) -> None:
-    sched = SCHEMES[scheme](hwm=3, seed=1)
+    sched = SCHEMES[scheme](hwm=2, seed=1)
     for eid in range(4):
         sched.add_engine(eid)
     counts = {eid: 0 for eid in range(4)}
-    for _ in range(12):
+    for _ in range(8):
         eid = sched.pick()
         assert eid is not None
         sched.assigned(eid)
         counts[eid] += 1
     assert sched.pick() is None  # every engine at the high-water mark
-    assert all(c == 3 for c in counts.values())
+    assert all(c == 2 for c in counts.values())
     sched.finished(2)
     assert sched.pick() == 2
     assert sched.pick(allowed={0, 1}) is None
@@ -242,3 +242,31 @@ def test_heart_declares_silent_engines_dead() -> None:
     heart.pong(b"a", heart.next_ping())
     heart.pong(b"a", b"garbage")  # ignored
     assert heart.dead() == [b"b"]  # ...but not a third
+
+
+def test_high_water_mark_adapts_to_task_time() -> None:
+    sched = LeastLoad(hwm=64, queue_time=0.01)
+    assert sched.hwm == 2  # shallow until tasks have been timed
+    for _ in range(50):
+        sched.observe(50e-6)  # tiny tasks: queue deep, up to the ceiling
+    assert sched.hwm == 64
+    for _ in range(100):
+        sched.observe(0.05)  # long tasks: two at a time
+    assert sched.hwm == 2
+    fixed = LeastLoad(hwm=1)
+    fixed.observe(1e-6)
+    assert fixed.hwm == 1  # a limit of 1 or 2 is the user's choice, kept as given
+    assert LeastLoad(hwm=0).hwm == 0  # unlimited stays unlimited
+
+
+def test_back_to_back_completions_time_the_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([10.0, 10.004, 10.008, 10.012])
+    monkeypatch.setattr("ipcluster.controller.hub.time.monotonic", lambda: next(clock))
+    hub = Hub(MemoryStore(), LeastLoad(hwm=64, queue_time=0.01))
+    hub.register_engine(b"a")
+    for n in range(4):
+        hub.submit_balanced(rec(hub, n), {})
+    for n in range(3):
+        reply(hub, b"a", n)
+    assert hub.scheduler._task_time == pytest.approx(0.004)
+    assert hub.scheduler.hwm == 2  # 10 ms of 4 ms tasks

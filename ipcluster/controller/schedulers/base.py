@@ -15,10 +15,27 @@ from typing import ClassVar
 class Scheduler(abc.ABC):
     name: ClassVar[str] = "base"
 
-    def __init__(self, hwm: int = 0, seed: int | None = None) -> None:
-        #: most tasks outstanding per engine (0: unlimited)
-        self.hwm = hwm
+    def __init__(self, hwm: int = 0, seed: int | None = None, queue_time: float = 0.05) -> None:
+        #: the configured ceiling of tasks outstanding per engine (0: unlimited)
+        self.max_hwm = hwm
+        #: the limit in force: adapted to how long tasks take (see observe)
+        self.hwm = min(hwm, 2) if hwm else 0
+        #: seconds of work to keep queued on an engine
+        self.queue_time = queue_time
         self.loads: dict[int, int] = {}
+        self._task_time: float | None = None
+
+    def observe(self, seconds: float) -> None:
+        """An engine went from one queued task to the next in ``seconds``: adapt the limit so an
+        engine holds about ``queue_time`` of work. Tiny tasks then queue deep (no engine idles
+        between them while the controller is busy), long ones shallow (none waits behind a long
+        task on a busy engine while another engine is free, and late-joining engines get work)."""
+        if self.max_hwm <= 2:
+            return
+        avg = self._task_time
+        avg = seconds if avg is None else 0.9 * avg + 0.1 * seconds
+        self._task_time = avg
+        self.hwm = max(2, min(self.max_hwm, int(self.queue_time / max(avg, 1e-6))))
 
     def add_engine(self, eid: int) -> None:
         self.loads[eid] = 0

@@ -29,8 +29,8 @@ class PlainRandom(Scheduler):
 
     name = "plainrandom"
 
-    def __init__(self, hwm: int = 0, seed: int | None = None) -> None:
-        super().__init__(hwm)
+    def __init__(self, hwm: int = 0, seed: int | None = None, queue_time: float = 0.05) -> None:
+        super().__init__(hwm, seed, queue_time)
         self.rng = random.Random(seed)
 
     def pick(self, allowed: Collection[int] | None = None, exclude: Collection[int] = ()) -> int | None:
@@ -43,8 +43,8 @@ class TwoBin(PlainRandom):
 
     name = "twobin"
 
-    def __init__(self, hwm: int = 0, seed: int | None = None) -> None:
-        super().__init__(hwm, seed)
+    def __init__(self, hwm: int = 0, seed: int | None = None, queue_time: float = 0.05) -> None:
+        super().__init__(hwm, seed, queue_time)
         self._clock = 0
         self.last: dict[int, int] = {}
 
