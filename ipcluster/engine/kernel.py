@@ -59,6 +59,8 @@ TASK_TYPES = frozenset({"apply_request", "execute_request", "clear_request"})
 
 #: longest a finished task's reply waits for the replies of the tasks queued behind it (seconds)
 REPLY_HOLD = 0.002
+#: a task shorter than this (seconds) is tiny: its reply may wait for those of the next tasks
+TINY_TASK = 0.0005
 
 _ABORTED = {"status": "aborted", "ename": "TaskAborted", "evalue": "task aborted before it ran", "traceback": ""}
 
@@ -186,6 +188,7 @@ class Kernel(LoggingConfigurable):
                 continue
             msg_type = msg["msg_type"]
             started = time.time()
+            started_mono = time.monotonic()
             buffers: Any = ()
             try:
                 if msg_type == "apply_request":
@@ -205,10 +208,13 @@ class Kernel(LoggingConfigurable):
                 content = self._error_content("engine")
                 self._reply(idents, msg, self._reply_types[msg_type], content, (), started, count)
             self._drain()
-            # Replies wait while more tasks are queued, and go out together (one ZeroMQ message)
-            # when the queue is empty or the oldest has waited REPLY_HOLD: batching under load
-            # without delaying a lone task's reply.
-            if not queue or time.monotonic() - self._outbox_since > REPLY_HOLD:
+            # The replies of tiny tasks wait while more tasks are queued, and go out together (one
+            # ZeroMQ message) when the queue is empty, the oldest has waited REPLY_HOLD, or a task
+            # took longer than TINY_TASK (batching buys nothing there, and the controller should
+            # hear at once that the engine can take more): batching under load without delaying
+            # a lone task's reply.
+            now = time.monotonic()
+            if not queue or now - started_mono > TINY_TASK or now - self._outbox_since > REPLY_HOLD:
                 self.flush()
         self.flush()
 
