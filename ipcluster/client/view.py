@@ -222,8 +222,7 @@ class DirectView(View):
         ar = AsyncResult._of_task(client, task, fname)
         ar._targets = [targets]
         client._launch_one(task, frame)
-        self.history.append(task.msg_id)
-        self._outstanding.add(task.msg_id)
+        self._record([task])
         return ar
 
     def _submit(self, msg_type: str, method: str, bufs: list[Any], targets: Any, track: bool,
@@ -231,13 +230,21 @@ class DirectView(View):
         one = self._submit_one(msg_type, method, bufs, targets, track, fname, content)
         if one is not None:
             return one
-        client = self.client
-        ids = client._build_targets(targets)
-        tasks, frames = client._prepare(msg_type, method, bufs, ids, content=content, track=track)
-        ar = AsyncResult(client, tasks[0] if isinstance(targets, int) else tasks, fname=fname, targets=ids)
-        client._launch(tasks, frames)
-        self._record(tasks)
+        ids = self.client._build_targets(targets)
+        tasks, frames = self._prepare_many(msg_type, method, bufs, ids, content, track)
+        # the AsyncResult owns the tasks before they are sent: a fast reply must find it
+        ar = AsyncResult(self.client, tasks[0] if isinstance(targets, int) else tasks, fname=fname, targets=ids)
+        self._launch_many(tasks, frames)
         return ar
+
+    def _prepare_many(self, msg_type: str, method: str, bufs: list[Any], ids: list[int],
+                      content: dict[str, Any] | None, track: bool) -> tuple[list[Task], list[list[Any]]]:
+        """One request per engine."""
+        return self.client._prepare(msg_type, method, bufs, ids, content=content, track=track)
+
+    def _launch_many(self, tasks: list[Task], frames: list[list[Any]]) -> None:
+        self.client._launch(tasks, frames)
+        self._record(tasks)
 
     def _really_apply(self, f: Callable[..., Any], args: Any = None, kwargs: Any = None,  # type: ignore[override]
                       targets: Any = None, block: bool | None = None, track: bool | None = None) -> Any:
@@ -431,19 +438,14 @@ class BroadcastView(DirectView):
         self.is_coalescing = is_coalescing
         super().__init__(client=client, socket=socket, targets=targets, **flags)
 
-    def _submit(self, msg_type: str, method: str, bufs: list[Any], targets: Any, track: bool,
-                fname: str, content: dict[str, Any] | None = None, block: bool = False) -> Any:
-        one = self._submit_one(msg_type, method, bufs, targets, track, fname, content)
-        if one is not None:
-            return one
-        client = self.client
-        ids = client._build_targets(targets)
-        tasks, frames = client._broadcast(msg_type, method, bufs, ids, content=content)
-        ar = AsyncResult(client, tasks[0] if isinstance(targets, int) else tasks, fname=fname, targets=ids)
-        client._launch_broadcast(tasks, frames)
-        self.history.append(tasks[0].msg_id)
-        self._outstanding.add(tasks[0].msg_id)
-        return ar
+    def _prepare_many(self, msg_type: str, method: str, bufs: list[Any], ids: list[int],
+                      content: dict[str, Any] | None, track: bool) -> tuple[list[Task], list[list[Any]]]:
+        """One request for all the engines (its tasks share one msg_id)."""
+        return self.client._broadcast(msg_type, method, bufs, ids, content=content)
+
+    def _launch_many(self, tasks: list[Task], frames: list[list[Any]]) -> None:
+        self.client._launch_broadcast(tasks, frames)
+        self._record(tasks[:1])
 
     def map(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("BroadcastView.map is not implemented: use a DirectView")

@@ -23,6 +23,7 @@ from traitlets.config.loader import PyFileConfigLoader
 from ..error import IPClusterError
 from ..launchers.process import pid_alive
 from ..protocol.connection import (
+    read_json_file,
     connection_file_name,
     default_ipython_dir,
     profile_dir as default_profile_dir,
@@ -56,13 +57,7 @@ def cluster_id_of(path: str | os.PathLike[str]) -> str:
 
 def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a cluster state file, with an error that says what is wrong."""
-    path = Path(path)
-    try:
-        state = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise IPClusterError(f"no cluster state file {path}: the cluster is not running") from None
-    except json.JSONDecodeError as e:
-        raise IPClusterError(f"cluster state file {path} is not valid JSON: {e}") from e
+    state = read_json_file(path, "cluster state file", "the cluster is not running")
     if not isinstance(state, dict) or "cluster" not in state:
         raise IPClusterError(f"{path} is not a cluster state file (no 'cluster' section)")
     return state

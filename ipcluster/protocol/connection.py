@@ -55,15 +55,19 @@ def write_private_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Pa
     return path
 
 
+def read_json_file(path: str | os.PathLike[str], what: str, if_missing: str) -> Any:
+    """Load a JSON file the cluster wrote, with an error that names it and says what is wrong."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise IPClusterError(f"{what} {path} does not exist: {if_missing}") from None
+    except json.JSONDecodeError as e:
+        raise IPClusterError(f"{what} {path} is not valid JSON: {e}") from e
+
+
 def read_connection_file(path: str | os.PathLike[str], role: Role = "client") -> dict[str, Any]:
     """Load and check a connection file, with an error that says what is wrong."""
-    path = Path(path)
-    try:
-        info = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise IPClusterError(f"connection file {path} does not exist: is the controller running?") from None
-    except json.JSONDecodeError as e:
-        raise IPClusterError(f"connection file {path} is not valid JSON: {e}") from e
+    info = read_json_file(path, "connection file", "is the controller running?")
     needed = CLIENT_KEYS if role == "client" else ENGINE_KEYS
     missing = [k for k in needed if k not in info]
     if missing:
