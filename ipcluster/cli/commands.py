@@ -20,7 +20,7 @@ from ..cluster import Cluster
 from ..cluster import state as st
 from ..error import IPClusterError
 from ..launchers.process import Process, pid_alive
-from ..protocol.connection import profile_dir as default_profile_dir, security_dir
+from ..protocol.connection import profile_dir as default_profile_dir, remove_socket_folder, security_dir
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -480,12 +480,14 @@ class IPClusterClean(ClusterCommand):
                 removed.append(str(folder))
         for conn in sorted(security_dir(pdir).glob("ipcontroller*-*.json")):
             try:
-                pid = int(json.loads(conn.read_text()).get("pid", 0))
+                info = json.loads(conn.read_text())
+                pid = int(info.get("pid", 0))
             except (OSError, ValueError, AttributeError):
-                pid = 0
+                info, pid = {}, 0
             if not pid_alive(pid):
                 conn.unlink(missing_ok=True)
                 removed.append(str(conn))
+                removed.extend(remove_socket_folder(info))
         for what in removed:
             self.say(f"removed {what}")
         if not removed:

@@ -32,6 +32,7 @@ from ..protocol.connection import (
     connection_file_name,
     default_ipython_dir,
     profile_dir as default_profile_dir,
+    remove_socket_folder,
     security_dir,
     write_private_json,
 )
@@ -417,6 +418,7 @@ class Cluster(LoggingConfigurable):
             info = state_mod.read_json(path)
             if info is None or info.get("pid") in (None, *self.controller.pids):
                 path.unlink(missing_ok=True)
+                remove_socket_folder(info)
 
     async def stop_cluster(self) -> None:
         """Stop every engine set, then the controller, and remove the state file."""

@@ -27,6 +27,7 @@ from ..protocol.connection import (
     connection_file_name,
     default_ipython_dir,
     profile_dir as default_profile_dir,
+    remove_socket_folder,
     security_dir,
 )
 
@@ -122,6 +123,7 @@ def clear_stale_files(profile_dir: str | os.PathLike[str], cluster_id: str) -> N
         if info is not None and pid_alive(int(info.get("pid", 0))):
             raise IPClusterError(f"a controller (pid {info['pid']}) is already serving {conn.name} in {profile_dir}")
         conn.unlink(missing_ok=True)
+        remove_socket_folder(info)
 
 
 def profile_config(kwargs: dict[str, Any]) -> Config | None:

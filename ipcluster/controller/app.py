@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,8 @@ class ControllerApp(Application):
                           "the oldest finished ones are dropped first.")
     max_result_bytes = Integer(64 << 20, config=True, help="Bytes of result buffers the controller keeps for get_result (oldest evicted first).")
     max_result_size = Integer(1 << 20, config=True, help="Results larger than this many bytes are routed to their client but not kept.")
+    ipc = Bool(True, config=True, help="Also listen on Unix domain sockets (in a private folder) that clients "
+               "and engines on this host use instead of TCP: a message costs about a quarter less.")
     reuse_files = Bool(False, config=True, help="Reuse the key and ports of existing connection files (to restart a controller in place).")
 
     aliases = {
@@ -118,7 +122,19 @@ class ControllerApp(Application):
         client = json.loads(self.connection_path("client").read_text())
         return {"key": engine["key"], "client_port": client["client_port"], "iopub_port": client["iopub_port"],
                 "engine_port": engine["engine_port"], "iopub_engine_port": engine["iopub_port"],
-                "hb_ping_port": engine["hb_ping_port"], "hb_pong_port": engine["hb_pong_port"]}
+                "hb_ping_port": engine["hb_ping_port"], "hb_pong_port": engine["hb_pong_port"],
+                "ipc_dir": os.path.dirname((client.get("ipc") or {}).get("client_port", ""))}
+
+    def _ipc_dir(self, previous: str) -> str:
+        """A private folder for the Unix sockets: the previous one when reusing files (engines and
+        clients reconnect to the same paths), else a new one with a short random name."""
+        if previous:
+            os.makedirs(previous, mode=0o700, exist_ok=True)
+            return previous
+        base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+        if not os.access(base, os.W_OK):
+            base = tempfile.gettempdir()
+        return tempfile.mkdtemp(prefix="ipcluster-", dir=base)  # mode 0700
 
     async def serve(self) -> None:
         ctx = zmq.Context.instance()
@@ -144,6 +160,14 @@ class ControllerApp(Application):
             "hb_ping_port": self._bind(socks["hb_ping"], previous.get("hb_ping_port") or self.hb_ping_port),
             "hb_pong_port": self._bind(socks["hb_pong"], previous.get("hb_pong_port") or self.hb_pong_port),
         }
+        ipc: dict[str, str] = {}
+        ipc_dir = self._ipc_dir(previous.get("ipc_dir", "")) if self.ipc else ""
+        if ipc_dir:
+            for name, port in (("client", "client_port"), ("engine", "engine_port"), ("iopub_out", "iopub_port"),
+                               ("iopub_in", "iopub_engine_port"), ("hb_ping", "hb_ping_port"),
+                               ("hb_pong", "hb_pong_port")):
+                ipc[port] = os.path.join(ipc_dir, name)
+                socks[name].bind(f"ipc://{ipc[port]}")
         location = self.location or (socket.gethostname() if self.ip in ("*", "0.0.0.0", "") else self.ip)
         interface = f"tcp://{location}"
         common = {"key": key.decode(), "signature_scheme": "hmac-sha256", "interface": interface,
@@ -159,9 +183,13 @@ class ControllerApp(Application):
         files = [
             write_private_json(self.connection_path("engine"), {
                 **common, "engine_port": ports["engine_port"], "iopub_port": ports["iopub_engine_port"],
-                "hb_ping_port": ports["hb_ping_port"], "hb_pong_port": ports["hb_pong_port"]}),
+                "hb_ping_port": ports["hb_ping_port"], "hb_pong_port": ports["hb_pong_port"],
+                **({"ipc": {"engine_port": ipc["engine_port"], "iopub_port": ipc["iopub_engine_port"],
+                            "hb_ping_port": ipc["hb_ping_port"], "hb_pong_port": ipc["hb_pong_port"]}}
+                   if ipc else {})}),
             write_private_json(self.connection_path("client"), {
-                **common, "client_port": ports["client_port"], "iopub_port": ports["iopub_port"]}),
+                **common, "client_port": ports["client_port"], "iopub_port": ports["iopub_port"],
+                **({"ipc": {"client_port": ipc["client_port"], "iopub_port": ipc["iopub_port"]}} if ipc else {})}),
         ]
         self.log.info("controller %s listening on %s (client port %i, engine port %i)",
                       self.cluster_id or "(default)", interface, ports["client_port"], ports["engine_port"])
@@ -173,6 +201,8 @@ class ControllerApp(Application):
                 f.unlink(missing_ok=True)
             for s in socks.values():
                 s.close(linger=200)
+            if ipc_dir:
+                shutil.rmtree(ipc_dir, ignore_errors=True)
             self.log.info("controller stopped")
 
 

@@ -94,8 +94,8 @@ class Kernel(LoggingConfigurable):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.socket = socket  # zmq.asyncio DEALER: awaited when idle
-        self._raw: zmq.Socket[Any] = zmq.Socket.shadow(socket.underlying)  # same socket, synchronous: drains, sends
+        self.socket = socket  # the engine's DEALER (zmq.asyncio, as registration used it)
+        self._raw: zmq.Socket[Any] = zmq.Socket.shadow(socket.underlying)  # same socket, synchronous
         self.session = session
         self.iopub = iopub
         self.interrupts = interrupts
@@ -111,6 +111,7 @@ class Kernel(LoggingConfigurable):
         self._aborted: OrderedDict[str, None] = OrderedDict()
         self._reply_types = {t: reply_type(t) for t in TASK_TYPES}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Future[None] | None = None  # set while serve() waits for a message
         self._import_hook: _ShellOnImport | None = None
         self._cell_interrupted = False
         self._outbox: list[Any] = []  # reply packets held back for one batch
@@ -124,16 +125,33 @@ class Kernel(LoggingConfigurable):
         if "IPython" not in sys.modules:
             self._import_hook = _ShellOnImport(self._shell_on_import)
             sys.meta_path.insert(0, self._import_hook)
-        recv = self.socket.recv_multipart
+        # The socket's descriptor is watched directly rather than through zmq.asyncio's awaited
+        # receives: one Future per idle wait instead of per message, and no reader churn.
+        raw = self._raw
+        fd = raw.getsockopt(zmq.FD)
+        self._loop.add_reader(fd, self._on_readable)
         try:
             while not self.stopping:
-                frames = await recv(copy=False)
-                self._accept(frames)
+                if not readable(raw):
+                    self._wakeup = self._loop.create_future()
+                    try:
+                        await self._wakeup
+                    finally:
+                        self._wakeup = None
+                    continue
                 self._drain()
                 await self._run_queue()
         finally:
+            self._loop.remove_reader(fd)
             if self._import_hook is not None:
                 self._import_hook.remove()
+
+    def _on_readable(self) -> None:
+        """The descriptor fired. Asking ZeroMQ whether a message waits also consumes the edge,
+        so the (level-triggered) loop does not call this again and again while a cell runs."""
+        wakeup = self._wakeup
+        if readable(self._raw) and wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     def _drain(self) -> None:
         """Take every message already waiting on the socket, without blocking."""

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from traitlets import Dict, Float, List, Unicode
+from traitlets import Bool, Dict, Float, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..error import ClusterTimeout, LauncherError, ProcessExited
@@ -27,6 +27,8 @@ from .process import Process, stop_processes
 
 ExitCallback = Callable[["Launcher", Process], None]
 
+#: glibc tunable: malloc asks for transparent huge pages for what it maps (see Launcher.huge_pages)
+HUGE_PAGES = "glibc.malloc.hugetlb=1"
 #: interval (seconds) of the bounded poll in wait_for_path: files have no portable exit event
 _FILE_POLL_INTERVAL = 0.005
 
@@ -53,6 +55,15 @@ class Launcher(LoggingConfigurable):
         key_trait=Unicode(),
         value_trait=Unicode(),
         help="Extra environment variables for the launched processes (added to this process's environment).",
+    )
+    huge_pages = Bool(
+        True,
+        config=True,
+        help="""Let the launched processes' malloc back large buffers with transparent huge pages
+        (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, glibc 2.35 and later; ignored by older ones).
+        Every 100 MB message a controller or engine receives is a fresh allocation, and faulting it
+        in 4 KiB pages costs more than moving the bytes: with huge pages, 100 MB pushes and
+        scatters run about twice as fast.""",
     )
     stop_timeout = Float(
         5.0,
@@ -240,8 +251,14 @@ class Launcher(LoggingConfigurable):
             raise LauncherError(f"{self.name} has {len(self.processes)} process(es); no index {index}") from None
 
     def child_env(self) -> dict[str, str]:
-        """The environment of launched processes: ours, unbuffered output, plus :attr:`env`."""
-        return {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        """The environment of launched processes: ours, unbuffered output, huge pages for malloc
+        (see :attr:`huge_pages`), plus :attr:`env`."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        tunables = env.get("GLIBC_TUNABLES", "")
+        if self.huge_pages and "glibc.malloc.hugetlb=" not in tunables:
+            env["GLIBC_TUNABLES"] = f"{tunables}:{HUGE_PAGES}" if tunables else HUGE_PAGES
+        env.update(self.env)
+        return env
 
     def next_log_file(self) -> Path | None:
         """The output file for the next process started: ``<log_dir>/<name>-<i>.log``."""

@@ -67,12 +67,32 @@ def test_start_and_connect_sync_then_stop(tmp_path: Path) -> None:
         assert state["controller"]["processes"][0]["pid"] == pids[0]
         assert oct(c.cluster_file.stat().st_mode & 0o777) == "0o600"
         assert rc[:].apply_sync(os.getpid) != []
+        # processes on this host talk over the controller's Unix sockets, in a private folder
+        ipc = json.loads(c.connection_file("client").read_text())["ipc"]
+        ipc_dir = Path(ipc["client_port"]).parent
+        assert oct(ipc_dir.stat().st_mode & 0o777) == "0o700"
+        assert rc._io.client_url == f"ipc://{ipc['client_port']}"
+        assert set(json.loads(c.connection_file("engine").read_text())["ipc"]) == {
+            "engine_port", "iopub_port", "hb_ping_port", "hb_pong_port"}
     finally:
         c.stop_cluster_sync()
     assert c.running_pids() == []
     assert gone(pids)
     assert not c.cluster_file.exists()
     assert not c.connection_file("client").exists() and not c.connection_file("engine").exists()
+    assert not ipc_dir.exists()  # removed with the controller
+
+
+def test_tcp_only_controller(tmp_path: Path) -> None:
+    """With ``ipc`` off, everything goes over TCP on localhost, as it must between hosts."""
+    c = make_cluster(tmp_path, n=1, controller_args=["--ControllerApp.ipc=False"])
+    rc = c.start_and_connect_sync()
+    try:
+        assert "ipc" not in json.loads(c.connection_file("client").read_text())
+        assert rc._io.client_url.startswith("tcp://127.0.0.1:")
+        assert rc[0].apply_sync(lambda: 7) == 7
+    finally:
+        c.stop_cluster_sync()
 
 
 def test_cluster_id_default_is_fresh(tmp_path: Path) -> None:

@@ -185,3 +185,14 @@ async def test_bad_command_is_a_launcher_error(tmp_path: Path) -> None:
         await launcher.start(1)
     with pytest.raises(LauncherError, match="argv is empty"):
         await LocalLauncher(name="empty").start(1)
+
+
+def test_launched_processes_get_huge_pages_for_malloc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert LocalLauncher().child_env()["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    assert "GLIBC_TUNABLES" not in LocalLauncher(huge_pages=False).child_env()
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")  # kept, and added to
+    assert LocalLauncher().child_env()["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")  # the user's choice wins
+    assert LocalLauncher().child_env()["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0"
+    assert LocalLauncher(env={"GLIBC_TUNABLES": "x=1"}).child_env()["GLIBC_TUNABLES"] == "x=1"

@@ -125,3 +125,19 @@ def test_connection_files_are_private(tmp_path) -> None:
         connection.read_connection_file(path, "engine")
     with pytest.raises(Exception, match="does not exist"):
         connection.read_connection_file(tmp_path / "missing.json")
+
+
+def test_url_prefers_the_controllers_unix_socket_on_this_host(tmp_path) -> None:
+    import socket as socketlib
+
+    info = {"interface": "tcp://127.0.0.1", "client_port": 5000, "iopub_port": 5001,
+            "ipc": {"client_port": str(tmp_path / "client"), "iopub_port": str(tmp_path / "missing")}}
+    assert connection.url(info, "client_port") == "tcp://127.0.0.1:5000"  # no socket file yet
+    (tmp_path / "client").write_text("")
+    assert connection.url(info, "client_port") == "tcp://127.0.0.1:5000"  # a file, not a socket
+    (tmp_path / "client").unlink()
+    with socketlib.socket(socketlib.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "client"))
+        assert connection.url(info, "client_port") == f"ipc://{tmp_path / 'client'}"
+    assert connection.url(info, "iopub_port") == "tcp://127.0.0.1:5001"  # elsewhere: TCP
+    assert connection.url({"interface": "tcp://h", "iopub_port": 1}, "iopub_port") == "tcp://h:1"
