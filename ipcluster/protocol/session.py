@@ -22,6 +22,7 @@ serves the controller, the engines and the client, and it is unit-tested without
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import itertools
 import os
@@ -49,7 +50,31 @@ _SIZE = struct.Struct("<Q")
 _NO_SIG = bytes(SIG_SIZE)
 _DELIM_LEN = len(DELIM)
 _BATCH_LEN = len(BATCH)
-_hmac_digest = hmac.digest  # one-shot C implementation: no HMAC object per message
+
+
+class _HmacSha256:
+    """HMAC-SHA256 (RFC 2104) with the keyed inner and outer hash states computed once.
+
+    Each digest copies two prepared SHA-256 states instead of keying a new HMAC, which with
+    OpenSSL 3 also looks the algorithm up again on every call: half the cost per message, and
+    every message is signed once and verified at least twice.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:  # the block size: longer keys are hashed first
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def digest(self, body: Any) -> bytes:
+        inner = self._inner.copy()
+        inner.update(body)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 Frame = Any  # bytes, memoryview or zmq.Frame
 
@@ -134,6 +159,7 @@ class Session:
         self.session_id = session_id or uuid.uuid4().hex
         self.username = username or os.environ.get("USER", "user")
         self._auth = bool(key)
+        self._mac = _HmacSha256(key).digest
         self._counter = itertools.count()
 
     # -- ids and headers -------------------------------------------------------------------
@@ -158,12 +184,12 @@ class Session:
         """The raw HMAC-SHA256 digest of a packet body (zeros when signing is off)."""
         if not self._auth:
             return _NO_SIG
-        return _hmac_digest(self.key, body, "sha256")
+        return self._mac(body)
 
     def verify(self, signature: Any, body: Any) -> bool:
         if not self._auth:
             return True
-        return hmac.compare_digest(bytes(signature), _hmac_digest(self.key, body, "sha256"))
+        return hmac.compare_digest(bytes(signature), self._mac(body))
 
     # -- packing ---------------------------------------------------------------------------
     def serialize(
@@ -260,7 +286,7 @@ class Session:
             raise ProtocolError(f"message packet is too short ({len(packet)} bytes)")
         body = packet[SIG_SIZE:]
         if verify and self._auth:
-            if not hmac.compare_digest(_hmac_digest(self.key, body, "sha256"), packet[:SIG_SIZE].tobytes()):
+            if not hmac.compare_digest(self._mac(body), packet[:SIG_SIZE].tobytes()):
                 raise ProtocolError("invalid message signature (is the key the cluster's?)")
         lh, lp, lm, lc, nbuf, next_ = _TABLE.unpack_from(body, 0)
         start = _TABLE.size + 4 * nbuf + 8 * next_

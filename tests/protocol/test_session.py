@@ -141,3 +141,16 @@ def test_url_prefers_the_controllers_unix_socket_on_this_host(tmp_path) -> None:
         assert connection.url(info, "client_port") == f"ipc://{tmp_path / 'client'}"
     assert connection.url(info, "iopub_port") == "tcp://127.0.0.1:5001"  # elsewhere: TCP
     assert connection.url({"interface": "tcp://h", "iopub_port": 1}, "iopub_port") == "tcp://h:1"
+
+
+@pytest.mark.parametrize("key_len", [1, 32, 64, 65, 200])
+def test_signatures_are_standard_hmac_sha256(key_len: int) -> None:
+    """Any HMAC-SHA256 implementation can check our signatures (keys over 64 bytes included)."""
+    import hmac
+
+    key = os.urandom(key_len)
+    s = Session(key)
+    for body in (b"", b"x", os.urandom(700), memoryview(os.urandom(70_000))):
+        assert s.sign(body) == hmac.digest(key, body, "sha256")
+        assert s.verify(hmac.digest(key, body, "sha256"), body)
+        assert not s.verify(bytes(32), body)
