@@ -13,7 +13,6 @@ import subprocess
 import sys
 from typing import Any
 
-from .. import measure
 from .base import System
 
 

@@ -33,7 +33,8 @@ from .._aio import LoopThread
 from ..error import AuthenticationError, ClusterTimeout, ControllerError, IPClusterError, ProtocolError
 from ..protocol.serialize import deserialize_result
 from ..protocol.wire import NOBLOCK, readable, recv_frames, send_frames
-from ..protocol.session import Message, Session
+from ..protocol.session import DataMissing, Message, Session
+from .datalink import DataLink
 from .task import TRACK, Broadcast, ExecuteReply, ResultCache, Task, task_error
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ class ClientIO:
         sub.connect(self.iopub_url)
         self.dealer, self.sub = dealer, sub
         loop = self.loop
+        # large buffers to and from engines on this host skip the controller (protocol.data)
+        self.data = DataLink(ctx, self.session.session_id, loop, self._on_dealer, self._on_lost_data)
         # ZeroMQ's descriptors are edge-triggered: each reader drains its socket until EAGAIN
         loop.add_reader(dealer.getsockopt(zmq.FD), self._drain_dealer)
         loop.add_reader(sub.getsockopt(zmq.FD), self._drain_sub)
@@ -176,6 +179,7 @@ class ClientIO:
             linger = 1.0 if self.connected and not self.lost else 0.0
         loop = self.loop
         with self._lock:
+            self.data.close()
             for sock in (self.dealer, self.sub, self.monitor):
                 try:
                     loop.remove_reader(sock.getsockopt(zmq.FD))
@@ -219,7 +223,8 @@ class ClientIO:
                     task.sent = dealer.send_multipart(frames, zmq.NOBLOCK, copy=False, track=True)
                 else:
                     send_frames(dealer, frames, NOBLOCK)
-                    task.sent = True
+                    if task.sent is False:  # else a tracker of its buffers' send (data channel)
+                        task.sent = True
             except zmq.Again:
                 self._out.append((frames, task))
                 waiting = False
@@ -276,7 +281,7 @@ class ClientIO:
                         log.error("could not send to the controller at %s: %s", self.client_url, e)
                         return
                 for _, t in run:
-                    if t is not None:
+                    if t is not None and t.sent is False:
                         t.sent = True
                 continue
             with self._lock:
@@ -285,7 +290,7 @@ class ClientIO:
                         task.sent = self.dealer.send_multipart(frames, zmq.NOBLOCK, copy=False, track=True)
                     else:
                         send_frames(self.dealer, frames, NOBLOCK)
-                        if task is not None:
+                        if task is not None and task.sent is False:
                             task.sent = True
                 except zmq.Again:
                     if self._retry is None:
@@ -356,6 +361,9 @@ class ClientIO:
             return
         try:
             _, msg = self.session.unpack(frames)
+        except DataMissing as e:
+            self.data.on_missing(frames, e)
+            return
         except ProtocolError as e:
             self._on_unverified(frames, e)
             return
@@ -367,6 +375,17 @@ class ClientIO:
                 self._on_query_reply(msg)
         except Exception:
             log.exception("error handling %s from the controller", msg.get("msg_type"))
+
+    def _on_lost_data(self, frames: list[Any], why: str) -> None:
+        """A reply whose buffers never came over the data channel: its task fails."""
+        try:
+            _, _, packet = self.session.peek(frames)
+            task = self.pending.get(packet.parent.get("msg_id"))
+        except ProtocolError:
+            task = None
+        if type(task) is Task:
+            self.fail_task(task, ProtocolError(why))
+            self.notify()
 
     def _on_unverified(self, frames: list[Any], err: Exception) -> None:
         try:
@@ -524,10 +543,12 @@ class ClientIO:
         if msg_type == "registration_notification":
             self.engines[eid] = content.get("uuid", "")
             self.engine_info[eid] = dict(content)
+            self.data.connect(eid, content)
             log.debug("engine %i registered", eid)
         else:
             self.engines.pop(eid, None)
             self.engine_info.pop(eid, None)
+            self.data.disconnect(eid)
             log.debug("engine %i unregistered", eid)
         assert self._engines_changed is not None
         self._engines_changed.set()

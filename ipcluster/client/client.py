@@ -20,7 +20,7 @@ import zmq
 from ..error import ClusterTimeout, IPClusterError, NoEnginesError, SerializationError
 from ..protocol.connection import find_connection_file, read_connection_file, url
 from ..protocol.serialize import serialize_object
-from ..protocol.session import Message, Session
+from ..protocol.session import DIRECT_MIN, Message, Session, external, nbytes
 from ._io import ClientIO
 from .asyncresult import AsyncResult
 from .funcpickle import FunctionPickleCache
@@ -198,6 +198,8 @@ class Client(ControllerQueries):
         io.engines.update(table)
         io.engine_info.clear()
         io.engine_info.update(info)
+        for eid, entry in info.items():
+            io.data.connect(eid, entry)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def close(self, linger: float | None = None) -> None:
@@ -438,12 +440,22 @@ class Client(ControllerQueries):
             io.check()
         session = self.session
         header = session.msg_header(msg_type)
+        sent: Any = TRACK if track else False
         if target is not None:
             header["target"] = target
+            if bufs and type(target) is int:  # large buffers to an engine on this host: straight there
+                large = external(bufs)
+                if large and sum(map(nbytes, large)) >= DIRECT_MIN:
+                    done = io.data.send(target, header["msg_id"], large, track)
+                    if done is not None:
+                        header["data"] = len(large)
+                        sent = done
         _, frames = session.serialize(msg_type, content, metadata=metadata, buffers=bufs, header=header)
+        if "data" in header:
+            del frames[2:]  # the controller gets the signed packet; the buffers went ahead
         task = Task(header["msg_id"], method, target, header["date"], metadata)
-        if track:
-            task.sent = TRACK
+        if sent:
+            task.sent = sent
         return task, frames
 
     def _launch_one(self, task: Task, frames: list[Any]) -> None:

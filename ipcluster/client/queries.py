@@ -134,7 +134,7 @@ class ControllerQueries:
                         task.value, task.failed = IPClusterError(f"could not unpickle the result of {msg_id}: {e}"), True
                 else:
                     task.value, task.failed = ControllerError(
-                        f"the controller did not keep the result of {msg_id} (too large, or dropped)"), True
+                        f"the controller did not keep the result of {msg_id} (too large, delivered straight to its client, or dropped)"), True
             elif method == "execute":
                 task.value = ExecuteReply(msg_id, reply, task.metadata())
             task.expected = 0

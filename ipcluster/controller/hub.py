@@ -38,6 +38,7 @@ class EngineInfo:
     hostname: str = ""
     pid: int = 0
     registered: float = 0.0
+    data_url: str = ""  # the engine's direct data channel (same-host clients send large buffers there)
     queue: dict[str, None] = field(default_factory=dict)  # direct tasks outstanding (ordered set)
     tasks: dict[str, None] = field(default_factory=dict)  # load-balanced tasks outstanding
     completed: int = 0
@@ -45,6 +46,14 @@ class EngineInfo:
 
     def outstanding(self) -> list[str]:
         return [*self.queue, *self.tasks]
+
+    def details(self) -> dict[str, Any]:
+        """What clients are told of the engine."""
+        out: dict[str, Any] = {"id": self.id, "uuid": self.uuid.decode(errors="replace"), "pid": self.pid,
+                               "hostname": self.hostname}
+        if self.data_url:
+            out["data_url"] = self.data_url
+        return out
 
 
 @dataclass(slots=True)
@@ -81,10 +90,10 @@ class Hub:
         self._next_id = 0
 
     # -- engines ---------------------------------------------------------------------------
-    def register_engine(self, uuid: bytes, hostname: str = "", pid: int = 0) -> EngineInfo:
+    def register_engine(self, uuid: bytes, hostname: str = "", pid: int = 0, data_url: str = "") -> EngineInfo:
         if uuid in self.by_uuid:
             raise ValueError(f"an engine with uuid {uuid!r} is already registered")
-        info = EngineInfo(self._next_id, uuid, hostname, pid, time.time())
+        info = EngineInfo(self._next_id, uuid, hostname, pid, time.time(), data_url=data_url)
         self._next_id += 1
         self.engines[info.id] = info
         self.by_uuid[uuid] = info
@@ -369,8 +378,7 @@ class Hub:
         return out
 
     def engine_details(self) -> dict[str, dict[str, Any]]:
-        return {str(eid): {"uuid": info.uuid.decode(errors="replace"), "pid": info.pid, "hostname": info.hostname}
-                for eid, info in sorted(self.engines.items())}
+        return {str(eid): info.details() for eid, info in sorted(self.engines.items())}
 
     def engine_table(self) -> dict[str, str]:
         return {str(eid): info.uuid.decode(errors="replace") for eid, info in sorted(self.engines.items())}

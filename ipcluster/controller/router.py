@@ -276,6 +276,12 @@ class Router:
         target = header.get("target")
         if target is not None:
             actions = hub.submit_direct(rec, target)
+            if header.get("data"):  # its large buffers went straight to the engine: nothing to resubmit
+                self.carry_out(actions)
+                rec.request = None
+                return
+        elif header.get("data"):
+            actions = [Fail(rec, ProtocolError("buffers sent over an engine's data channel need a target engine"))]
         elif header["msg_type"] in messages.TASK_REQUESTS:
             actions = hub.submit_balanced(rec, packet.metadata)
             if rec.timeout and not rec.completed:
@@ -314,7 +320,10 @@ class Router:
             client = idents[1]
             if packet.header["msg_type"].endswith("_reply"):
                 msg_id = packet.parent.get("msg_id", "")
-                _, forward, actions = self.hub.finish(euuid, msg_id, compact(frames, i + 1), packet.content)
+                rec, forward, actions = self.hub.finish(euuid, msg_id, compact(frames, i + 1), packet.content)
+                if rec is not None and packet.header.get("data"):  # the result went straight to its client
+                    rec.reply = None
+                    rec.result_dropped = True
                 if forward:
                     self.post(self.client, (client,), frames[i:])
                 if actions:
@@ -338,7 +347,8 @@ class Router:
     def register(self, euuid: bytes, msg: dict[str, Any]) -> None:
         content = msg["content"]
         try:
-            info = self.hub.register_engine(euuid, str(content.get("hostname", "")), int(content.get("pid", 0)))
+            info = self.hub.register_engine(euuid, str(content.get("hostname", "")), int(content.get("pid", 0)),
+                                            str(content.get("data_url") or ""))
         except ValueError as e:
             self.reply(self.engine, euuid, "registration_reply", error_content(e), msg["header"])
             return
@@ -346,8 +356,7 @@ class Router:
         self.reply(self.engine, euuid, "registration_reply",
                    {"status": "ok", "id": info.id, "hb_period": self.hb_period}, msg["header"])
         self.log.info("engine %i registered (pid %s on %s)", info.id, info.pid, info.hostname)
-        self.publish("registration_notification", {"id": info.id, "uuid": euuid.decode(errors="replace"),
-                                                   "pid": info.pid, "hostname": info.hostname})
+        self.publish("registration_notification", info.details())
         self.carry_out(self.hub.drain_unassigned())
 
     def engine_gone(self, euuid: bytes, reason: str) -> None:
@@ -474,7 +483,7 @@ class Router:
             if not rec.completed:
                 raise ValueError(f"task {msg_id!r} has not finished; only finished tasks can be resubmitted")
             if rec.request is None:
-                raise ValueError(f"the request of task {msg_id!r} is no longer stored (too large, or evicted)")
+                raise ValueError(f"the request of task {msg_id!r} is no longer stored (too large, sent straight to its engine, or evicted)")
             recs.append(rec)
         mapping = {}
         for rec in recs:

@@ -32,11 +32,12 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from traitlets import Float, Unicode, default
+from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Application
 
 from ..error import IPClusterError, ProtocolError
 from ..protocol.connection import find_connection_file, read_connection_file, url
+from ..protocol.data import DataChannel
 from ..protocol.session import Session
 from .control import Control
 from .heart import Heart
@@ -91,6 +92,13 @@ class EngineApp(Application):
         config=True,
         help="Seconds to hold output while the controller's IOPub subscription has not reached "
         "a new engine yet (output sent before it would be lost).",
+    )
+    data_channel = Bool(
+        True,
+        config=True,
+        help="When the controller is on this host, take large buffers (a request's or a result's "
+        "1 MiB or more) straight from and to clients on this host over a Unix socket, instead of "
+        "through the controller: half the copies, and the controller never holds them.",
     )
     linger = Float(
         1.0, config=True, help="Seconds to wait, when exiting, for the last messages to be delivered."
@@ -192,9 +200,12 @@ class EngineApp(Application):
         self.log.debug("connection file %s", path)
         return info
 
-    async def _register(self, dealer: zmq.asyncio.Socket, session: Session, engine_uuid: str) -> dict[str, Any]:
+    async def _register(self, dealer: zmq.asyncio.Socket, session: Session, engine_uuid: str,
+                        data: DataChannel | None) -> dict[str, Any]:
         """Send ``registration_request``; return the reply's content (or raise EngineStartError)."""
         request = {"uuid": engine_uuid, "hostname": socket.gethostname(), "pid": os.getpid()}
+        if data is not None:
+            request["data_url"] = data.url
         _, frames = session.serialize("registration_request", request)
         await dealer.send_multipart(frames)
         try:
@@ -236,10 +247,15 @@ class EngineApp(Application):
         pub: zmq.Socket[Any] = zmq.Socket(ctx, zmq.XPUB)  # synchronous: IOPub sends from two threads
         dealer = ctx.socket(zmq.DEALER)
         monitor: zmq.Socket[Any] | None = None
+        data: DataChannel | None = None
         started: list[Any] = []  # threads to join (they have a join(timeout))
         try:
             monitor = self._connect(info, engine_uuid, ctx, pub, dealer)
-            reply = await self._register(dealer, session, engine_uuid)
+            engine_url = url(info, "engine_port")
+            if self.data_channel and engine_url.startswith("ipc://"):  # the controller is on this host
+                data = DataChannel(ctx, engine_uuid, self.log)
+                data.bind(os.path.dirname(engine_url[len("ipc://"):]), engine_uuid)
+            reply = await self._register(dealer, session, engine_uuid, data)
             engine_id: int = reply["id"]
             self.log.info(
                 "registered as engine %i with %s (uuid %s) in %.0f ms",
@@ -259,6 +275,7 @@ class EngineApp(Application):
                 engine_uuid=engine_uuid,
                 user_module=make_user_module(),
                 on_stop=self._request_stop,
+                data=data,
             )
             heart = Heart(side_ctx, url(info, "hb_ping_port"), url(info, "hb_pong_port"), engine_uuid.encode(), self.log)
             self._control = Control(
@@ -285,6 +302,8 @@ class EngineApp(Application):
                 monitor.close(linger=0)
             dealer.close()
             pub.close()
+            if data is not None:
+                data.close()
             side_ctx.term()  # ends the heart and control threads, which close their sockets
             for thread in started:
                 thread.join(1.0)

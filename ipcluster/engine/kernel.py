@@ -43,13 +43,14 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from traitlets import Int
+from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
 
 from ..error import wrap_exception
+from ..protocol.data import TTL, DataChannel, wait_for
 from ..protocol.messages import reply_type
 from ..protocol.serialize import serialize_result
-from ..protocol.session import Message, Session
+from ..protocol.session import DIRECT_MIN, DataMissing, Message, Session, external, nbytes
 from ..protocol.wire import NOBLOCK, readable, recv_frames, send_frames
 from .interrupts import Interrupts
 from .iopub import IOPub, safe_str
@@ -61,6 +62,19 @@ TASK_TYPES = frozenset({"apply_request", "execute_request", "clear_request"})
 REPLY_HOLD = 0.002
 #: a task shorter than this (seconds) is tiny: its reply may wait for those of the next tasks
 TINY_TASK = 0.0005
+
+
+class _Waiting(dict):  # type: ignore[type-arg]
+    """A queued request whose buffers are still on their way over the data channel. Reads like
+    a message's header fields, so aborting it or answering it with an error needs nothing else."""
+
+    __slots__ = ("frames", "deadline")
+
+    def __init__(self, frames: list[Any], header: dict[str, Any], deadline: float) -> None:
+        super().__init__(header=header, msg_id=header["msg_id"], msg_type=header["msg_type"])
+        self.frames = frames
+        self.deadline = deadline
+
 
 _ABORTED = {"status": "aborted", "ename": "TaskAborted", "evalue": "task aborted before it ran", "traceback": ""}
 
@@ -80,6 +94,13 @@ class Kernel(LoggingConfigurable):
         help="How many aborted msg_ids not yet received to remember (oldest forgotten first).",
     )
 
+    data_wait = Float(
+        30.0,
+        config=True,
+        help="Seconds a request whose large buffers come over the data channel waits for them "
+        "(plus one per 100 MB) before it fails; the tasks queued behind it wait too.",
+    )
+
     def __init__(
         self,
         *,
@@ -91,6 +112,7 @@ class Kernel(LoggingConfigurable):
         engine_uuid: str,
         user_module: Any,
         on_stop: Callable[[int, str], None],
+        data: DataChannel | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,6 +127,7 @@ class Kernel(LoggingConfigurable):
         self.user_ns: dict[str, Any] = user_module.__dict__
         self.functions = FunctionCache(self.user_ns, self.function_cache_size)
         self._on_stop = on_stop
+        self.data = data
         self.stopping = False
         self.shell: Any = None
         self._queue: deque[tuple[list[bytes], Message]] = deque()
@@ -130,9 +153,11 @@ class Kernel(LoggingConfigurable):
         raw = self._raw
         fd = raw.getsockopt(zmq.FD)
         self._loop.add_reader(fd, self._on_readable)
+        if self.data is not None:
+            self._loop.add_reader(self.data.fd, self._on_data)
         try:
             while not self.stopping:
-                if not readable(raw):
+                if not readable(raw) and not self._head_ready():
                     self._wakeup = self._loop.create_future()
                     try:
                         await self._wakeup
@@ -143,15 +168,37 @@ class Kernel(LoggingConfigurable):
                 await self._run_queue()
         finally:
             self._loop.remove_reader(fd)
+            if self.data is not None:
+                self._loop.remove_reader(self.data.fd)
             if self._import_hook is not None:
                 self._import_hook.remove()
 
     def _on_readable(self) -> None:
         """The descriptor fired. Asking ZeroMQ whether a message waits also consumes the edge,
         so the (level-triggered) loop does not call this again and again while a cell runs."""
+        if readable(self._raw):
+            self._wake()
+
+    def _on_data(self) -> None:
+        assert self.data is not None and self._loop is not None
+        if self.data.drain():
+            self._loop.call_later(TTL + 1, self.data.expire)  # buffers nobody claims do not stay
+            self._wake()
+
+    def _wake(self) -> None:
         wakeup = self._wakeup
-        if readable(self._raw) and wakeup is not None and not wakeup.done():
+        if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
+
+    def _head_ready(self) -> bool:
+        """Whether the first queued task can run (or fail) now: not waiting for its buffers."""
+        if not self._queue:
+            return False
+        head = self._queue[0][1]
+        if type(head) is not _Waiting:
+            return True
+        assert self.data is not None
+        return self.data.has(head["msg_id"]) or time.monotonic() >= head.deadline
 
     def _drain(self) -> None:
         """Take every message already waiting on the socket, without blocking."""
@@ -168,6 +215,15 @@ class Kernel(LoggingConfigurable):
             return
         try:
             idents, msg = self.session.unpack(frames)
+        except DataMissing as e:  # its buffers come over the data channel: wait for them in order
+            if self.data is None or e.header["msg_type"] not in TASK_TYPES:
+                self.log.warning("dropped %s: %s", e.header["msg_type"], e)
+                return
+            wait = wait_for(e.size, self.data_wait)
+            self._queue.append((Session.split_idents(frames)[0], _Waiting(frames, e.header, time.monotonic() + wait)))
+            assert self._loop is not None
+            self._loop.call_later(wait + 0.01, self._wake)
+            return
         except Exception as e:
             self.log.warning("dropped a message that does not unpack (%d frames): %s", len(frames), e)
             return
@@ -200,6 +256,14 @@ class Kernel(LoggingConfigurable):
         queue = self._queue
         while queue and not self.stopping:
             idents, msg = queue.popleft()
+            if type(msg) is _Waiting:
+                joined = self._join_data(idents, msg)
+                if joined is None:  # its buffers are not here yet: the tasks behind it wait too
+                    queue.appendleft((idents, msg))
+                    break
+                if joined is False:
+                    continue
+                msg = joined
             if self._aborted and msg["msg_id"] in self._aborted:
                 del self._aborted[msg["msg_id"]]
                 self._reply_aborted(idents, msg)
@@ -235,6 +299,26 @@ class Kernel(LoggingConfigurable):
             if not queue or now - started_mono > TINY_TASK or now - self._outbox_since > REPLY_HOLD:
                 self.flush()
         self.flush()
+
+    def _join_data(self, idents: list[bytes], waiting: _Waiting) -> Message | bool | None:
+        """The message with its buffers from the data channel; None while they are on their way;
+        False when they never came (the request is answered with the error)."""
+        assert self.data is not None
+        frames = self.data.take(waiting["msg_id"])
+        if frames is not None:
+            try:
+                return self.session.unpack([*waiting.frames, *frames])[1]
+            except Exception as e:
+                reason = f"its buffers from the data channel do not match the request: {e}"
+        elif time.monotonic() < waiting.deadline:
+            return None
+        else:
+            reason = f"its {waiting['header'].get('data')} buffer(s) never arrived over the data channel"
+        self.log.error("request %s failed: %s", waiting["msg_id"], reason)
+        content = {"status": "error", "ename": "ProtocolError", "evalue": f"request {waiting['msg_id']}: {reason}",
+                   "traceback": ""}
+        self._reply(idents, waiting, self._reply_types[waiting["msg_type"]], content, (), time.time(), 0)
+        return False
 
     def stop(self, code: int, reason: str) -> None:
         """Stop serving after the current task; the app then unregisters and exits."""
@@ -291,9 +375,22 @@ class Kernel(LoggingConfigurable):
             "status": content["status"],
             "iopub_count": iopub_count,
         }
+        header = None
+        if buffers and self.data is not None and idents:
+            large = external(buffers)
+            if large and sum(map(nbytes, large)) >= DIRECT_MIN:
+                self.flush()  # the held replies go first, as they would on one path
+                header = self.session.msg_header(msg_type)
+                if self.data.send(idents[0], header["msg_id"], large):
+                    header["data"] = len(large)
+                else:
+                    header = None
         _, frames = self.session.serialize(
-            msg_type, content, parent=msg["header"], metadata=metadata, buffers=buffers, idents=idents
+            msg_type, content, parent=msg["header"], metadata=metadata, buffers=buffers, header=header, idents=idents
         )
+        if header is not None:  # its buffers went over the data channel
+            self.send(frames[: len(idents) + 2])
+            return
         if len(frames) != len(idents) + 2:  # large buffers: on its own, after what waits
             self.send(frames)
             return

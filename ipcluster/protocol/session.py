@@ -43,6 +43,9 @@ PROTOCOL_VERSION = "2.0"
 SIG_SIZE = 32
 #: buffers up to this size travel inside the packet; larger ones as frames of their own
 INLINE_MAX = 64 * 1024
+#: a message whose large buffers add up to this many bytes sends them over the direct data
+#: channel between a client and an engine on the same host, when one is open (see DataMissing)
+DIRECT_MIN = 1 << 20
 _EXTERNAL = 0xFFFFFFFF
 _TABLE = struct.Struct("<IIIIHH")  # lengths of header, parent, metadata, content; buffers; external ones
 _LEN = struct.Struct("<I")
@@ -100,9 +103,33 @@ def loads(data: Frame) -> Any:
         raise ProtocolError(f"message part is not valid JSON: {e}") from e
 
 
-def _nbytes(buf: Any) -> int:
+def nbytes(buf: Any) -> int:
+    """The size of a buffer in bytes (``len`` of a memoryview counts items, not bytes)."""
     n = getattr(buf, "nbytes", None)
     return n if n is not None else len(buf)
+
+
+_nbytes = nbytes
+
+
+def external(buffers: Sequence[Frame]) -> list[Frame]:
+    """The buffers that :meth:`Session.pack` sends as frames of their own, in order."""
+    return [b for b in buffers if _nbytes(b) > INLINE_MAX]
+
+
+class DataMissing(ProtocolError):
+    """A message whose large buffers travel separately, over the direct data channel between a
+    client and an engine, and have not been joined to it yet.
+
+    Its header says so (``"data": <number of frames>``), signed like the rest; so are the
+    buffers' lengths, which the frames must match when the message is unpacked again with them.
+    """
+
+    def __init__(self, header: dict[str, Any], size: int) -> None:
+        super().__init__(f"message {header.get('msg_id')} lacks the {header.get('data')} buffer frame(s) "
+                         "sent over the data channel")
+        self.header = header
+        self.size = size  # bytes of those frames, from the signed table
 
 
 class Message(dict):
@@ -297,6 +324,7 @@ class Session:
         if not isinstance(header, dict) or "msg_type" not in header or "msg_id" not in header:
             raise ProtocolError("message header lacks msg_id or msg_type")
         offsets.append(nbuf)
+        offsets.append(next_)
         return idents, i, Packet(body, offsets, header)
 
     def unpack(self, frames: Sequence[Frame], verify: bool = True) -> tuple[list[bytes], Message]:
@@ -316,6 +344,9 @@ class Session:
             for (n,) in _LEN.iter_unpack(body[_TABLE.size : sizes_at]):
                 if n == _EXTERNAL:
                     if ext >= len(frames):
+                        if packet.header.get("data") and ext == i + 2:
+                            sizes = _SIZE.iter_unpack(body[sizes_at : sizes_at + 8 * offsets[6]])
+                            raise DataMissing(packet.header, sum(n for (n,) in sizes))
                         raise ProtocolError("message lacks a buffer frame its table announces")
                     (size,) = _SIZE.unpack_from(body, sizes_at + 8 * (ext - i - 2))
                     if len(frames[ext]) != size:

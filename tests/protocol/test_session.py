@@ -154,3 +154,28 @@ def test_signatures_are_standard_hmac_sha256(key_len: int) -> None:
         assert s.sign(body) == hmac.digest(key, body, "sha256")
         assert s.verify(hmac.digest(key, body, "sha256"), body)
         assert not s.verify(bytes(32), body)
+
+
+def test_a_message_whose_buffers_travel_apart_says_so() -> None:
+    """With ``"data": n`` in its signed header, a message missing its n buffer frames raises
+    DataMissing (with their size, from the signed table); joined with them, it unpacks whole."""
+    from ipcluster.protocol.session import DataMissing, external
+
+    s = Session(b"key")
+    big = os.urandom(200_000)
+    bufs = [b"small", big]
+    assert external(bufs) == [big]
+    header = s.msg_header("apply_request")
+    header["data"] = 1
+    _, frames = s.serialize("apply_request", {}, buffers=bufs, header=header, idents=[b"client"])
+    with pytest.raises(DataMissing) as info:
+        s.unpack(frames[:3])
+    assert info.value.size == len(big) and info.value.header["msg_id"] == header["msg_id"]
+    _, msg = s.unpack([*frames[:3], big])
+    assert bytes(msg["buffers"][1]) == big
+    with pytest.raises(ProtocolError, match="signed table says"):
+        s.unpack([*frames[:3], big[:-1]])
+    _, plain = s.serialize("apply_request", {}, buffers=bufs)  # no flag: a cut message is malformed
+    with pytest.raises(ProtocolError, match="lacks a buffer frame") as info2:
+        s.unpack(plain[:2])
+    assert not isinstance(info2.value, DataMissing)

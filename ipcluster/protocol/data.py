@@ -1,0 +1,126 @@
+"""The direct data channel: large buffers between a client and an engine, skipping the controller.
+
+A 100 MB array pushed through the controller is received in full by it, then sent on: two
+copies through the kernel, a second 100 MB allocation, and a controller whose memory grows by
+the size of the largest message in flight. Between a client and an engine on the same host
+there is a shorter way. The engine binds a ROUTER on a Unix socket in the controller's private
+folder (mode 0700) and announces it when it registers. A client there connects its own ROUTER to
+it, and a request or reply whose large buffers add up to ``DIRECT_MIN`` or more travels in two
+parts:
+
+- the signed packet goes through the controller as usual, with ``"data": n`` in its header
+  (so the controller still records, orders and routes the task, but never holds the buffers);
+- the n buffer frames go over the data channel first, as ``[msg_id, *frames]`` (the msg_id of
+  the message they belong to).
+
+The receiver joins them by msg_id, whichever arrives first, and unpacks the whole message as if
+it had come in one piece: the buffers' lengths are in the signed packet, so a swapped or cut
+frame is detected as it would be on the controller's path. A sender that finds no connection to
+its peer (``EHOSTUNREACH``) sends the whole message through the controller instead. Buffers that
+nobody claims (their request was refused, the client went away) are dropped after a while.
+
+Both ends use :class:`DataChannel`: the engine binds it, a client connects it to every engine on
+its host. Routing ids are the engine's uuid and the client's session id, the identities they
+already have at the controller, so a reply's client is known from the request's routing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from typing import Any
+
+import zmq
+
+from ..protocol.wire import NOBLOCK, readable, recv_frames, send_frames
+
+#: seconds unclaimed buffers are kept, plus one per 100 MB (their message may still be on its way)
+TTL = 60.0
+#: seconds a message that arrived first waits for its buffers, plus one per 100 MB of them
+DATA_WAIT = 30.0
+
+
+def wait_for(size: int, base: float | None = None) -> float:
+    """How long a message waits for ``size`` bytes of buffers over the data channel."""
+    return (DATA_WAIT if base is None else base) + size / 100e6
+
+
+def keep_for(size: int) -> float:
+    """How long unclaimed buffers of ``size`` bytes are kept."""
+    return TTL + size / 100e6
+
+
+class DataChannel:
+    """One end of data channels: a ROUTER that receives buffers into an inbox and sends them."""
+
+    def __init__(self, ctx: zmq.Context[Any], routing_id: str, log: logging.Logger) -> None:
+        self.log = log
+        self.path = ""  # the Unix socket this end bound, if it did
+        self.url = ""
+        sock: zmq.Socket[Any] = zmq.Socket(ctx, zmq.ROUTER)
+        sock.setsockopt(zmq.ROUTING_ID, routing_id.encode())
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a peer that is not connected: say so, do not drop
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        sock.setsockopt(zmq.LINGER, 0)
+        self.sock = sock
+        self.fd: int = sock.getsockopt(zmq.FD)
+        self._inbox: OrderedDict[str, tuple[list[Any], float]] = OrderedDict()  # msg_id -> frames, expiry
+
+    def bind(self, folder: str, name: str) -> None:
+        """Listen on a Unix socket ``<folder>/data-<name>`` (an engine's end)."""
+        self.path = os.path.join(folder, f"data-{name[:12]}")
+        self.url = f"ipc://{self.path}"
+        self.sock.bind(self.url)
+
+    def drain(self) -> list[str]:
+        """Receive every waiting ``[peer, msg_id, *frames]`` into the inbox; return their msg_ids."""
+        got = []
+        sock = self.sock
+        while readable(sock):
+            frames = recv_frames(sock, NOBLOCK)
+            if len(frames) < 3:
+                self.log.warning("dropped a data-channel message of %d frames", len(frames))
+                continue
+            msg_id = frames[1].bytes.decode(errors="replace")
+            self._inbox[msg_id] = (frames[2:], time.monotonic() + keep_for(sum(len(f) for f in frames[2:])))
+            got.append(msg_id)
+        if got:
+            self.expire()
+        return got
+
+    def has(self, msg_id: str) -> bool:
+        return msg_id in self._inbox
+
+    def take(self, msg_id: str) -> list[Any] | None:
+        entry = self._inbox.pop(msg_id, None)
+        return None if entry is None else entry[0]
+
+    def send(self, peer: bytes, msg_id: str, frames: list[Any], track: bool = False) -> Any:
+        """Send the buffers of message ``msg_id`` to ``peer``: True (or a MessageTracker with
+        ``track``) once queued; None when that peer has no data connection to us."""
+        try:
+            if track:
+                return self.sock.send_multipart([peer, msg_id.encode(), *frames], NOBLOCK, copy=False, track=True)
+            send_frames(self.sock, [peer, msg_id.encode(), *frames], NOBLOCK)
+            return True
+        except zmq.ZMQError:  # EHOSTUNREACH: not connected (yet, or any more)
+            return None
+
+    def expire(self) -> None:
+        """Drop buffers unclaimed past their time (callers schedule this after :meth:`drain`)."""
+        now = time.monotonic()
+        for msg_id, (_, expiry) in list(self._inbox.items()):
+            if expiry < now:
+                del self._inbox[msg_id]
+                self.log.warning("dropped unclaimed data-channel buffers of %s", msg_id)
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+        if self.path:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
