@@ -102,7 +102,7 @@ class LoadBalancedView(View):
             ordered: bool = True, return_exceptions: bool = False, track: bool | None = None, **flags: Any) -> Any:
         """Parallel ``map(f, *sequences)``, load-balanced in tasks of ``chunksize`` items.
 
-        ``chunksize`` defaults to about 8 tasks per engine (pass 1 for one task per item).
+        ``chunksize`` defaults to about 32 tasks per engine (pass 1 for one task per item).
         With ``ordered=False``, iterating the AsyncMapResult yields parts as they finish.
         Other keywords set flags for these tasks only: ``after``, ``follow``, ``timeout``,
         ``retries``, ``targets``.

@@ -114,12 +114,19 @@ class AdaptiveChunks:
         self.size = max(1, min(self.largest, int(min(max(ideal, self.size / 2), self.size * 2))))
 
 
+#: load-balanced tasks per engine a map is cut into when the user gives no chunksize
+TASKS_PER_ENGINE = 32
+
+
 def auto_chunksize(n: int, nengines: int) -> int:
-    """Items per load-balanced task when the user gave none: about 8 tasks per engine, so
-    the balance stays good while a long map of small items costs few messages."""
+    """Items per load-balanced task when the user gave none: about ``TASKS_PER_ENGINE`` tasks
+    per engine. Engines finish at most one task apart, so the balance is within about 3% of an
+    engine's share (with 8 per engine, 40 tasks of 50 ms on 2 engines went as 14 tasks of 150
+    ms and took 1.05 s instead of 1.0), while a long map of small items still costs a few
+    messages per engine. Maps of fewer items than that send one item per task."""
     if n <= 0:
         return 1
-    return max(1, -(-n // (max(nengines, 1) * 8)))
+    return max(1, -(-n // (max(nengines, 1) * TASKS_PER_ENGINE)))
 
 
 def flatten(parts: Sequence[Any]) -> list[Any]:

@@ -57,7 +57,7 @@ class ParallelFunction(RemoteFunction):
     dist : str
         How to split: ``"b"`` (contiguous blocks; the only kind).
     chunksize : int or None
-        Items per task on a load-balanced view (default: about 8 tasks per engine).
+        Items per task on a load-balanced view (default: about 32 tasks per engine).
     ordered : bool
         Whether iterating the result follows the input order (a load-balanced view can also
         yield parts as they finish).

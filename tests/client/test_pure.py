@@ -54,7 +54,8 @@ def test_chunks_and_auto_chunksize() -> None:
     assert list(partitioning.iter_chunks([[]], 3)) == []
     assert partitioning.auto_chunksize(0, 2) == 1
     assert partitioning.auto_chunksize(10, 2) == 1
-    assert partitioning.auto_chunksize(100_000, 2) == 6250
+    assert partitioning.auto_chunksize(100_000, 2) == 1563
+    assert partitioning.auto_chunksize(40, 2) == 1  # fewer items than 32 per engine: one each
 
 
 def test_join_and_flatten() -> None:
