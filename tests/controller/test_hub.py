@@ -270,3 +270,36 @@ def test_back_to_back_completions_time_the_tasks(monkeypatch: pytest.MonkeyPatch
         reply(hub, b"a", n)
     assert hub.scheduler._task_time == pytest.approx(0.004)
     assert hub.scheduler.hwm == 2  # 10 ms of 4 ms tasks
+
+
+def test_leastload_buckets_agree_with_the_loads() -> None:
+    """The bucketed pick always returns an engine of the lowest load under the limit (or None
+    when every engine is at it), through any sequence of joins, leaves and assignments."""
+    import random
+
+    rnd = random.Random(7)
+    sched = LeastLoad(hwm=4)
+    sched.hwm = 4  # as observe() would set it for short tasks
+    engines: list[int] = []
+    for step in range(5000):
+        op = rnd.random()
+        if op < 0.05 or not engines:
+            eid = step
+            sched.add_engine(eid)
+            engines.append(eid)
+        elif op < 0.08 and len(engines) > 1:
+            sched.remove_engine(engines.pop(rnd.randrange(len(engines))))
+        elif op < 0.55:
+            eid = sched.pick()
+            loads = sched.loads
+            below = [e for e in engines if loads[e] < 4]
+            if eid is None:
+                assert not below
+            else:
+                assert loads[eid] == min(loads[e] for e in below)
+                sched.assigned(eid)
+        else:
+            busy = [e for e in engines if sched.loads[e]]
+            if busy:
+                sched.finished(rnd.choice(busy))
+        assert sum(len(b) for b in sched._levels) == len(engines)
