@@ -89,7 +89,7 @@ class Sizes:
     noop_tasks: int = 10_000
     throughput_reps: int = 3
     array_bytes: int = 100_000_000
-    transfer_reps: int = 5
+    transfer_reps: int = 9  # first-touch memory on VMs makes single transfers jumpy: more samples
     cpu_tasks: int = 40
     cpu_seconds: float = 0.05
     cpu_reps: int = 3

@@ -44,3 +44,13 @@ def test_quick_run_measures_every_workload(tmp_path: Path) -> None:
     assert (out / "results.md").read_text().count("| w") >= len(spec.METRICS)
     if has_mpl:
         assert (out / "chart.png").stat().st_size > 0
+
+
+@pytest.mark.timeout(60)
+def test_floor_tool_measures_each_relay() -> None:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.floor", "--calls", "50"],
+                          cwd=REPO, capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines()[1:]]
+    assert [r[0] for r in rows] == ["tcp", "tcp", "ipc", "ipc"]
+    assert all(0 < float(r[-1]) < 1e6 for r in rows)
