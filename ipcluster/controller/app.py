@@ -23,6 +23,7 @@ import zmq
 from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import Application, catch_config_error
 
+from ..error import IPClusterError
 from ..protocol.connection import (
     connection_file_name,
     profile_dir as default_profile_dir,
@@ -105,14 +106,22 @@ class ControllerApp(Application):
             self.exit(2)
 
     def start(self) -> None:
-        asyncio.run(self.serve())
+        try:
+            asyncio.run(self.serve())
+        except IPClusterError as e:
+            self.log.critical("%s", e)
+            self.exit(1)
 
     def _bind(self, sock: zmq.Socket, port: int) -> int:
         host = "*" if self.ip in ("*", "0.0.0.0", "") else self.ip
-        if port:
-            sock.bind(f"tcp://{host}:{port}")
-            return port
-        return sock.bind_to_random_port(f"tcp://{host}")
+        try:
+            if port:
+                sock.bind(f"tcp://{host}:{port}")
+                return port
+            return sock.bind_to_random_port(f"tcp://{host}")
+        except zmq.ZMQError as e:
+            where = f"tcp://{host}:{port}" if port else f"a free port of tcp://{host}"
+            raise IPClusterError(f"cannot listen on {where}: {e.strerror}") from None
 
     def _previous(self) -> dict[str, Any]:
         """Key and ports of the connection files being reused (empty unless ``reuse_files``)."""
@@ -137,8 +146,16 @@ class ControllerApp(Application):
         return tempfile.mkdtemp(prefix="ipcluster-", dir=base)  # mode 0700
 
     async def serve(self) -> None:
-        ctx = zmq.Context.instance()
         previous = self._previous()
+        ipc_dir = self._ipc_dir(previous.get("ipc_dir", "")) if self.ipc else ""
+        try:
+            await self._serve(previous, ipc_dir)
+        finally:  # however it ends: the sockets' folder goes with the controller
+            if ipc_dir:
+                shutil.rmtree(ipc_dir, ignore_errors=True)
+
+    async def _serve(self, previous: dict[str, Any], ipc_dir: str) -> None:
+        ctx = zmq.Context.instance()
         key = previous.get("key", "").encode() or new_key()
         session = Session(key, username="controller")
         kinds = {
@@ -161,7 +178,6 @@ class ControllerApp(Application):
             "hb_pong_port": self._bind(socks["hb_pong"], previous.get("hb_pong_port") or self.hb_pong_port),
         }
         ipc: dict[str, str] = {}
-        ipc_dir = self._ipc_dir(previous.get("ipc_dir", "")) if self.ipc else ""
         if ipc_dir:
             for name, port in (("client", "client_port"), ("engine", "engine_port"), ("iopub_out", "iopub_port"),
                                ("iopub_in", "iopub_engine_port"), ("hb_ping", "hb_ping_port"),
@@ -201,8 +217,6 @@ class ControllerApp(Application):
                 f.unlink(missing_ok=True)
             for s in socks.values():
                 s.close(linger=200)
-            if ipc_dir:
-                shutil.rmtree(ipc_dir, ignore_errors=True)
             self.log.info("controller stopped")
 
 

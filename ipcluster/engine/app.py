@@ -254,7 +254,12 @@ class EngineApp(Application):
             engine_url = url(info, "engine_port")
             if self.data_channel and engine_url.startswith("ipc://"):  # the controller is on this host
                 data = DataChannel(ctx, engine_uuid, self.log)
-                data.bind(os.path.dirname(engine_url[len("ipc://"):]), engine_uuid)
+                try:
+                    data.bind(os.path.dirname(engine_url[len("ipc://"):]), engine_uuid)
+                except zmq.ZMQError as e:  # everything still works through the controller
+                    self.log.warning("no data channel (cannot listen on %s: %s)", data.url, e.strerror)
+                    data.close()
+                    data = None
             reply = await self._register(dealer, session, engine_uuid, data)
             engine_id: int = reply["id"]
             self.log.info(

@@ -317,3 +317,25 @@ def test_stopped_at_interpreter_exit(tmp_path: Path) -> None:
     assert len(pids) == 2
     assert gone(pids)
     assert not list((tmp_path / "profile_x" / "security").glob("cluster-*.json"))
+
+
+def test_controller_that_cannot_start_leaves_no_socket_folder(tmp_path: Path) -> None:
+    import socket as socketlib
+
+    busy = socketlib.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env["TMPDIR"] = str(tmp_path)  # where the controller makes its sockets' folder
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ipcluster.controller", f"--profile-dir={tmp_path / 'profile'}",
+             f"--ControllerApp.client_port={port}"],
+            env=env, capture_output=True, text=True, timeout=30)
+    finally:
+        busy.close()
+    assert proc.returncode == 1
+    assert f"cannot listen on tcp://127.0.0.1:{port}: Address already in use" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("ipcluster-*"))
