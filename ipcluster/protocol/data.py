@@ -14,8 +14,8 @@ parts:
   the message they belong to).
 
 The receiver joins them by msg_id, whichever arrives first, and unpacks the whole message as if
-it had come in one piece: the buffers' lengths are in the signed packet, so a swapped or cut
-frame is detected as it would be on the controller's path. A sender that finds no connection to
+it had come in one piece: the buffers' lengths are in the signed packet, so a frame of the
+wrong size is rejected as it would be on the controller's path. A sender that finds no connection to
 its peer (``EHOSTUNREACH``) sends the whole message through the controller instead. Buffers that
 nobody claims (their request was refused, the client went away) are dropped after a while.
 
