@@ -34,7 +34,7 @@ from typing import Any
 
 import zmq
 
-from ..protocol.wire import NOBLOCK, readable, recv_frames, send_frames
+from .wire import NOBLOCK, readable, recv_frames, send_frames
 
 #: seconds unclaimed buffers are kept, plus one per 100 MB (their message may still be on its way)
 TTL = 60.0
