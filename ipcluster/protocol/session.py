@@ -109,12 +109,10 @@ def nbytes(buf: Any) -> int:
     return n if n is not None else len(buf)
 
 
-_nbytes = nbytes
-
 
 def external(buffers: Sequence[Frame]) -> list[Frame]:
     """The buffers that :meth:`Session.pack` sends as frames of their own, in order."""
-    return [b for b in buffers if _nbytes(b) > INLINE_MAX]
+    return [b for b in buffers if nbytes(b) > INLINE_MAX]
 
 
 class DataMissing(ProtocolError):
@@ -245,7 +243,7 @@ class Session:
         external = []
         ext_lens = []
         for buf in buffers:
-            n = _nbytes(buf)
+            n = nbytes(buf)
             if n <= INLINE_MAX:
                 lens.append(n)
                 inline.append(buf)
