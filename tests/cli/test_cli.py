@@ -48,6 +48,15 @@ def list_rows(ipython_dir: Path) -> dict[str, list[str]]:
     return {row.split()[1]: row.split() for row in lines[1:]}
 
 
+def reap(proc: subprocess.Popen[str]) -> None:
+    """Kill a foreground ``ipcluster start`` a failed test left running, and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    proc.stdout.close()  # type: ignore[union-attr]
+    proc.stderr.close()  # type: ignore[union-attr]
+
+
 def test_daemonized_cluster_lifecycle(ipython_dir: Path) -> None:
     profile = ipython_dir / "profile_default"
     profile.mkdir()
@@ -100,11 +109,7 @@ def test_foreground_start_until_interrupted(ipython_dir: Path) -> None:
         assert proc.wait(timeout=20) == 0
         assert "stopped" in proc.stdout.read()  # type: ignore[union-attr]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
+        reap(proc)
     assert not any(alive(pid) for pid in pids)
     assert not (ipython_dir / "profile_default" / "security" / "cluster-.json").exists()
 
@@ -124,11 +129,7 @@ def test_stop_ends_a_foreground_cluster(ipython_dir: Path) -> None:
         assert stop.returncode == 0, stop.stderr
         assert proc.wait(timeout=20) == 0  # it noticed its controller go, stopped the engines, exited
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
+        reap(proc)
 
 
 def test_clean_and_stop_all(ipython_dir: Path) -> None:

@@ -149,6 +149,13 @@ class FakeController:
         return out[:count]
 
 
+def _sleep_30s() -> None:
+    import time
+
+    print("sleeping", flush=True)
+    time.sleep(30)
+
+
 class Engine:
     """A running engine process registered with a FakeController."""
 
@@ -182,6 +189,12 @@ class Engine:
     async def execute(self, code: str, silent: bool = False) -> Message:
         header = await self.request("execute_request", {"code": code, "silent": silent})
         return await self.controller.reply_to(header["msg_id"])
+
+    async def start_sleeping(self) -> dict[str, Any]:
+        """Start a 30 s apply that prints first; return its header once it runs (the print seen)."""
+        header = await self.request("apply_request", {}, pack_apply(_sleep_30s, (), {}))
+        await self.controller.iopub_for(header["msg_id"], 1)
+        return header
 
     async def wait_exit(self, timeout: float = WAIT) -> int:
         return await asyncio.to_thread(self.proc.wait, timeout)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import time
 
 import zmq
 
-from ipcluster.protocol.serialize import pack_apply
 from ipcluster.protocol.session import Message
 
 from .conftest import Engine, result_of
@@ -120,13 +118,8 @@ async def test_sigint_interrupts_running_code(engine: Engine) -> None:
 
 
 async def test_sigint_interrupts_apply(engine: Engine) -> None:
-    def sleepy() -> None:
-        print("sleeping", flush=True)
-        time.sleep(30)
-
     c = engine.controller
-    header = await engine.request("apply_request", {}, pack_apply(sleepy, (), {}))
-    await c.iopub_for(header["msg_id"], 1)
+    header = await engine.start_sleeping()
     engine.proc.send_signal(signal.SIGINT)
     reply = await c.reply_to(header["msg_id"])
     assert reply["content"]["ename"] == "KeyboardInterrupt"
@@ -136,13 +129,8 @@ async def test_sigint_interrupts_apply(engine: Engine) -> None:
 async def test_signal_request_on_the_control_channel_interrupts(engine: Engine) -> None:
     """The controller's signal_request reaches the control thread while the main thread is busy."""
 
-    def sleepy() -> None:
-        print("sleeping", flush=True)
-        time.sleep(30)
-
     c = engine.controller
-    header = await engine.request("apply_request", {}, pack_apply(sleepy, (), {}))
-    await c.iopub_for(header["msg_id"], 1)
+    header = await engine.start_sleeping()
     c.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unknown identity raises instead of dropping
     _, frames = c.session.serialize("signal_request", {"signum": int(signal.SIGINT)}, idents=[engine.identity + b".ctl"])
     async with asyncio.timeout(10):

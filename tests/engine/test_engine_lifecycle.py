@@ -173,14 +173,9 @@ async def test_controller_gone_engine_exits(engine_factory: Callable[..., Engine
 async def test_controller_gone_while_user_code_runs(engine_factory: Callable[..., Engine]) -> None:
     """The running code is interrupted: an engine never outlives its controller for long."""
 
-    def sleepy() -> None:
-        print("sleeping", flush=True)
-        time.sleep(30)
-
     e = engine_factory("--controller-timeout=0.5")
     await e.register()
-    header = await e.request("apply_request", {}, pack_apply(sleepy, (), {}))
-    await e.controller.iopub_for(header["msg_id"], 1)
+    await e.start_sleeping()
     e.controller.router.close(linger=0)
     t0 = time.monotonic()
     assert await e.wait_exit() != 0
@@ -189,13 +184,8 @@ async def test_controller_gone_while_user_code_runs(engine_factory: Callable[...
 
 
 async def test_sigterm_while_user_code_runs(engine: Engine) -> None:
-    def sleepy() -> None:
-        print("sleeping", flush=True)
-        time.sleep(30)
-
     c = engine.controller
-    header = await engine.request("apply_request", {}, pack_apply(sleepy, (), {}))
-    await c.iopub_for(header["msg_id"], 1)
+    header = await engine.start_sleeping()
     engine.proc.send_signal(signal.SIGTERM)
     reply = await c.reply_to(header["msg_id"])
     assert reply["content"]["ename"] == "Terminated"
