@@ -69,7 +69,11 @@ class DataLink:
         with self._lock:
             if self.channel.sock.closed:
                 return None
-            return self.channel.send(peer[0], msg_id, frames, track)
+            sent = self.channel.send(peer[0], msg_id, frames, track)
+            pending = self.channel.pending()
+        if pending:
+            self.loop.call_soon_threadsafe(self._drain)
+        return sent
 
     def on_missing(self, frames: list[Any], err: DataMissing) -> None:
         """I/O thread: a reply whose buffers come over the channel. Join them, or wait for them."""

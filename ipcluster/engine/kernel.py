@@ -385,6 +385,8 @@ class Kernel(LoggingConfigurable):
                     header["data"] = len(large)
                 else:
                     header = None
+                if self._loop is not None and self.data.pending():
+                    self._loop.call_soon(self._on_data)
         _, frames = self.session.serialize(
             msg_type, content, parent=msg["header"], metadata=metadata, buffers=buffers, header=header, idents=idents
         )

@@ -91,6 +91,11 @@ class DataChannel:
             self.expire()
         return got
 
+    def pending(self) -> bool:
+        """Whether buffers wait to be drained. Check after each send: a send may process the
+        socket's commands and so consume the edge of the descriptor that announced them."""
+        return readable(self.sock)
+
     def has(self, msg_id: str) -> bool:
         return msg_id in self._inbox
 

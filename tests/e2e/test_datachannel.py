@@ -124,6 +124,7 @@ def test_result_buffers_that_never_reach_the_client_fail_that_result(
         with pytest.raises(error.ProtocolError, match="never arrived over the data channel"):
             rc[0].pull("a", block=False).get(timeout=30)
         channel.drain = drain
+        monkeypatch.setattr(datamod, "DATA_WAIT", 30.0)  # the next reply waits as long as it must
         assert rc[0].pull("a", block=True).sum() == MB
     finally:
         stop(cluster, rc)
