@@ -68,8 +68,10 @@ class ClientIO:
         context: zmq.Context | None = None,
         where: str = "",
         cache_size: int = 1024,
+        shm_dir: str = "",
     ) -> None:
         self.session = session
+        self.shm_dir = shm_dir
         self.client_url = client_url
         self.iopub_url = iopub_url
         self.where = where or client_url
@@ -129,7 +131,8 @@ class ClientIO:
         self.dealer, self.sub = dealer, sub
         loop = self.loop
         # large buffers to and from engines on this host skip the controller (protocol.data)
-        self.data = DataLink(ctx, self.session.session_id, loop, self._on_dealer, self._on_lost_data)
+        self.data = DataLink(ctx, self.session.session_id, loop, self._on_dealer, self._on_lost_data,
+                             self.shm_dir)
         # ZeroMQ's descriptors are edge-triggered: each reader drains its socket until EAGAIN
         loop.add_reader(dealer.getsockopt(zmq.FD), self._drain_dealer)
         loop.add_reader(sub.getsockopt(zmq.FD), self._drain_sub)

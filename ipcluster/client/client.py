@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 
 from ..error import ClusterTimeout, IPClusterError, NoEnginesError, SerializationError
-from ..protocol.connection import find_connection_file, read_connection_file, url
+from ..protocol.connection import find_connection_file, read_connection_file, shm_folder, url
 from ..protocol.serialize import serialize_object
 from ..protocol.session import DIRECT_MIN, Message, Session, external, nbytes
 from ._io import ClientIO
@@ -153,7 +153,8 @@ class Client(ControllerQueries):
         self.session = Session(info["key"])
         client_url = url(info, "client_port")
         self._io = io = ClientIO(self.session, client_url, url(info, "iopub_port"), context=context,
-                                 where=f"{client_url} (from {where})", cache_size=self.results_cache_size)
+                                 where=f"{client_url} (from {where})", cache_size=self.results_cache_size,
+                                 shm_dir=shm_folder(info))
         self._finalizer = weakref.finalize(self, io.close)
         try:
             content = io.run(self._connect(timeout), timeout + 5)

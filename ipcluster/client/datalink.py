@@ -30,8 +30,9 @@ class DataLink:
     """
 
     def __init__(self, ctx: zmq.Context[Any], routing_id: str, loop: asyncio.AbstractEventLoop,
-                 deliver: Callable[[list[Any]], None], lost: Callable[[list[Any], str], None]) -> None:
-        self.channel = DataChannel(ctx, routing_id, log)
+                 deliver: Callable[[list[Any]], None], lost: Callable[[list[Any], str], None],
+                 shm_dir: str = "") -> None:
+        self.channel = DataChannel(ctx, routing_id, log, shm_dir)  # engines' results may come mapped
         self.loop = loop
         self._deliver = deliver
         self._lost = lost

@@ -31,6 +31,7 @@ from ..protocol.connection import (
     write_private_json,
 )
 from ..protocol.session import Session, new_key
+from ..protocol.shm import make_folder
 from .db import MemoryStore
 from .hub import Hub
 from .router import Router
@@ -69,6 +70,9 @@ class ControllerApp(Application):
     max_result_size = Integer(1 << 20, config=True, help="Results larger than this many bytes are routed to their client but not kept.")
     ipc = Bool(True, config=True, help="Also listen on Unix domain sockets (in a private folder) that clients "
                "and engines on this host use instead of TCP: a message costs about a quarter less.")
+    shm_dir = Unicode("/dev/shm", config=True, help="Memory-backed folder (tmpfs) in which the controller makes a "
+                      "private folder where engines leave large results for clients on this host to map "
+                      "instead of receiving them over a socket (see the data channel); '' turns that off.")
     reuse_files = Bool(False, config=True, help="Reuse the key and ports of existing connection files (to restart a controller in place).")
 
     aliases = {
@@ -132,7 +136,8 @@ class ControllerApp(Application):
         return {"key": engine["key"], "client_port": client["client_port"], "iopub_port": client["iopub_port"],
                 "engine_port": engine["engine_port"], "iopub_engine_port": engine["iopub_port"],
                 "hb_ping_port": engine["hb_ping_port"], "hb_pong_port": engine["hb_pong_port"],
-                "ipc_dir": os.path.dirname((client.get("ipc") or {}).get("client_port", ""))}
+                "ipc_dir": os.path.dirname((client.get("ipc") or {}).get("client_port", "")),
+                "shm": client.get("shm", "")}
 
     def _ipc_dir(self, previous: str) -> str:
         """A private folder for the Unix sockets: the previous one when reusing files (engines and
@@ -145,16 +150,26 @@ class ControllerApp(Application):
             base = tempfile.gettempdir()
         return tempfile.mkdtemp(prefix="ipcluster-", dir=base)  # mode 0700
 
+    def _shm_dir(self, previous: str) -> str:
+        """The private shared-memory folder (only with Unix sockets: the data channel needs them)."""
+        if previous:
+            os.makedirs(previous, mode=0o700, exist_ok=True)
+            return previous
+        return make_folder(self.shm_dir)
+
     async def serve(self) -> None:
         previous = self._previous()
         ipc_dir = self._ipc_dir(previous.get("ipc_dir", "")) if self.ipc else ""
+        shm_dir = ""
         try:
-            await self._serve(previous, ipc_dir)
-        finally:  # however it ends: the sockets' folder goes with the controller
-            if ipc_dir:
-                shutil.rmtree(ipc_dir, ignore_errors=True)
+            shm_dir = self._shm_dir(previous.get("shm", "")) if ipc_dir else ""
+            await self._serve(previous, ipc_dir, shm_dir)
+        finally:  # however it ends: the sockets' and shared memory's folders go with the controller
+            for folder in (ipc_dir, shm_dir):
+                if folder:
+                    shutil.rmtree(folder, ignore_errors=True)
 
-    async def _serve(self, previous: dict[str, Any], ipc_dir: str) -> None:
+    async def _serve(self, previous: dict[str, Any], ipc_dir: str, shm_dir: str) -> None:
         ctx = zmq.Context.instance()
         key = previous.get("key", "").encode() or new_key()
         session = Session(key, username="controller")
@@ -187,7 +202,8 @@ class ControllerApp(Application):
         location = self.location or (socket.gethostname() if self.ip in ("*", "0.0.0.0", "") else self.ip)
         interface = f"tcp://{location}"
         common = {"key": key.decode(), "signature_scheme": "hmac-sha256", "interface": interface,
-                  "location": location, "cluster_id": self.cluster_id, "pid": os.getpid()}
+                  "location": location, "cluster_id": self.cluster_id, "pid": os.getpid(),
+                  **({"shm": shm_dir} if shm_dir else {})}
         scheduler = SCHEMES[self.task_scheme](hwm=self.hwm, queue_time=self.queue_time)
         store = MemoryStore(self.max_records, self.max_result_bytes, self.max_result_size)
         router = Router(Hub(store, scheduler), session, socks, cluster_id=self.cluster_id,

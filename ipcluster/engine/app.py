@@ -36,7 +36,7 @@ from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Application
 
 from ..error import IPClusterError, ProtocolError
-from ..protocol.connection import find_connection_file, read_connection_file, url
+from ..protocol.connection import find_connection_file, read_connection_file, shm_folder, url
 from ..protocol.data import DataChannel
 from ..protocol.session import Session
 from .control import Control
@@ -253,7 +253,7 @@ class EngineApp(Application):
             monitor = self._connect(info, engine_uuid, ctx, pub, dealer)
             engine_url = url(info, "engine_port")
             if self.data_channel and engine_url.startswith("ipc://"):  # the controller is on this host
-                data = DataChannel(ctx, engine_uuid, self.log)
+                data = DataChannel(ctx, engine_uuid, self.log, shm_folder(info), write_shm=True)
                 try:
                     data.bind(os.path.dirname(engine_url[len("ipc://"):]), engine_uuid)
                 except zmq.ZMQError as e:  # everything still works through the controller

@@ -47,7 +47,7 @@ from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
 
 from ..error import wrap_exception
-from ..protocol.data import TTL, DataChannel, wait_for
+from ..protocol.data import TTL, DataChannel, keep_for, wait_for
 from ..protocol.messages import reply_type
 from ..protocol.serialize import serialize_result
 from ..protocol.session import DIRECT_MIN, DataMissing, Message, Session, external, nbytes
@@ -378,15 +378,18 @@ class Kernel(LoggingConfigurable):
         header = None
         if buffers and self.data is not None and idents:
             large = external(buffers)
-            if large and sum(map(nbytes, large)) >= DIRECT_MIN:
+            size = sum(map(nbytes, large))
+            if size >= DIRECT_MIN:
                 self.flush()  # the held replies go first, as they would on one path
                 header = self.session.msg_header(msg_type)
                 if self.data.send(idents[0], header["msg_id"], large):
                     header["data"] = len(large)
                 else:
                     header = None
-                if self._loop is not None and self.data.pending():
-                    self._loop.call_soon(self._on_data)
+                if self._loop is not None:
+                    self._loop.call_later(keep_for(size) + 1, self.data.expire)  # shared memory never taken
+                    if self.data.pending():
+                        self._loop.call_soon(self._on_data)
         _, frames = self.session.serialize(
             msg_type, content, parent=msg["header"], metadata=metadata, buffers=buffers, header=header, idents=idents
         )

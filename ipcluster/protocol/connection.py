@@ -113,11 +113,19 @@ def is_socket(path: str) -> bool:
         return False
 
 
+def shm_folder(info: dict[str, Any]) -> str:
+    """The controller's shared-memory folder when it exists on this host (see protocol.shm), else ""."""
+    folder = info.get("shm")
+    return folder if isinstance(folder, str) and folder and os.path.isdir(folder) else ""
+
+
 def remove_socket_folder(info: dict[str, Any] | None) -> list[str]:
-    """Remove the Unix-socket folder of a controller that could not (it was killed); return what
-    went. Only a folder the controller made (``ipcluster-*``) is touched."""
+    """Remove the Unix-socket and shared-memory folders of a controller that could not (it was
+    killed); return what went. Only folders the controller made (``ipcluster-*``) are touched."""
     paths = (info.get("ipc") or {}).values() if isinstance(info, dict) else ()
     folders = {os.path.dirname(p) for p in paths if isinstance(p, str)}
+    if isinstance(info, dict) and isinstance(info.get("shm"), str) and info["shm"]:
+        folders.add(info["shm"])
     gone = []
     for folder in sorted(folders):
         if os.path.basename(folder).startswith("ipcluster-") and os.path.isdir(folder) and not os.path.islink(folder):

@@ -19,6 +19,10 @@ wrong size is rejected as it would be on the controller's path. A sender that fi
 its peer (``EHOSTUNREACH``) sends the whole message through the controller instead. Buffers that
 nobody claims (their request was refused, the client went away) are dropped after a while.
 
+An engine whose controller offers a shared-memory folder sends a result's buffers as a file
+there instead, and only the file's name over the channel, as ``[SHM + msg_id, name, sizes]`` (see
+:mod:`ipcluster.protocol.shm`); the receiver maps the file, and the rest goes as above.
+
 Both ends use :class:`DataChannel`: the engine binds it, a client connects it to every engine on
 its host. Routing ids are the engine's uuid and the client's session id, the identities they
 already have at the controller, so a reply's client is known from the request's routing.
@@ -28,18 +32,23 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 import zmq
 
+from . import shm
+from .session import nbytes
 from .wire import NOBLOCK, readable, recv_frames, send_frames
 
 #: seconds unclaimed buffers are kept, plus one per 100 MB (their message may still be on its way)
 TTL = 60.0
 #: seconds a message that arrived first waits for its buffers, plus one per 100 MB of them
 DATA_WAIT = 30.0
+#: marks a message whose buffers wait in a shared-memory file (a msg_id never starts so)
+SHM = b"shm:"
 
 
 def wait_for(size: int, base: float | None = None) -> float:
@@ -53,12 +62,20 @@ def keep_for(size: int) -> float:
 
 
 class DataChannel:
-    """One end of data channels: a ROUTER that receives buffers into an inbox and sends them."""
+    """One end of data channels: a ROUTER that receives buffers into an inbox and sends them.
 
-    def __init__(self, ctx: zmq.Context[Any], routing_id: str, log: logging.Logger) -> None:
+    ``shm_dir`` is the controller's shared-memory folder (``""``: none): buffers announced in it
+    are mapped from there, and with ``write_shm`` this end sends its own through it.
+    """
+
+    def __init__(self, ctx: zmq.Context[Any], routing_id: str, log: logging.Logger,
+                 shm_dir: str = "", write_shm: bool = False) -> None:
         self.log = log
         self.path = ""  # the Unix socket this end bound, if it did
         self.url = ""
+        self.shm_dir = shm_dir
+        self.write_shm = write_shm and bool(shm_dir)
+        self._written: deque[tuple[float, str]] = deque()  # (expiry, path) of files sent
         sock: zmq.Socket[Any] = zmq.Socket(ctx, zmq.ROUTER)
         sock.setsockopt(zmq.ROUTING_ID, routing_id.encode())
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a peer that is not connected: say so, do not drop
@@ -84,12 +101,31 @@ class DataChannel:
             if len(frames) < 3:
                 self.log.warning("dropped a data-channel message of %d frames", len(frames))
                 continue
-            msg_id = frames[1].bytes.decode(errors="replace")
-            self._inbox[msg_id] = (frames[2:], time.monotonic() + keep_for(sum(len(f) for f in frames[2:])))
+            tag = frames[1].bytes
+            if tag.startswith(SHM):
+                msg_id = tag[len(SHM):].decode(errors="replace")
+                bufs = self._map(msg_id, frames)
+                if bufs is None:
+                    continue
+            else:
+                msg_id = tag.decode(errors="replace")
+                bufs = frames[2:]
+            self._inbox[msg_id] = (bufs, time.monotonic() + keep_for(sum(len(f) for f in bufs)))
             got.append(msg_id)
         if got:
             self.expire()
         return got
+
+    def _map(self, msg_id: str, frames: list[Any]) -> list[Any] | None:
+        """The buffers of a ``[peer, SHM + msg_id, name, sizes]`` message, mapped from their file."""
+        try:
+            sizes = [n for (n,) in struct.iter_unpack("<Q", frames[3].bytes)]
+            if not self.shm_dir:
+                raise ValueError("this end knows no shared-memory folder")
+            return shm.take(self.shm_dir, frames[2].bytes.decode(), sizes)
+        except (ValueError, OSError, IndexError, struct.error) as e:
+            self.log.warning("could not map the buffers of %s from shared memory: %s", msg_id, e)
+            return None
 
     def pending(self) -> bool:
         """Whether buffers wait to be drained. Check after each send: a send may process the
@@ -106,6 +142,15 @@ class DataChannel:
     def send(self, peer: bytes, msg_id: str, frames: list[Any], track: bool = False) -> Any:
         """Send the buffers of message ``msg_id`` to ``peer``: True (or a MessageTracker with
         ``track``) once queued; None when that peer has no data connection to us."""
+        if self.write_shm and not track:
+            size = sum(map(nbytes, frames))
+            if shm.has_room(self.shm_dir, size):
+                try:
+                    return self._send_shm(peer, msg_id, frames, size)
+                except OSError as e:  # the folder is gone or full: the socket still works
+                    self.log.warning("could not write %d bytes to shared memory (%s): sending them over "
+                                     "the socket", size, e.strerror)
+                    self.write_shm = os.path.isdir(self.shm_dir)
         try:
             if track:
                 return self.sock.send_multipart([peer, msg_id.encode(), *frames], NOBLOCK, copy=False, track=True)
@@ -114,9 +159,29 @@ class DataChannel:
         except zmq.ZMQError:  # EHOSTUNREACH: not connected (yet, or any more)
             return None
 
+    def _send_shm(self, peer: bytes, msg_id: str, frames: list[Any], size: int) -> bool | None:
+        name = shm.write(self.shm_dir, frames)
+        path = os.path.join(self.shm_dir, name)
+        sizes = b"".join(struct.pack("<Q", nbytes(f)) for f in frames)
+        try:
+            send_frames(self.sock, [peer, SHM + msg_id.encode(), name.encode(), sizes], NOBLOCK)
+        except zmq.ZMQError:  # EHOSTUNREACH: not connected
+            os.unlink(path)
+            return None
+        self._written.append((time.monotonic() + keep_for(size), path))
+        return True
+
     def expire(self) -> None:
-        """Drop buffers unclaimed past their time (callers schedule this after :meth:`drain`)."""
+        """Drop buffers unclaimed past their time, and unlink files sent but never taken
+        (callers schedule this after :meth:`drain` and after sending)."""
         now = time.monotonic()
+        written = self._written
+        while written and written[0][0] < now:
+            try:
+                os.unlink(written.popleft()[1])
+                self.log.warning("removed an unclaimed shared-memory file")
+            except FileNotFoundError:  # taken, as usual
+                pass
         for msg_id, (_, expiry) in list(self._inbox.items()):
             if expiry < now:
                 del self._inbox[msg_id]

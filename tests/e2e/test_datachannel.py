@@ -4,6 +4,8 @@ controller (see ipcluster.protocol.data), in order with everything else, and fai
 from __future__ import annotations
 
 import json
+import mmap
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,49 @@ def test_large_buffers_go_straight_to_the_engine_and_back(tmp_path: Path) -> Non
             other.close()
         small = rc[0].apply_sync(lambda x: x, np.ones(1000))  # under 1 MiB: through the controller
         assert small.sum() == 1000
+    finally:
+        stop(cluster, rc)
+
+
+def mapped(a: np.ndarray) -> bool:
+    """Whether an array lives in memory mapped from a shared-memory file (protocol.shm)."""
+    base: object = a
+    while getattr(base, "base", None) is not None:
+        base = base.base  # type: ignore[attr-defined]
+    return isinstance(getattr(base, "obj", None), mmap.mmap)
+
+
+def test_large_results_are_handed_over_in_shared_memory(tmp_path: Path) -> None:
+    folder = tmp_path / "shm"
+    folder.mkdir()
+    cluster, rc = start(tmp_path, n=1, controller_args=[f"--ControllerApp.shm_dir={folder}"])
+    try:
+        info = json.loads(cluster.connection_file("engine").read_text())
+        own = Path(info["shm"])
+        assert own.parent == folder and stat.S_IMODE(own.stat().st_mode) == 0o700
+        assert json.loads(cluster.connection_file("client").read_text())["shm"] == str(own)
+        a = np.random.default_rng(2).random(MB)  # 8 MB
+        rc[0].push({"a": a}, block=True)
+        b = rc[0].pull("a", block=True)
+        assert (b == a).all() and mapped(b) and b.flags.writeable
+        b[0] = -1.0  # the client's own copy: the engine's array is untouched
+        assert rc[0].apply_sync(lambda: float(a[0])) == a[0]  # noqa: F821
+        assert list(own.iterdir()) == []  # the client unlinked the file when it mapped it
+        small = rc[0].apply_sync(lambda: a[:4].copy())  # noqa: F821
+        assert (small == a[:4]).all() and not mapped(small)  # under 1 MiB: inline, as before
+    finally:
+        stop(cluster, rc)
+    assert not own.exists() and folder.is_dir()  # the controller removed its own folder only
+
+
+def test_without_shared_memory_results_come_over_the_socket(tmp_path: Path) -> None:
+    cluster, rc = start(tmp_path, n=1, controller_args=["--ControllerApp.shm_dir="])
+    try:
+        assert "shm" not in json.loads(cluster.connection_file("engine").read_text())
+        a = np.arange(MB, dtype=np.float64)
+        rc[0].push({"a": a}, block=True)
+        b = rc[0].pull("a", block=True)
+        assert (b == a).all() and not mapped(b)
     finally:
         stop(cluster, rc)
 
