@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import mmap
 import stat
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,12 @@ def test_large_results_are_handed_over_in_shared_memory(tmp_path: Path) -> None:
         assert json.loads(cluster.connection_file("client").read_text())["shm"] == str(own)
         a = np.random.default_rng(2).random(MB)  # 8 MB
         rc[0].push({"a": a}, block=True)
-        b = rc[0].pull("a", block=True)
-        assert (b == a).all() and mapped(b) and b.flags.writeable
+        # The engine can address the client on the data channel once their connection's handshake
+        # is through (until then results come over the socket, as designed): ask until it is.
+        deadline = time.monotonic() + 30
+        while not mapped(b := rc[0].pull("a", block=True)):
+            assert time.monotonic() < deadline, "results never came through shared memory"
+        assert (b == a).all() and b.flags.writeable
         b[0] = -1.0  # the client's own copy: the engine's array is untouched
         assert rc[0].apply_sync(lambda: float(a[0])) == a[0]  # noqa: F821
         assert list(own.iterdir()) == []  # the client unlinked the file when it mapped it

@@ -7,6 +7,7 @@ import logging
 import os
 import stat
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,6 +76,14 @@ def pair(ctx: zmq.Context, sockets: Path, shm_dir: str) -> tuple[DataChannel, Da
     client.sock.connect(engine.url)
     assert monitor.poll(10_000), "no handshake"
     monitor.close(linger=0)
+    # Each end learns the other's routing id in its own time: a ROUTER can address its peer once
+    # a message from it has come through. The client's end may also need a moment after the
+    # handshake event, so it retries (a send that finds no peer is refused, never queued).
+    deadline = time.monotonic() + 10
+    while client.send(b"engine", "hello", [b"hi"]) is None:
+        assert time.monotonic() < deadline, "the client's end never reached the engine's"
+        client.sock.poll(5)
+    assert arrive(engine) == ["hello"] and engine.take("hello") is not None
     return engine, client
 
 
