@@ -150,10 +150,11 @@ def test_clean_and_stop_all(ipython_dir: Path) -> None:
     shm_folder = Path(a_info.get("shm") or socket_folder)  # no /dev/shm: the check below repeats
     assert socket_folder.is_dir() and shm_folder.is_dir()
     # cluster a crashes: its daemon and controller die, its engine is orphaned
-    for pid in (a["cluster"]["owner_pid"], a["controller"]["processes"][0]["pid"]):
+    owner = psutil.Process(a["cluster"]["owner_pid"])  # before the kill: a reaped pid has no handle
+    for pid in (owner.pid, a["controller"]["processes"][0]["pid"]):
         os.kill(pid, signal.SIGKILL)
     orphan = recorded_pids(a)[1]
-    psutil.wait_procs([psutil.Process(a["cluster"]["owner_pid"])], timeout=10)
+    psutil.wait_procs([owner], timeout=10)
     rows = list_rows(ipython_dir)
     assert rows["a"][2] == "no" and rows["b"][2] == "yes"
 

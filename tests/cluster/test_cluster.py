@@ -22,8 +22,15 @@ from ipcluster.cluster import Cluster
 from ipcluster.error import ClusterTimeout, IPClusterError, ProcessExited
 
 
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # gone, even between a check and the handle
+        return False
+
+
 def gone(pids: list[int]) -> bool:
-    return not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    return not [p for p in pids if running(p)]
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -18,11 +18,11 @@ def start(tmp_path: Path, n: int = 2, **kw) -> tuple[ipp.Cluster, ipp.Client]:
 
 
 def stop(cluster: ipp.Cluster, rc: ipp.Client) -> None:
-    pids = cluster.running_pids()
-    rc.close()
+    procs = [psutil.Process(p) for p in cluster.running_pids()]  # taken while they run: a handle
+    rc.close()                                                    # made after one exits would fail
     cluster.stop_cluster_sync()
     assert cluster.running_pids() == []
-    gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=10)
+    gone, alive = psutil.wait_procs(procs, timeout=10)
     assert not alive, f"processes left behind: {alive}"
 
 

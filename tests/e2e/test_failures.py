@@ -67,7 +67,7 @@ def test_wrong_key_is_refused_clearly(own, tmp_path) -> None:
 
 def test_shutdown_stops_engines_and_controller(own) -> None:
     cluster, rc = own
-    pids = rc[:].apply_sync(os.getpid)
+    engines = [psutil.Process(p) for p in rc[:].apply_sync(os.getpid)]  # handles outlive the processes
     rc.shutdown(hub=True, block=True)
-    gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids], timeout=10)
+    gone, alive = psutil.wait_procs(engines, timeout=10)
     assert not alive
