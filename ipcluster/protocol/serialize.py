@@ -12,26 +12,24 @@ stores them by value. Detecting a ``__main__`` reference costs one substring sea
 
 from __future__ import annotations
 
+import io
 import pickle
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..error import SerializationError
+from .codepickle import pickler_class
 
 PICKLE_PROTOCOL = 5
 #: buffers smaller than this are kept inside the pickle (a frame per tiny buffer costs more)
 OOB_THRESHOLD = 4096
 
-_cloudpickle: Any = None
 
-
-def _cp() -> Any:
-    global _cloudpickle
-    if _cloudpickle is None:
-        import cloudpickle
-
-        _cloudpickle = cloudpickle
-    return _cloudpickle
+def _dumps_by_value(obj: Any, buffer_callback: Any) -> bytes:
+    """cloudpickle, keeping code objects' file names and source lines (see :mod:`.codepickle`)."""
+    out = io.BytesIO()
+    pickler_class()(out, protocol=PICKLE_PROTOCOL, buffer_callback=buffer_callback).dump(obj)
+    return out.getvalue()
 
 
 def _describe(obj: Any) -> str:
@@ -67,7 +65,7 @@ def serialize_object(obj: Any, buffers: list[Any] | None = None, *, by_value: bo
             oob.clear()
     if data is None:
         try:
-            data = _cp().dumps(obj, PICKLE_PROTOCOL, buffer_callback=keep)
+            data = _dumps_by_value(obj, keep)
         except Exception as e:
             raise SerializationError(f"cannot serialize {_describe(obj)}: {type(e).__name__}: {e}") from e
     out = buffers if buffers is not None else []
