@@ -8,6 +8,7 @@ ipyparallel's ``ipyparallel.error`` so code written for it keeps working after a
 from __future__ import annotations
 
 import builtins
+import re
 from typing import Any
 
 
@@ -128,17 +129,21 @@ class RemoteError(IPClusterError):
         return f"{self.ename}({self.evalue})" if self.evalue else self.ename
 
     def render_traceback(self) -> list[str]:
-        """IPython calls this to show the remote traceback instead of the local one."""
+        """The remote traceback as plain lines, headed by the engine id.
+
+        A file name that is a cell of this process's IPython shell reads ``Cell In[n]``, as in
+        IPython's own tracebacks.
+        """
         header = f"[{self.engine_id if self.engine_id is not None else '?'}] "
-        lines = (self.traceback or f"{self.ename}: {self.evalue}").splitlines()
+        lines = [_cell_names(line) for line in (self.traceback or f"{self.ename}: {self.evalue}").splitlines()]
         return [header + lines[0], *lines[1:]] if lines else [header + self.ename]
 
     def print_traceback(self) -> None:
         print("\n".join(self.render_traceback()))
 
     def _render_traceback_(self) -> list[str]:
-        """IPython shows this instead of the (uninteresting) local traceback."""
-        return self.render_traceback()
+        """IPython shows this instead of the (uninteresting) local traceback, in its colours."""
+        return _colored(self.render_traceback())
 
     @classmethod
     def from_content(cls, content: dict[str, Any], engine_info: dict[str, Any] | None = None) -> "RemoteError":
@@ -187,7 +192,7 @@ class CompositeError(RemoteError):
         return lines
 
     def _render_traceback_(self) -> list[str]:
-        return self.render_traceback()
+        return _colored(self.render_traceback())
 
     def print_traceback(self, excid: int | None = None) -> None:
         print("\n".join(self.render_traceback(excid)))
@@ -195,6 +200,62 @@ class CompositeError(RemoteError):
     def raise_exception(self, excid: int = 0) -> None:
         """Raise the ``excid``-th engine's error on its own."""
         raise self.elist[excid]
+
+
+# "  File "<name>", line 3, in f" as the traceback module writes a frame
+_FRAME = re.compile(
+    r'^(?P<indent>\s*)(?:File "(?P<file>[^"]+)"|(?P<cell>Cell In\[\d+\])), line (?P<line>\d+)(?:, in (?P<name>.+))?$'
+)
+# an exception line: "ZeroDivisionError: division by zero" or "pkg.Error" (optionally after "[0] ")
+_EXC_LINE = re.compile(r"^(?P<head>\[[^\]]*\] )?(?P<ename>[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Warning))(?P<rest>:.*)?$")
+_ANSI = {"file": "\x1b[32m", "line": "\x1b[32m", "name": "\x1b[36m", "ename": "\x1b[1;31m", "reset": "\x1b[0m"}
+
+
+def _shell() -> Any:
+    """This process's IPython shell, if IPython is imported and one is running."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    return ipython.get_ipython() if ipython is not None else None
+
+
+def _cell_names(line: str) -> str:
+    """``File "<ipython-input-3-…>", line 2`` as IPython writes it: ``Cell In[3], line 2``."""
+    m = _FRAME.match(line)
+    if m is None or m["file"] is None:
+        return line
+    shell = _shell()
+    count = getattr(getattr(shell, "compile", None), "_filename_map", {}).get(m["file"])
+    if count is None:
+        return line
+    tail = f", in {m['name']}" if m["name"] else ""
+    return f"{m['indent']}Cell In[{count}], line {m['line']}{tail}"
+
+
+def _colored(lines: list[str]) -> list[str]:
+    """``lines`` with frames and the exception name coloured, if the IPython shell uses colours.
+
+    Engines always send plain text, so what a user captures or prints never holds escape codes;
+    colour is added here, following the colour setting of the shell that shows the error.
+    """
+    shell = _shell()
+    scheme = str(getattr(shell, "colors", "nocolor")).lower()
+    if shell is None or scheme == "nocolor":
+        return lines
+    c = _ANSI
+    out = []
+    for line in lines:
+        m = _FRAME.match(line)
+        if m is not None:
+            tail = f", in {c['name']}{m['name']}{c['reset']}" if m["name"] else ""
+            where = m["cell"] or f'File "{m["file"]}"'
+            line = f'{m["indent"]}{c["file"]}{where}{c["reset"]}, line {c["line"]}{m["line"]}{c["reset"]}{tail}'
+        else:
+            e = _EXC_LINE.match(line)
+            if e is not None:
+                line = f"{e['head'] or ''}{c['ename']}{e['ename']}{c['reset']}{e['rest'] or ''}"
+        out.append(line)
+    return out
 
 
 def wrap_exception(engine_info: dict[str, Any] | None = None) -> dict[str, Any]:

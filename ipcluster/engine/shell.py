@@ -12,6 +12,7 @@ would be shared by every engine of a profile).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from IPython.core.interactiveshell import InteractiveShell
@@ -21,6 +22,8 @@ from traitlets.config import Config, Configurable
 
 from .display import EngineDisplayHook, EngineDisplayPublisher
 from .iopub import safe_str
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class EngineShell(InteractiveShell):
@@ -34,7 +37,8 @@ class EngineShell(InteractiveShell):
     last_traceback: list[str] | None = None
 
     def _showtraceback(self, etype: type[BaseException], evalue: BaseException, stb: Any) -> None:
-        lines = [stb] if isinstance(stb, str) else list(stb)
+        # plain text whatever the colour setting: the client colours it as its own shell does
+        lines = [_ANSI.sub("", line) for line in ([stb] if isinstance(stb, str) else stb)]
         self.last_traceback = lines
         self.iopub.publish(
             "error",
@@ -49,6 +53,6 @@ class EngineShell(InteractiveShell):
 
 def make_shell(parent: Configurable, user_module: Any, iopub: Any) -> EngineShell:
     """Build the engine's shell (the ``InteractiveShell`` singleton, so ``display()`` finds it)."""
-    config = Config({"HistoryManager": {"enabled": False}})
+    config = Config({"HistoryManager": {"enabled": False}, "InteractiveShell": {"colors": "nocolor"}})
     config.merge(parent.config)
     return EngineShell.instance(parent=parent, config=config, user_module=user_module, iopub=iopub)
