@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,12 +50,28 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache-dir", type=Path, default=venvs.default_cache_dir(),
                    help="where the peers' virtualenvs live (default: %(default)s)")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG chart (and so matplotlib)")
+    p.add_argument("--baseline", metavar="REV", default=None,
+                   help="also run ipcluster as it was at git revision REV (e.g. HEAD, main~3), "
+                        "as the peer 'ipcluster@REV': its ratio column compares this checkout with it")
     p.add_argument("--no-install", action="store_true",
                    help="do not create missing peer virtualenvs; report those peers as unavailable")
     args = p.parse_args(argv)
     if args.engines < 1:
         p.error("--engines must be at least 1")
+    if args.baseline:
+        args.peers.append(spec.BASELINE_PREFIX + args.baseline)
     return args
+
+
+def baseline_tree(rev: str, into: Path) -> Path:
+    """The files of ``rev`` (``git archive``) under ``into``, importable as ``ipcluster``."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev],
+                             capture_output=True, timeout=120)
+    if archive.returncode != 0:
+        raise venvs.PeerUnavailable(f"git archive {rev} failed: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True, timeout=120)
+    return into
 
 
 def machine() -> dict[str, Any]:
@@ -99,6 +116,16 @@ def main(argv: list[str] | None = None) -> None:
             results["systems"][name] = entry
             if name == "ipcluster":
                 python, pythonpath, extra_env = sys.executable, str(REPO), {}
+            elif name.startswith(spec.BASELINE_PREFIX):
+                rev = name[len(spec.BASELINE_PREFIX):]
+                try:
+                    tree = baseline_tree(rev, scratch / "baseline")
+                except venvs.PeerUnavailable as e:
+                    entry.update(status="unavailable", reason=str(e))
+                    print(f"[{name}] unavailable: {e}", flush=True)
+                    continue
+                # this harness (shim) with that revision's ipcluster
+                python, pythonpath, extra_env = sys.executable, f"{shim}{os.pathsep}{tree}", {}
             else:
                 try:
                     if args.no_install and not (args.cache_dir / "venvs" / name / venvs.MARKER).exists():

@@ -39,7 +39,7 @@ def value(results: dict[str, Any], system: str, workload: str, key: str) -> floa
         return "-"
     if s.get("status") == "unavailable":
         return "unavailable"
-    if system != "ipcluster" and spec.BY_ID[workload].ipcluster_only:
+    if not spec.is_ipcluster(system) and spec.BY_ID[workload].ipcluster_only:
         return "n/a"
     rec = s.get("steps", {}).get(workload)
     if rec is None:

@@ -8,6 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SYSTEMS = ("ipcluster", "ipyparallel", "dask", "ray")
+#: "ipcluster@REV" runs ipcluster as it was at git revision REV (``--baseline``), as a peer
+BASELINE_PREFIX = "ipcluster@"
+
+
+def is_ipcluster(system: str) -> bool:
+    """This checkout's ipcluster, or an earlier revision of it."""
+    return system == "ipcluster" or system.startswith(BASELINE_PREFIX)
 PEERS = SYSTEMS[1:]
 
 

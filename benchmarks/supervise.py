@@ -40,7 +40,7 @@ def step_budget(step: str, quick: bool) -> float:
 def steps_for(system: str, workloads: list[str]) -> list[str]:
     """The worker's step list: w1, then the shared cluster around workloads 2-6, then w7."""
     chosen = [spec.BY_ID[w] for w in workloads]
-    chosen = [w for w in chosen if system == "ipcluster" or not w.ipcluster_only]
+    chosen = [w for w in chosen if spec.is_ipcluster(system) or not w.ipcluster_only]
     steps = [w.id for w in chosen if not w.session and w.id != "w7"]
     session = [w.id for w in chosen if w.session]
     if session:

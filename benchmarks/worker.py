@@ -191,7 +191,7 @@ def _run_step(runner: Runner, step: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     global _out
     p = argparse.ArgumentParser(prog="python -m benchmarks.worker")
-    p.add_argument("--system", required=True, choices=spec.SYSTEMS)
+    p.add_argument("--system", required=True, help=f"one of {', '.join(spec.SYSTEMS)}, or ipcluster@REV")
     p.add_argument("--engines", type=int, default=2)
     p.add_argument("--steps", required=True, help="comma-separated step names")
     p.add_argument("--quick", action="store_true")

@@ -54,3 +54,20 @@ def test_floor_tool_measures_each_relay() -> None:
     rows = [line.split() for line in proc.stdout.splitlines()[1:]]
     assert [r[0] for r in rows] == ["tcp", "tcp", "ipc", "ipc"]
     assert all(0 < float(r[-1]) < 1e6 for r in rows)
+
+
+@pytest.mark.timeout(90)
+def test_baseline_revision_runs_beside_this_checkout(tmp_path: Path) -> None:
+    """``--baseline HEAD`` runs the committed ipcluster as a peer, with a ratio column for it."""
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--peers", "ipcluster", "--baseline", "HEAD",
+         "--workloads", "w2", "--no-chart", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=75,
+    )
+    assert proc.returncode == 0, f"harness failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    results = json.loads((out / "results.json").read_text())
+    base = results["systems"]["ipcluster@HEAD"]
+    assert base["status"] == "ok" and base["steps"]["w2"]["status"] == "ok", base
+    assert base["steps"]["w2"]["metrics"]["rt_direct_median_us"] > 0
+    assert "ratio vs ipcluster@HEAD" in (out / "results.md").read_text()

@@ -18,5 +18,6 @@ _ADAPTERS = {
 
 
 def load(name: str) -> type[System]:
-    module, cls = _ADAPTERS[name]
+    """The adapter class; ``ipcluster@REV`` (an earlier revision, see ``--baseline``) is ipcluster's."""
+    module, cls = _ADAPTERS[name.partition("@")[0]]
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
