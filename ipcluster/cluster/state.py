@@ -100,6 +100,17 @@ def state_engine_pids(state: dict[str, Any], alive_only: bool = True) -> list[in
     return pids
 
 
+def resolve_profile_dir(
+    profile: str = "default",
+    profile_dir: str | os.PathLike[str] | None = None,
+    ipython_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """A profile's folder: ``profile_dir`` if given (made absolute), else ``<ipython_dir>/profile_<profile>``."""
+    if profile_dir:
+        return Path(profile_dir).expanduser().absolute()
+    return default_profile_dir(profile, ipython_dir)
+
+
 def profile_dirs(ipython_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """Every ``profile_*`` folder in an IPython directory, sorted by name."""
     base = Path(ipython_dir) if ipython_dir else default_ipython_dir()
