@@ -4,13 +4,15 @@ This package is the one door to clusters: the ``ipcluster`` command (and anythin
 manages clusters) uses the names exported here, never the launchers or the roles directly.
 """
 
-from .cluster import Cluster, resolve_engine_count
+from .cluster import Cluster
 from .daemon import Daemon, report_ready, start_daemon
 from .manager import ClusterRecord, clean_profile, find_cluster, find_clusters, stop_recorded
+from .options import ClusterOptions, resolve_engine_count
 from .state import cluster_file, new_cluster_id, profile_dirs, resolve_profile_dir
 
 __all__ = [
     "Cluster",
+    "ClusterOptions",
     "ClusterRecord",
     "Daemon",
     "clean_profile",

@@ -13,15 +13,12 @@ cell). Launchers are loop-agnostic, so the two styles can be mixed on one Cluste
 from __future__ import annotations
 
 import asyncio
-import atexit
-import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from traitlets import Bool, Float, Integer, List, Type, Unicode, Union, default, validate
+from traitlets import Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .._aio import LoopThread, run_sync
@@ -34,23 +31,19 @@ from ..protocol.connection import (
     profile_dir as default_profile_dir,
     security_dir,
 )
-from . import engine_ids
+from . import engine_ids, owner
 from . import state as state_mod
+from .options import ClusterOptions
 
 if TYPE_CHECKING:
     from ..client import Client
 
-def _launcher_trait(help: str) -> Union:
-    return Union([Unicode(), Type(klass=Launcher)], default_value="local", config=True, help=help)
 
-
-def resolve_engine_count(n: int | None) -> int:
-    """The number of engines to start for a requested ``n``: ``None`` is one per CPU core."""
-    return (os.cpu_count() or 1) if n is None else n
-
-
-class Cluster(LoggingConfigurable):
+class Cluster(ClusterOptions, LoggingConfigurable):
     """One controller and its engines, started and stopped together.
+
+    What it starts and how long it waits (``n``, the launchers, the timeouts) are the options of
+    :class:`~ipcluster.cluster.options.ClusterOptions`, configured as ``c.Cluster.<name>``.
 
     Examples
     --------
@@ -77,71 +70,8 @@ class Cluster(LoggingConfigurable):
         Default (Python API): a fresh id, '<epoch seconds>-<4 random characters>'.""",
     )
 
-    # -- what to start ----------------------------------------------------------------------------
-    n = Integer(
-        None,
-        allow_none=True,
-        config=True,
-        help="""Number of engines start_cluster() and start_engines() start by default (None: one per
-        CPU core; 0: none, start_cluster() starts the controller alone).""",
-    )
-    controller_ip = Unicode(
-        "127.0.0.1",
-        config=True,
-        help="Interface the controller listens on ('*' or '0.0.0.0' to accept engines from other hosts).",
-    )
-    controller_args = List(
-        Unicode(), config=True, help="Extra command-line arguments for the controller, e.g. ['--scheme=lru']."
-    )
-    engine_args = List(Unicode(), config=True, help="Extra command-line arguments for every engine.")
-    controller_launcher_class = _launcher_trait(
-        "How to launch the controller: a registered launcher name ('local'), an import path, or a class."
-    )
-    engine_launcher_class = _launcher_trait(
-        "How to launch engines: a registered launcher name ('local', ...), an import path, or a class."
-    )
-    log_level = Union(
-        [Integer(), Unicode()],
-        default_value=logging.INFO,
-        config=True,
-        help="Log level of the launched controller and engines (a name like 'DEBUG' or a number).",
-    )
-
-    # -- timing -------------------------------------------------------------------------------------
-    controller_timeout = Float(
-        30.0, config=True, help="Seconds to wait for the controller to write its connection files."
-    )
-    engine_timeout = Float(
-        60.0, config=True, help="Seconds start_and_connect() waits for the engines to register."
-    )
-    stop_timeout = Float(
-        5.0, config=True, help="Seconds to wait for processes to exit after SIGTERM before sending SIGKILL."
-    )
-    delay = Float(
-        0.0,
-        config=True,
-        help="""Extra seconds to wait between the controller being ready and starting engines.
-        Not needed locally (engines start once the connection file exists); for slow shared file systems.""",
-    )
-    shutdown_atexit = Bool(
-        True, config=True, help="Stop the cluster when this Python process exits (if it started it)."
-    )
-    load_profile = Bool(
-        True,
-        help="""Read the profile's ipcluster_config.py when a Cluster is created on its own (not by an
-        application); keyword arguments win over it.""",
-    )
-    owner_kind = Unicode(
-        "python",
-        help="Who started the cluster: 'python' (this API) or 'ipcluster' (the command, which exits with it).",
-    )
-
     def __init__(self, **kwargs: Any) -> None:
-        # ipyparallel's short aliases: Cluster(engines="mpi", controller="local")
-        if "engines" in kwargs:
-            kwargs["engine_launcher_class"] = kwargs.pop("engines")
-        if "controller" in kwargs:
-            kwargs["controller_launcher_class"] = kwargs.pop("controller")
+        kwargs = self._expand_aliases(kwargs)
         if kwargs.get("load_profile", True) and "parent" not in kwargs and "config" not in kwargs:
             config = state_mod.profile_config(kwargs)
             if config is not None:
@@ -156,7 +86,7 @@ class Cluster(LoggingConfigurable):
         self._unconfirmed: list[tuple[Launcher, Process]] = []  # started, not yet seen registered
         self._clients: list[Any] = []
         self._loop_thread_: LoopThread | None = None
-        self._atexit_registered = False
+        self._exit_hook = owner.ExitHook(self._stop_at_exit)
         name = Path(self.profile_dir).name
         if name.startswith("profile_") and "profile" not in kwargs:
             self.profile = name[len("profile_") :]
@@ -199,10 +129,6 @@ class Cluster(LoggingConfigurable):
     def connection_file(self, role: str = "client") -> Path:
         """Path of the controller's ``client`` or ``engine`` connection file."""
         return security_dir(self.profile_dir) / connection_file_name(role, self.cluster_id)  # type: ignore[arg-type]
-
-    def _log_level_name(self) -> str:
-        level = self.log_level
-        return logging.getLevelName(level) if isinstance(level, int) else str(level).upper()
 
     def _make_launcher(self, which: Any, **kwargs: Any) -> Launcher:
         cls = find_launcher_class(which)
@@ -247,9 +173,7 @@ class Cluster(LoggingConfigurable):
         except BaseException:
             await self.controller.stop()
             raise
-        self.start_time = time.time()
-        self.owner_pid = os.getpid()
-        self.owner_create_time = Process(self.owner_pid).create_time
+        owner.record_owner(self)
         self._write_state()
         self.log.info("cluster %s: controller ready (pid %s)", self.cluster_id or "''", self.controller.pids[0])
 
@@ -265,14 +189,6 @@ class Cluster(LoggingConfigurable):
         set_id = await self._spawn_engines(n, engine_set_id)
         self._write_state()
         return set_id
-
-    def engine_count(self, n: int | None = None) -> int:
-        """How many engines a start makes: ``n``, else :attr:`n`; ``None`` means one per CPU core.
-
-        0 is a count like any other (no engines: the controller alone), which is why this rule
-        lives in one place and tests ``is None`` rather than truth.
-        """
-        return resolve_engine_count(self.n if n is None else n)
 
     async def _spawn_engines(self, n: int | None = None, engine_set_id: str | None = None) -> str:
         count = self.engine_count(n)
@@ -404,7 +320,7 @@ class Cluster(LoggingConfigurable):
             await self.stop_controller()
             if owned:
                 self.cluster_file.unlink(missing_ok=True)
-            self._unregister_atexit()
+            self._exit_hook.unregister()
         self.log.info("cluster %s stopped", self.cluster_id or "''")
 
     async def restart_engines(self, engine_set_id: str | None = None) -> None:
@@ -508,14 +424,8 @@ class Cluster(LoggingConfigurable):
     # -- cleanup at exit -----------------------------------------------------------------------------
 
     def _register_atexit(self) -> None:
-        if self.shutdown_atexit and not self._atexit_registered:
-            atexit.register(self._stop_at_exit)
-            self._atexit_registered = True
-
-    def _unregister_atexit(self) -> None:
-        if self._atexit_registered:
-            atexit.unregister(self._stop_at_exit)
-            self._atexit_registered = False
+        if self.shutdown_atexit:
+            self._exit_hook.register()
 
     def _stop_at_exit(self) -> None:
         if not self.running_pids():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,9 @@ from typing import Any
 from traitlets.config import Configurable
 
 from ..error import IPClusterError
-from ..launchers.process import Process, pid_alive
+from ..launchers.process import pid_alive
 from ..protocol.connection import remove_socket_folder, security_dir
-from . import state as state_mod
+from . import owner, state as state_mod
 from .cluster import Cluster
 
 
@@ -74,23 +73,11 @@ def find_clusters(profile_dir: str | os.PathLike[str]) -> list[ClusterRecord]:
 async def stop_recorded(state: dict[str, Any], parent: Configurable | None = None) -> Cluster:
     """Stop every process a state file records, and make sure an ``ipcluster`` owner exits.
 
-    The owner (``ipcluster start``, foreground or daemon) exits by itself once its controller is
-    gone; it is signalled only if it does not, within the cluster's ``stop_timeout``. Returns the
-    restored, stopped cluster.
+    Returns the restored, stopped cluster.
     """
     cluster = Cluster.from_dict(state, parent=parent)
     await cluster.stop_cluster()
-    owner = cluster.owner_pid
-    if cluster.owner_kind == "ipcluster" and owner and owner != os.getpid():
-        proc = Process(owner, create_time=cluster.owner_create_time)
-        for sig in (None, signal.SIGTERM, signal.SIGKILL):
-            if sig is not None:
-                proc.send_signal(sig)
-            try:
-                await proc.wait(cluster.stop_timeout)
-                break
-            except TimeoutError:
-                continue
+    await owner.wait_for_owner(cluster)
     return cluster
 
 
