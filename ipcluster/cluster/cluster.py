@@ -181,7 +181,8 @@ class Cluster(ClusterOptions, LoggingConfigurable):
         """Start a set of ``n`` engines (default :attr:`n`) and return its engine-set id.
 
         Call it again to add engines: every call starts a new set. The engines register with
-        the controller on their own; :meth:`start_and_connect` waits for them.
+        the controller on their own; :meth:`start_and_connect` waits for them. A count of 0
+        (``n=0``, or :attr:`n` 0 and no ``n``) is refused: there would be no set to name.
         """
         engine_file = self.connection_file("engine")
         if not engine_file.exists():
@@ -406,7 +407,7 @@ class Cluster(ClusterOptions, LoggingConfigurable):
     ) -> Self:
         """Load a running cluster from its state file (by path, or by profile and cluster id)."""
         if cluster_file is None:
-            pdir = profile_dir or default_profile_dir(profile or "default", kwargs.get("ipython_dir"))
+            pdir = state_mod.resolve_profile_dir(profile or "default", profile_dir, kwargs.get("ipython_dir"))
             cluster_file = state_mod.cluster_file(pdir, cluster_id)
         return cls.from_dict(state_mod.read_state(cluster_file), **kwargs)
 
