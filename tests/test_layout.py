@@ -58,6 +58,9 @@ CASES = {
     "ipcluster.engine.app": ["ipcluster.controller", "ipcluster.client", *ABOVE],
     "ipcluster.client": ["ipcluster.controller", "ipcluster.engine", *ABOVE],
     "ipcluster.launchers.local": [*ROLES, *ABOVE],
+    # starting and stopping clusters (the ipcluster command) never loads the roles' code
+    "ipcluster.cluster": [*ROLES, "ipcluster.cli"],
+    "ipcluster.cli.app": [*ROLES],
 }
 
 
