@@ -1,7 +1,8 @@
 """Engines as the client numbers them, and the processes behind those numbers.
 
 The client knows engines by id; launchers know processes by pid. These helpers bridge the two
-(for ``Cluster.signal_engine``) and wait for engines to register. They are the only places the
+(for ``Cluster.signal_engine`` and ``Cluster.restart_engine``) and wait for engines to register,
+failing fast when one of the cluster's processes exits instead. They are the only places the
 Cluster relies on the client's API, which is imported lazily by the caller.
 """
 
