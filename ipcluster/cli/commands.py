@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import select
-import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from traitlets import Bool, Integer, Unicode
 from traitlets.config import Application, catch_config_error
 
-from ..cluster import Cluster
-from ..cluster import state as st
+from ..cluster import (
+    Cluster,
+    ClusterRecord,
+    clean_profile,
+    find_cluster,
+    find_clusters,
+    profile_dirs,
+    report_ready,
+    resolve_engine_count,
+    resolve_profile_dir,
+    start_daemon,
+    stop_recorded,
+)
 from ..error import IPClusterError
-from ..launchers.process import Process, pid_alive
-from ..protocol.connection import profile_dir as default_profile_dir, remove_socket_folder, security_dir
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -69,17 +74,12 @@ class ClusterCommand(Application):
 
     @property
     def profile_path(self) -> Path:
-        if self.profile_dir:
-            return Path(self.profile_dir).expanduser().absolute()
-        return default_profile_dir(self.profile, self.ipython_dir or None)
+        return resolve_profile_dir(self.profile, self.profile_dir or None, self.ipython_dir or None)
 
     @property
     def profile_label(self) -> str:
         name = self.profile_path.name
         return name[len("profile_") :] if name.startswith("profile_") else str(self.profile_path)
-
-    def state_path(self, cluster_id: str | None = None) -> Path:
-        return st.cluster_file(self.profile_path, self.cluster_id if cluster_id is None else cluster_id)
 
     def given(self, trait: str) -> bool:
         """Whether ``trait`` was set on the command line or in a config file."""
@@ -101,37 +101,7 @@ class ClusterCommand(Application):
         return f"ipcluster stop{args}"
 
     def running_clusters(self) -> list[str]:
-        ids = []
-        for path in st.cluster_files(self.profile_path):
-            state = _try_read(path)
-            if state and st.state_controller_alive(state):
-                ids.append(st.cluster_id_of(path))
-        return ids
-
-    async def stop_recorded(self, state: dict[str, Any]) -> Cluster:
-        """Stop every process a state dict records (and wait for an ipcluster owner to exit)."""
-        cluster = Cluster.from_dict(state, parent=self)
-        await cluster.stop_cluster()
-        owner = cluster.owner_pid
-        if cluster.owner_kind == "ipcluster" and owner and owner != os.getpid():
-            proc = Process(owner, create_time=cluster.owner_create_time)
-            # it exits by itself once its controller is gone; make sure it does
-            for sig in (None, signal.SIGTERM, signal.SIGKILL):
-                if sig is not None:
-                    proc.send_signal(sig)
-                try:
-                    await proc.wait(cluster.stop_timeout)
-                    break
-                except TimeoutError:
-                    continue
-        return cluster
-
-
-def _try_read(path: Path) -> dict[str, Any] | None:
-    try:
-        return st.read_state(path)
-    except IPClusterError:
-        return None
+        return [record.cluster_id for record in find_clusters(self.profile_path) if record.running]
 
 
 class IPClusterStart(ClusterCommand):
@@ -170,20 +140,18 @@ class IPClusterStart(ClusterCommand):
         return asyncio.run(self.run())
 
     def check_not_running(self) -> int:
-        path = self.state_path()
-        if not path.exists():
+        record = find_cluster(self.profile_path, self.cluster_id)
+        if record is None:
             return EXIT_OK
-        state = _try_read(path)
-        if state and st.state_controller_alive(state):
-            pid = state["controller"]["processes"][0]["pid"]
+        if record.running:
             return self.fail(
                 f"cluster {_label(self.cluster_id)} in profile {self.profile_label} is already running "
-                f"(controller pid {pid}); stop it with `{self.stop_hint(self.cluster_id)}`",
+                f"(controller pid {record.controller_pid}); stop it with `{self.stop_hint(self.cluster_id)}`",
                 ALREADY_RUNNING,
             )
-        if state:
-            asyncio.run(self.stop_recorded(state))
-        path.unlink(missing_ok=True)
+        if record.state:
+            asyncio.run(stop_recorded(record.state, parent=self))
+        record.path.unlink(missing_ok=True)
         self.log.warning("removed the stale state of cluster %s (its controller had exited)", _label(self.cluster_id))
         return EXIT_OK
 
@@ -240,8 +208,7 @@ class IPClusterStart(ClusterCommand):
         if self.ready_fd < 0:
             return
         try:
-            os.write(self.ready_fd, (json.dumps(info) + "\n").encode())
-            os.close(self.ready_fd)
+            report_ready(self.ready_fd, info)
         except OSError:
             self.log.warning("could not report readiness to the starting process", exc_info=True)
         self.ready_fd = -1
@@ -249,61 +216,24 @@ class IPClusterStart(ClusterCommand):
     def start_daemon(self) -> int:
         """Re-run this command detached (new session, output to the log) and wait until it is up."""
         cluster = self.new_cluster()  # only for its timeouts and paths
-        log_file = cluster.log_dir / "ipcluster.log"
-        read_end, write_end = os.pipe()
-        os.set_inheritable(write_end, True)
-        argv = [
-            sys.executable, "-m", "ipcluster", "start",
-            *(a for a in self.argv if a not in ("--daemonize", "--daemon")),
-            f"--IPClusterStart.ready_fd={write_end}",
-        ]
-        try:
-            proc = Process.spawn(argv, dict(os.environ), log_file)
-        finally:
-            os.close(write_end)
+        args = [a for a in self.argv if a not in ("--daemonize", "--daemon")]
+
+        def argv(ready_fd: int) -> list[str]:
+            return [sys.executable, "-m", "ipcluster", "start", *args, f"--IPClusterStart.ready_fd={ready_fd}"]
+
         timeout = cluster.controller_timeout + cluster.engine_timeout + 2 * cluster.stop_timeout
         try:
-            line = _read_line(read_end, timeout)
-        finally:
-            os.close(read_end)
-        if line:
-            info = json.loads(line)
-            self.say(
-                f"Cluster {_label(self.cluster_id)} started in the background: {info['engines']} engine(s) ready "
-                f"(profile {self.profile_label}, ipcluster pid {proc.pid}). "
-                f"Stop it with `{self.stop_hint(self.cluster_id)}`."
+            daemon = asyncio.run(
+                start_daemon(argv, os.environ, cluster.log_dir / "ipcluster.log", timeout, cluster.stop_timeout)
             )
-            return EXIT_OK
-        if proc.poll() is None:  # no word within the timeout: give up, it stops what it started
-            proc.send_signal(signal.SIGTERM)
-            asyncio.run(_wait_quietly(proc, cluster.stop_timeout * 2))
-        tail = proc.output_tail()
-        return self.fail(
-            f"the background cluster did not start (exit code {proc.poll()}); see {log_file}"
-            + (f"\n--- output tail ---\n{tail}" if tail else "")
+        except IPClusterError as e:
+            return self.fail(str(e))
+        self.say(
+            f"Cluster {_label(self.cluster_id)} started in the background: {daemon.info['engines']} engine(s) "
+            f"ready (profile {self.profile_label}, ipcluster pid {daemon.pid}). "
+            f"Stop it with `{self.stop_hint(self.cluster_id)}`."
         )
-
-
-async def _wait_quietly(proc: Process, timeout: float) -> None:
-    try:
-        await proc.wait(timeout)
-    except TimeoutError:
-        proc.send_signal(signal.SIGKILL)
-
-
-def _read_line(fd: int, timeout: float) -> str:
-    """Read one line from ``fd`` within ``timeout`` seconds; '' on EOF or timeout."""
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while b"\n" not in buf:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            return ""
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return ""
-        buf += chunk
-    return buf.partition(b"\n")[0].decode()
+        return EXIT_OK
 
 
 class IPClusterStop(ClusterCommand):
@@ -323,32 +253,31 @@ class IPClusterStop(ClusterCommand):
 
     def start(self) -> int:  # type: ignore[override]
         if self.stop_all:
-            paths = list(st.cluster_files(self.profile_path))
-            if not paths:
+            records = find_clusters(self.profile_path)
+            if not records:
                 self.say(f"No clusters in profile {self.profile_label}.")
                 return EXIT_OK
-            codes = [self.stop_one(path) for path in paths]
+            codes = [self.stop_one(record) for record in records]
             return EXIT_ERROR if EXIT_ERROR in codes else EXIT_OK
-        path = self.state_path()
-        if not path.exists():
+        record = find_cluster(self.profile_path, self.cluster_id)
+        if record is None:
             others = self.running_clusters()
             running = ", ".join(map(_label, others))
             hint = f" (running there: {running}; pass --cluster-id=ID or --all)" if others else ""
             return self.fail(
                 f"no cluster {_label(self.cluster_id)} is running in profile {self.profile_label}{hint}", NOT_RUNNING
             )
-        return self.stop_one(path)
+        return self.stop_one(record)
 
-    def stop_one(self, path: Path) -> int:
-        cluster_id = st.cluster_id_of(path)
-        state = _try_read(path)
-        if state is None:
-            path.unlink(missing_ok=True)
-            return self.fail(f"removed the unreadable state file {path}", NOT_RUNNING)
-        alive = st.state_controller_alive(state)
-        engines = len(st.state_engine_pids(state))
+    def stop_one(self, record: ClusterRecord) -> int:
+        cluster_id = record.cluster_id
+        if record.state is None:
+            record.path.unlink(missing_ok=True)
+            return self.fail(f"removed the unreadable state file {record.path}", NOT_RUNNING)
+        alive = record.running
+        engines = len(record.engine_pids())
         try:
-            asyncio.run(self.stop_recorded(state))
+            asyncio.run(stop_recorded(record.state, parent=self))
         except IPClusterError as e:
             return self.fail(f"could not stop cluster {_label(cluster_id)}: {e}")
         if not alive:
@@ -375,22 +304,20 @@ class IPClusterList(ClusterCommand):
         if self.given("profile") or self.given("profile_dir"):
             profiles = [self.profile_path]
         else:
-            profiles = st.profile_dirs(self.ipython_dir or None)
+            profiles = profile_dirs(self.ipython_dir or None)
         rows = [("PROFILE", "CLUSTER ID", "RUNNING", "ENGINES", "CONTROLLER PID")]
         for pdir in profiles:
-            for path in st.cluster_files(pdir):
-                state = _try_read(path)
-                if state is None:
+            for record in find_clusters(pdir):
+                if record.state is None:
                     continue
-                alive = st.state_controller_alive(state)
-                procs = (state.get("controller") or {}).get("processes") or [{}]
+                alive = record.running
                 name = pdir.name[len("profile_") :] if pdir.name.startswith("profile_") else str(pdir)
                 rows.append((
                     name,
-                    st.cluster_id_of(path) or "''",
+                    record.cluster_id or "''",
                     "yes" if alive else "no",
-                    str(len(st.state_engine_pids(state))),
-                    str(procs[0].get("pid", "-")) if alive else "-",
+                    str(len(record.engine_pids())),
+                    str(record.controller_pid or "-") if alive else "-",
                 ))
         if len(rows) == 1:
             self.say("No clusters found.")
@@ -412,24 +339,25 @@ class IPClusterEngines(ClusterCommand):
     ipcluster engines -n 2 --cluster-id=mine
     """
 
-    n = Integer(None, allow_none=True, config=True, help="Number of engines to add (default: one per CPU core).")
+    n = Integer(
+        None, allow_none=True, config=True, help="Number of engines to add (at least 1; default: one per CPU core)."
+    )
     aliases = {**_COMMON_ALIASES, "n": "IPClusterEngines.n", "engines": "Cluster.engine_launcher_class"}
 
     def start(self) -> int:  # type: ignore[override]
-        path = self.state_path()
-        state = _try_read(path) if path.exists() else None
-        if state is None or not st.state_controller_alive(state):
+        record = find_cluster(self.profile_path, self.cluster_id)
+        if record is None or record.state is None or not record.running:
             return self.fail(
                 f"no cluster {_label(self.cluster_id)} is running in profile {self.profile_label}; "
                 "start one with `ipcluster start`",
                 NOT_RUNNING,
             )
-        cluster = Cluster.from_dict(state, parent=self)
+        cluster = Cluster.from_dict(record.state, parent=self)
         launcher = self.config.get("Cluster", {}).get("engine_launcher_class")
         if launcher:
             cluster.engine_launcher_class = launcher
         try:
-            return asyncio.run(self.add(cluster, self.n or os.cpu_count() or 1))
+            return asyncio.run(self.add(cluster, resolve_engine_count(self.n)))
         except IPClusterError as e:
             return self.fail(f"could not add engines: {e}")
 
@@ -461,33 +389,7 @@ class IPClusterClean(ClusterCommand):
     removed (leftover engines of such clusters are stopped). Running clusters are left alone."""
 
     def start(self) -> int:  # type: ignore[override]
-        pdir = self.profile_path
-        running: set[str] = set()
-        removed: list[str] = []
-        for path in list(st.cluster_files(pdir)):
-            cluster_id = st.cluster_id_of(path)
-            state = _try_read(path)
-            if state is not None and st.state_controller_alive(state):
-                running.add(cluster_id)
-                continue
-            if state is not None:
-                asyncio.run(self.stop_recorded(state))  # leftover engines, connection files
-            path.unlink(missing_ok=True)
-            removed.append(f"cluster {_label(cluster_id)}")
-        for folder in sorted((pdir / "log").glob(f"{st.STATE_PREFIX}*")):
-            if folder.is_dir() and folder.name[len(st.STATE_PREFIX) :] not in running:
-                shutil.rmtree(folder, ignore_errors=True)
-                removed.append(str(folder))
-        for conn in sorted(security_dir(pdir).glob("ipcontroller*-*.json")):
-            try:
-                info = json.loads(conn.read_text())
-                pid = int(info.get("pid", 0))
-            except (OSError, ValueError, AttributeError):
-                info, pid = {}, 0
-            if not pid_alive(pid):
-                conn.unlink(missing_ok=True)
-                removed.append(str(conn))
-                removed.extend(remove_socket_folder(info))
+        removed = asyncio.run(clean_profile(self.profile_path, parent=self))
         for what in removed:
             self.say(f"removed {what}")
         if not removed:

@@ -1,6 +1,29 @@
-"""Start, find and stop clusters: one controller plus sets of engines in a profile."""
+"""Start, find and stop clusters: one controller plus sets of engines in a profile.
+
+This package is the one door to clusters: the ``ipcluster`` command (and anything else that
+manages clusters) uses the names exported here, never the launchers or the roles directly.
+"""
 
 from .cluster import Cluster
-from .state import cluster_file, new_cluster_id
+from .daemon import Daemon, report_ready, start_daemon
+from .manager import ClusterRecord, clean_profile, find_cluster, find_clusters, stop_recorded
+from .options import ClusterOptions, resolve_engine_count
+from .state import cluster_file, new_cluster_id, profile_dirs, resolve_profile_dir
 
-__all__ = ["Cluster", "cluster_file", "new_cluster_id"]
+__all__ = [
+    "Cluster",
+    "ClusterOptions",
+    "ClusterRecord",
+    "Daemon",
+    "clean_profile",
+    "cluster_file",
+    "find_cluster",
+    "find_clusters",
+    "new_cluster_id",
+    "profile_dirs",
+    "report_ready",
+    "resolve_engine_count",
+    "resolve_profile_dir",
+    "start_daemon",
+    "stop_recorded",
+]

@@ -13,49 +13,37 @@ cell). Launchers are loop-agnostic, so the two styles can be mixed on one Cluste
 from __future__ import annotations
 
 import asyncio
-import atexit
-import logging
 import os
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
-from traitlets import Bool, Float, Integer, List, Type, Unicode, Union, default, validate
+from traitlets import Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .._aio import LoopThread, run_sync
-from ..error import ClusterTimeout, IPClusterError, LauncherError
-from ..launchers import Launcher, find_launcher_class, launcher_class_name
+from ..error import IPClusterError
+from ..launchers import Launcher, find_launcher_class
 from ..launchers.process import Process
 from ..protocol.connection import (
     connection_file_name,
     default_ipython_dir,
     profile_dir as default_profile_dir,
-    remove_socket_folder,
     security_dir,
-    write_private_json,
 )
-from . import engine_ids
+from . import engine_ids, owner
 from . import state as state_mod
+from .options import ClusterOptions
 
 if TYPE_CHECKING:
     from ..client import Client
 
-# the keys of to_dict()["cluster"] that are traits, restored by from_dict()
-_SAVED_TRAITS = (
-    "n", "profile", "profile_dir", "cluster_id", "controller_ip", "controller_args", "engine_args",
-    "log_level", "engine_timeout", "controller_timeout", "stop_timeout", "owner_kind", "engine_launcher_class",
-    "controller_launcher_class",
-)
 
-
-def _launcher_trait(help: str) -> Union:
-    return Union([Unicode(), Type(klass=Launcher)], default_value="local", config=True, help=help)
-
-
-class Cluster(LoggingConfigurable):
+class Cluster(ClusterOptions, LoggingConfigurable):
     """One controller and its engines, started and stopped together.
+
+    What it starts and how long it waits (``n``, the launchers, the timeouts) are the options of
+    :class:`~ipcluster.cluster.options.ClusterOptions`, configured as ``c.Cluster.<name>``.
 
     Examples
     --------
@@ -82,70 +70,8 @@ class Cluster(LoggingConfigurable):
         Default (Python API): a fresh id, '<epoch seconds>-<4 random characters>'.""",
     )
 
-    # -- what to start ----------------------------------------------------------------------------
-    n = Integer(
-        None,
-        allow_none=True,
-        config=True,
-        help="Number of engines start_engines() starts by default (None: one per CPU core).",
-    )
-    controller_ip = Unicode(
-        "127.0.0.1",
-        config=True,
-        help="Interface the controller listens on ('*' or '0.0.0.0' to accept engines from other hosts).",
-    )
-    controller_args = List(
-        Unicode(), config=True, help="Extra command-line arguments for the controller, e.g. ['--scheme=lru']."
-    )
-    engine_args = List(Unicode(), config=True, help="Extra command-line arguments for every engine.")
-    controller_launcher_class = _launcher_trait(
-        "How to launch the controller: a registered launcher name ('local'), an import path, or a class."
-    )
-    engine_launcher_class = _launcher_trait(
-        "How to launch engines: a registered launcher name ('local', ...), an import path, or a class."
-    )
-    log_level = Union(
-        [Integer(), Unicode()],
-        default_value=logging.INFO,
-        config=True,
-        help="Log level of the launched controller and engines (a name like 'DEBUG' or a number).",
-    )
-
-    # -- timing -------------------------------------------------------------------------------------
-    controller_timeout = Float(
-        30.0, config=True, help="Seconds to wait for the controller to write its connection files."
-    )
-    engine_timeout = Float(
-        60.0, config=True, help="Seconds start_and_connect() waits for the engines to register."
-    )
-    stop_timeout = Float(
-        5.0, config=True, help="Seconds to wait for processes to exit after SIGTERM before sending SIGKILL."
-    )
-    delay = Float(
-        0.0,
-        config=True,
-        help="""Extra seconds to wait between the controller being ready and starting engines.
-        Not needed locally (engines start once the connection file exists); for slow shared file systems.""",
-    )
-    shutdown_atexit = Bool(
-        True, config=True, help="Stop the cluster when this Python process exits (if it started it)."
-    )
-    load_profile = Bool(
-        True,
-        help="""Read the profile's ipcluster_config.py when a Cluster is created on its own (not by an
-        application); keyword arguments win over it.""",
-    )
-    owner_kind = Unicode(
-        "python",
-        help="Who started the cluster: 'python' (this API) or 'ipcluster' (the command, which exits with it).",
-    )
-
     def __init__(self, **kwargs: Any) -> None:
-        # ipyparallel's short aliases: Cluster(engines="mpi", controller="local")
-        if "engines" in kwargs:
-            kwargs["engine_launcher_class"] = kwargs.pop("engines")
-        if "controller" in kwargs:
-            kwargs["controller_launcher_class"] = kwargs.pop("controller")
+        kwargs = self._expand_aliases(kwargs)
         if kwargs.get("load_profile", True) and "parent" not in kwargs and "config" not in kwargs:
             config = state_mod.profile_config(kwargs)
             if config is not None:
@@ -160,7 +86,7 @@ class Cluster(LoggingConfigurable):
         self._unconfirmed: list[tuple[Launcher, Process]] = []  # started, not yet seen registered
         self._clients: list[Any] = []
         self._loop_thread_: LoopThread | None = None
-        self._atexit_registered = False
+        self._exit_hook = owner.ExitHook(self._stop_at_exit)
         name = Path(self.profile_dir).name
         if name.startswith("profile_") and "profile" not in kwargs:
             self.profile = name[len("profile_") :]
@@ -203,10 +129,6 @@ class Cluster(LoggingConfigurable):
     def connection_file(self, role: str = "client") -> Path:
         """Path of the controller's ``client`` or ``engine`` connection file."""
         return security_dir(self.profile_dir) / connection_file_name(role, self.cluster_id)  # type: ignore[arg-type]
-
-    def _log_level_name(self) -> str:
-        level = self.log_level
-        return logging.getLevelName(level) if isinstance(level, int) else str(level).upper()
 
     def _make_launcher(self, which: Any, **kwargs: Any) -> Launcher:
         cls = find_launcher_class(which)
@@ -251,9 +173,7 @@ class Cluster(LoggingConfigurable):
         except BaseException:
             await self.controller.stop()
             raise
-        self.start_time = time.time()
-        self.owner_pid = os.getpid()
-        self.owner_create_time = Process(self.owner_pid).create_time
+        owner.record_owner(self)
         self._write_state()
         self.log.info("cluster %s: controller ready (pid %s)", self.cluster_id or "''", self.controller.pids[0])
 
@@ -261,7 +181,8 @@ class Cluster(LoggingConfigurable):
         """Start a set of ``n`` engines (default :attr:`n`) and return its engine-set id.
 
         Call it again to add engines: every call starts a new set. The engines register with
-        the controller on their own; :meth:`start_and_connect` waits for them.
+        the controller on their own; :meth:`start_and_connect` waits for them. A count of 0
+        (``n=0``, or :attr:`n` 0 and no ``n``) is refused: there would be no set to name.
         """
         engine_file = self.connection_file("engine")
         if not engine_file.exists():
@@ -271,7 +192,9 @@ class Cluster(LoggingConfigurable):
         return set_id
 
     async def _spawn_engines(self, n: int | None = None, engine_set_id: str | None = None) -> str:
-        count = n if n is not None else (self.n or os.cpu_count() or 1)
+        count = self.engine_count(n)
+        if count < 1:
+            raise IPClusterError(f"cluster {self.cluster_id!r}: no engines to start (n={count})")
         set_id = engine_set_id or state_mod.new_cluster_id()
         if set_id in self.engines:
             raise IPClusterError(f"engine set {set_id!r} already exists")
@@ -305,7 +228,7 @@ class Cluster(LoggingConfigurable):
         controller is ready instead. Returns once the controller is ready; the engines register
         on their own (see :meth:`start_and_connect`).
         """
-        count = n if n is not None else (self.n or os.cpu_count() or 1)
+        count = self.engine_count(n)
         await self._spawn_controller()
         try:
             if count and not self.delay:
@@ -344,33 +267,8 @@ class Cluster(LoggingConfigurable):
         n = self._expected_engines() if n is None else n
         timeout = self.engine_timeout if timeout is None else timeout
         launchers = [launcher for launcher in (self.controller, *self.engines.values()) if launcher]
-        # processes started since the last successful wait must not have exited; of the others,
-        # only those running now are watched (an engine that died long ago is not news)
-        for launcher, proc in self._unconfirmed:
-            if not proc.running:
-                raise launcher.exited_error(proc, " before the engines registered")
-        ready = asyncio.ensure_future(engine_ids.wait_registered(client, n, timeout))
-        exits = {
-            asyncio.ensure_future(proc.wait()): (launcher, proc)
-            for launcher in launchers
-            for proc in launcher.processes
-            if proc.running
-        }
-        try:
-            done, _ = await asyncio.wait({ready, *exits}, timeout=timeout + 1, return_when=asyncio.FIRST_COMPLETED)
-            if ready in done:
-                ready.result()
-                self._unconfirmed.clear()
-                return
-            for exit_task, (launcher, proc) in exits.items():
-                if exit_task in done:
-                    raise launcher.exited_error(proc, " while waiting for engines to register")
-            raise ClusterTimeout(f"{n} engine(s) did not register within {timeout} s")
-        finally:
-            ready.cancel()
-            for exit_task in exits:
-                exit_task.cancel()
-            await asyncio.gather(ready, *exits, return_exceptions=True)
+        await engine_ids.wait_watching(client, n, timeout, launchers, self._unconfirmed)
+        self._unconfirmed.clear()
 
     async def start_and_connect(self, n: int | None = None, activate: bool = False) -> "Client":
         """Start the cluster, connect a client and wait for the engines; return the client.
@@ -393,11 +291,8 @@ class Cluster(LoggingConfigurable):
 
     async def stop_engines(self, engine_set_id: str | None = None) -> None:
         """Stop one engine set, or all of them (``None``)."""
-        self._adopt_recorded_engine_sets()
-        ids = list(self.engines) if engine_set_id is None else [engine_set_id]
-        missing = [i for i in ids if i not in self.engines]
-        if missing:
-            raise IPClusterError(f"no engine set {missing[0]!r}; engine sets: {sorted(self.engines)}")
+        state_mod.adopt_recorded_engine_sets(self, self._removed_engine_sets)
+        ids = self._engine_set_ids(engine_set_id)
         try:
             await asyncio.gather(*(self.engines[i].stop() for i in ids))
         finally:
@@ -413,33 +308,25 @@ class Cluster(LoggingConfigurable):
         if self.controller is None:
             return
         await self.controller.stop()
-        for role in ("client", "engine"):  # normally removed by the controller itself
-            path = self.connection_file(role)
-            info = state_mod.read_json(path)
-            if info is None or info.get("pid") in (None, *self.controller.pids):
-                path.unlink(missing_ok=True)
-                remove_socket_folder(info)
+        # normally removed by the controller itself
+        state_mod.remove_connection_files(self.profile_dir, self.cluster_id, self.controller.pids)
 
     async def stop_cluster(self) -> None:
         """Stop every engine set, then the controller, and remove the state file."""
         self._close_clients()
-        owned = self._owns_state_file() is not None
+        owned = state_mod.owned_state(self) is not None
         try:
             await self.stop_engines()
         finally:
             await self.stop_controller()
             if owned:
                 self.cluster_file.unlink(missing_ok=True)
-            self._unregister_atexit()
+            self._exit_hook.unregister()
         self.log.info("cluster %s stopped", self.cluster_id or "''")
 
     async def restart_engines(self, engine_set_id: str | None = None) -> None:
         """Stop and start again one engine set, or all of them, with the same sizes and ids."""
-        ids = list(self.engines) if engine_set_id is None else [engine_set_id]
-        missing = [i for i in ids if i not in self.engines]
-        if missing:
-            raise IPClusterError(f"no engine set {missing[0]!r}; engine sets: {sorted(self.engines)}")
-        launchers = [self.engines[i] for i in ids]
+        launchers = [self.engines[i] for i in self._engine_set_ids(engine_set_id)]
         sizes = [len(launcher.processes) for launcher in launchers]
         await asyncio.gather(*(launcher.stop() for launcher in launchers))
         for launcher, count in zip(launchers, sizes):
@@ -455,9 +342,16 @@ class Cluster(LoggingConfigurable):
 
         SIGINT interrupts the task an engine is running; SIGTERM makes it exit.
         """
-        ids = list(self.engines) if engine_set_id is None else [engine_set_id]
-        for set_id in ids:
+        for set_id in self._engine_set_ids(engine_set_id):
             await self.engines[set_id].signal(signum)
+
+    def _engine_set_ids(self, engine_set_id: str | None) -> list[str]:
+        """The engine sets an operation on ``engine_set_id`` means (``None``: all of them)."""
+        if engine_set_id is None:
+            return list(self.engines)
+        if engine_set_id not in self.engines:
+            raise IPClusterError(f"no engine set {engine_set_id!r}; engine sets: {sorted(self.engines)}")
+        return [engine_set_id]
 
     async def signal_engine(self, signum: int, engine_id: int) -> None:
         """Send ``signum`` to the engine with id ``engine_id`` (as the client numbers engines).
@@ -465,32 +359,21 @@ class Cluster(LoggingConfigurable):
         The engine's pid is the one it registered with, which the controller tells every client;
         the signal is sent only to a process this cluster started.
         """
-        pid = await self._engine_pid(engine_id)
-        for launcher in self.engines.values():
-            if pid in launcher.pids:
-                await launcher.signal(signum, index=launcher.pids.index(pid))
-                return
-        raise IPClusterError(f"engine {engine_id} (pid {pid}) was not started by this cluster")
+        launcher, index = await self._engine_process(engine_id)
+        await launcher.signal(signum, index=index)
 
     async def restart_engine(self, engine_id: int) -> None:
         """Stop the engine ``engine_id`` and start one replacement in the same engine set."""
-        pid = await self._engine_pid(engine_id)
-        for launcher in self.engines.values():
-            if pid in launcher.pids:
-                await launcher.stop_process(launcher.pids.index(pid))
-                await launcher.start(1)
-                self._unconfirmed.append((launcher, launcher.processes[-1]))
-                self._write_state()
-                return
-        raise IPClusterError(f"engine {engine_id} (pid {pid}) was not started by this cluster")
+        launcher, index = await self._engine_process(engine_id)
+        await launcher.stop_process(index)
+        await launcher.start(1)
+        self._unconfirmed.append((launcher, launcher.processes[-1]))
+        self._write_state()
 
-    async def _engine_pid(self, engine_id: int) -> int:
-        """The pid engine ``engine_id`` registered with (the controller tells every client)."""
+    async def _engine_process(self, engine_id: int) -> tuple[Launcher, int]:
+        """The launcher and index of the process behind engine ``engine_id``."""
         client = self._clients[0] if self._clients else await self.connect_client()
-        pid = engine_ids.pid_from_client(client, engine_id)
-        if not pid:
-            raise IPClusterError(f"engine {engine_id} is not registered (engines: {client.ids})")
-        return pid
+        return engine_ids.process_of(client, engine_id, self.engines.values())
 
     # -- state -------------------------------------------------------------------------------------------
 
@@ -501,40 +384,16 @@ class Cluster(LoggingConfigurable):
 
     def to_dict(self) -> dict[str, Any]:
         """The cluster's state, as written to :attr:`cluster_file`."""
-        cluster: dict[str, Any] = {name: getattr(self, name) for name in _SAVED_TRAITS}
-        cluster["class"] = f"{type(self).__module__}:{type(self).__qualname__}"
-        cluster["controller_launcher_class"] = _launcher_name(self.controller_launcher_class)
-        cluster["engine_launcher_class"] = _launcher_name(self.engine_launcher_class)
-        cluster["start_time"] = self.start_time
-        cluster["owner_pid"] = self.owner_pid
-        cluster["owner_create_time"] = self.owner_create_time
-        return {
-            "cluster": cluster,
-            "controller": self.controller.to_dict() if self.controller else None,
-            "engines": {set_id: launcher.to_dict() for set_id, launcher in self.engines.items()},
-        }
+        return state_mod.cluster_to_dict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], **kwargs: Any) -> "Cluster":
+    def from_dict(cls, d: dict[str, Any], **kwargs: Any) -> Self:
         """Rebuild a Cluster from :meth:`to_dict`: its processes can be signalled and stopped.
 
         A restored cluster does not stop at this interpreter's exit unless ``shutdown_atexit=True``
         is passed.
         """
-        info = d["cluster"]
-        traits = {name: info[name] for name in _SAVED_TRAITS if name in info}
-        traits.setdefault("shutdown_atexit", False)
-        traits.setdefault("load_profile", False)
-        traits.update(kwargs)
-        self = cls(**traits)
-        self.start_time = info.get("start_time")
-        self.owner_pid = info.get("owner_pid")
-        self.owner_create_time = info.get("owner_create_time")
-        if d.get("controller"):
-            self.controller = self._restore_launcher(d["controller"])
-        for set_id, launcher_state in (d.get("engines") or {}).items():
-            self.engines[set_id] = self._restore_launcher(launcher_state)
-        return self
+        return state_mod.cluster_from_dict(cls, d, **kwargs)
 
     @classmethod
     def from_file(
@@ -545,43 +404,15 @@ class Cluster(LoggingConfigurable):
         profile_dir: str | os.PathLike[str] | None = None,
         cluster_id: str = "",
         **kwargs: Any,
-    ) -> "Cluster":
+    ) -> Self:
         """Load a running cluster from its state file (by path, or by profile and cluster id)."""
         if cluster_file is None:
-            pdir = profile_dir or default_profile_dir(profile or "default", kwargs.get("ipython_dir"))
+            pdir = state_mod.resolve_profile_dir(profile or "default", profile_dir, kwargs.get("ipython_dir"))
             cluster_file = state_mod.cluster_file(pdir, cluster_id)
         return cls.from_dict(state_mod.read_state(cluster_file), **kwargs)
 
-    def _restore_launcher(self, launcher_state: dict[str, Any]) -> Launcher:
-        cls = find_launcher_class(launcher_state.get("class", "local"))
-        return cls.from_dict(launcher_state, parent=self, stop_timeout=self.stop_timeout)
-
     def _write_state(self) -> None:
-        self._adopt_recorded_engine_sets()
-        write_private_json(self.cluster_file, self.to_dict())
-
-    def _owns_state_file(self) -> dict[str, Any] | None:
-        """The saved state, if the state file describes this cluster's controller."""
-        try:
-            saved = state_mod.read_state(self.cluster_file)
-        except IPClusterError:
-            return None
-        procs = (saved.get("controller") or {}).get("processes") or [{}]
-        if self.controller is None or procs[0].get("pid") not in self.controller.pids:
-            return None
-        return saved
-
-    def _adopt_recorded_engine_sets(self) -> None:
-        """Take over engine sets that another process (``ipcluster engines``) recorded for us."""
-        saved = self._owns_state_file()
-        if saved is None:
-            return
-        for set_id, launcher_state in (saved.get("engines") or {}).items():
-            if set_id not in self.engines and set_id not in self._removed_engine_sets:
-                try:
-                    self.engines[set_id] = self._restore_launcher(launcher_state)
-                except LauncherError:
-                    self.log.warning("cannot restore engine set %s from %s", set_id, self.cluster_file, exc_info=True)
+        state_mod.write_state(self, self._removed_engine_sets)
 
     def _close_clients(self) -> None:
         clients, self._clients = self._clients, []
@@ -594,14 +425,8 @@ class Cluster(LoggingConfigurable):
     # -- cleanup at exit -----------------------------------------------------------------------------
 
     def _register_atexit(self) -> None:
-        if self.shutdown_atexit and not self._atexit_registered:
-            atexit.register(self._stop_at_exit)
-            self._atexit_registered = True
-
-    def _unregister_atexit(self) -> None:
-        if self._atexit_registered:
-            atexit.unregister(self._stop_at_exit)
-            self._atexit_registered = False
+        if self.shutdown_atexit:
+            self._exit_hook.register()
 
     def _stop_at_exit(self) -> None:
         if not self.running_pids():
@@ -664,6 +489,3 @@ class Cluster(LoggingConfigurable):
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.stop_cluster()
 
-
-def _launcher_name(value: Any) -> str:
-    return launcher_class_name(value) if isinstance(value, type) else str(value)

@@ -223,3 +223,21 @@ def test_client_with_no_arguments_finds_what_ipcluster_started(ipython_dir: Path
     finally:
         stop = ipcluster("stop")
         assert stop.returncode == 0, stop.stdout + stop.stderr
+
+
+def test_start_with_no_engines_then_add_some(ipython_dir: Path) -> None:
+    """`-n 0` is a controller alone (not one engine per core); engines are added later."""
+    out = ipcluster("start", "-n", "0", "--daemonize", "--cluster-id=z")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 engine(s) ready" in out.stdout
+    try:
+        assert state_of(ipython_dir, "z")["engines"] == {}
+        none = ipcluster("engines", "-n", "0", "--cluster-id=z")
+        assert none.returncode == 1 and "no engines to start" in none.stderr
+        more = ipcluster("engines", "-n", "1", "--cluster-id=z")
+        assert more.returncode == 0, more.stdout + more.stderr
+        assert "1 engine(s) registered" in more.stdout
+    finally:
+        stop = ipcluster("stop", "--cluster-id=z")
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert "1 engine(s)" in stop.stdout

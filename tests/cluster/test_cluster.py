@@ -173,6 +173,22 @@ async def test_add_and_stop_engine_sets(cluster: Cluster) -> None:
     await until(lambda: len(rc.ids) == 1)
 
 
+async def test_n_zero_starts_the_controller_alone(tmp_path: Path) -> None:
+    c = make_cluster(tmp_path, n=0)
+    try:
+        rc = await c.start_and_connect()
+        assert c.engines == {} and rc.ids == []
+        assert c.running_pids() == c.controller.pids  # type: ignore[union-attr]
+        with pytest.raises(IPClusterError, match="no engines to start"):
+            await c.start_engines()  # n=0 is a count, not "one per core"
+        await c.start_engines(1)  # engines can be added later
+        await c.wait_for_engines(rc, 1)
+        assert len(rc.ids) == 1
+    finally:
+        await c.stop_cluster()
+    assert c.running_pids() == []
+
+
 async def test_signal_engines(cluster: Cluster) -> None:
     await cluster.start_and_connect(n=2)
     launcher = next(iter(cluster.engines.values()))
