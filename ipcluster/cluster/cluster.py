@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import ipaddress
 import logging
 import os
 import sys
@@ -271,7 +272,6 @@ class Cluster(LoggingConfigurable):
         return set_id
 
     async def _spawn_engines(self, n: int | None = None, engine_set_id: str | None = None) -> str:
-        count = n if n is not None else (self.n or os.cpu_count() or 1)
         set_id = engine_set_id or state_mod.new_cluster_id()
         if set_id in self.engines:
             raise IPClusterError(f"engine set {set_id!r} already exists")
@@ -283,6 +283,9 @@ class Cluster(LoggingConfigurable):
             *self.engine_args,
         ]
         launcher = self._make_launcher(self.engine_launcher_class, argv=argv, name=f"engines-{set_id}")
+        # a launcher with its own host list (ssh) knows how many engines it was configured for
+        count = n if n is not None else (self.n or getattr(launcher, "default_count", None) or os.cpu_count() or 1)
+        self._check_reachable(launcher)
         self.engines[set_id] = launcher
         self._removed_engine_sets.discard(set_id)
         try:
@@ -296,6 +299,17 @@ class Cluster(LoggingConfigurable):
         return set_id
 
     add_engines = start_engines
+
+    def _check_reachable(self, launcher: Launcher) -> None:
+        """Refuse engines on other hosts when the controller listens on loopback only: they
+        would wait for a controller they can never reach."""
+        remote = list(getattr(launcher, "remote_hosts", []) or [])
+        if remote and _is_loopback(self.controller_ip):
+            raise LauncherError(
+                f"engines on {', '.join(remote)} cannot reach a controller that listens only on "
+                f"{self.controller_ip}: set c.Cluster.controller_ip = '0.0.0.0' (or an address of this host "
+                f"that they can reach; `ipcluster start --ip=0.0.0.0`, `Cluster(controller_ip=...)`)"
+            )
 
     async def start_cluster(self, n: int | None = None) -> None:
         """Start the controller and ``n`` engines (default :attr:`n`; 0: the controller alone).
@@ -332,7 +346,8 @@ class Cluster(LoggingConfigurable):
         return client
 
     def _expected_engines(self) -> int:
-        return sum(len(launcher.running_pids) for launcher in self.engines.values())
+        # one process may run several engines (mpiexec): such launchers say how many
+        return sum(int(getattr(launcher, "engine_count", len(launcher.running_pids))) for launcher in self.engines.values())
 
     async def wait_for_engines(self, client: Any, n: int | None = None, timeout: float | None = None) -> None:
         """Wait until ``client`` sees ``n`` engines (default: all started), failing fast.
@@ -663,6 +678,16 @@ class Cluster(LoggingConfigurable):
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.stop_cluster()
+
+
+def _is_loopback(ip: str) -> bool:
+    """Whether a controller listening on ``ip`` is reachable from this host only."""
+    if ip.lower() in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(ip.strip("[]")).is_loopback
+    except ValueError:
+        return False  # '*', '0.0.0.0' or a host name: other hosts may reach it
 
 
 def _launcher_name(value: Any) -> str:
