@@ -323,11 +323,11 @@ class Cluster(LoggingConfigurable):
         await self._spawn_controller()
         try:
             if count and not self.delay:
-                await self._spawn_engines(count)
+                await self._spawn_engines(n)  # None: the launcher or Cluster.n decides
             await self._controller_ready()
             if count and self.delay:
                 await asyncio.sleep(self.delay)  # user-requested; not synchronisation
-                await self._spawn_engines(count)
+                await self._spawn_engines(n)  # None: the launcher or Cluster.n decides
             self._write_state()
         except BaseException:
             await self.stop_cluster()

@@ -45,7 +45,7 @@ from .interrupts import Interrupts
 from .iopub import IOPub
 from .kernel import Kernel
 from .namespace import make_user_module
-from .remote import RemoteStartError, StdinLink, candidate_hosts, first_reachable, mpi_rank, stop_self
+from .remote import RemoteStartError, StdinLink, candidate_hosts, first_reachable, mpi_rank
 from .streams import Flusher, capture, restore
 
 
@@ -216,9 +216,17 @@ class EngineApp(Application):
                    if k not in info]
         if missing:
             raise EngineStartError(f"the connection info on stdin lacks {', '.join(missing)}")
-        link.watch(stop_self, grace=self.controller_timeout)
+        link.watch(self._stdin_closed, grace=self.controller_timeout)
         self.log.debug("connection info read from stdin")
         return info
+
+    def _stdin_closed(self) -> None:
+        """The launcher closed our stdin, or died, or its connection broke (lifeline thread)."""
+        reason = "stdin closed: the launcher that started this engine stopped it or is gone"
+        if self._stopped is None:  # still starting: nothing to unregister
+            self.log.error("%s; exiting", reason)
+            os._exit(1)
+        self._stop_kernel(0, reason)
 
     async def choose_address(self, info: dict[str, Any]) -> dict[str, Any]:
         """Use the first controller address that answers (all are tried at once).

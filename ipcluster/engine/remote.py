@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -128,11 +127,6 @@ class StdinLink:
         thread = threading.Thread(target=run, name="ipengine-lifeline", daemon=True)
         thread.start()
         return thread
-
-
-def stop_self() -> None:
-    """SIGTERM to this process: the engine's normal, tested way to stop."""
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _set_result(fut: asyncio.Future[bytes], value: bytes) -> None:

@@ -347,9 +347,12 @@ class SSHLauncher(Launcher):
         ``stop_timeout``; ssh processes still running after it get SIGTERM, then SIGKILL."""
         self._stopping = True
         await self._cancel_senders()
-        for pid in list(self._pipes):
+        closed = set(self._pipes)
+        for pid in closed:
             self._close_pipe(pid)
-        running = [p for p in self.processes if p.running]
+        # restored from a state file (another process), we hold no stdin: SIGTERM to ssh ends
+        # the connections, and with them the engines
+        running = [p for p in self.processes if p.running and p.pid in closed]
         if running:
             done, pending = await asyncio.wait(
                 [asyncio.ensure_future(p.wait()) for p in running], timeout=self.stop_timeout
@@ -424,9 +427,22 @@ def _for_remote(info: dict[str, Any]) -> dict[str, Any]:
     """The connection info for another host: without the Unix-socket and shared-memory folders.
 
     They name paths on the controller's host; on a shared file system the socket files would
-    exist elsewhere too, and an engine there would try them and never connect.
+    exist elsewhere too, and an engine there would try them and never connect. Loopback addresses
+    go too: there they would reach whatever listens on that host's own loopback.
     """
-    return {k: v for k, v in info.items() if k not in ("ipc", "shm")}
+    remote = {k: v for k, v in info.items() if k not in ("ipc", "shm")}
+    if isinstance(info.get("addresses"), list):  # our loopback is another host's own loopback
+        remote["addresses"] = [a for a in info["addresses"] if not _is_loopback(str(a))]
+    return remote
+
+
+def _is_loopback(address: str) -> bool:
+    if address.lower() in _LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it means this host to the others
 
 
 def _count_hosts(plan: list[str]) -> str:

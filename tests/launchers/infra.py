@@ -48,6 +48,17 @@ def require(marker: str, *programs: str) -> None:
     pytest.skip(message)
 
 
+def require_module(marker: str, module: str) -> None:
+    """Skip unless ``module`` imports; with IPCLUSTER_REQUIRE_INFRA=1 (CI), fail instead."""
+    try:
+        __import__(module)
+    except ImportError as e:
+        message = f"{marker} tests need the Python package {module} (the 'test' extra): {e}"
+        if os.environ.get("IPCLUSTER_REQUIRE_INFRA") == "1":
+            pytest.fail(f"{message}; IPCLUSTER_REQUIRE_INFRA=1 makes this a failure")
+        pytest.skip(message)
+
+
 def run(argv: Sequence[str], timeout: float = 20) -> str:
     """Run a setup command; raise with its output if it fails."""
     proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)

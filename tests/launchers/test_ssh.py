@@ -20,8 +20,6 @@ from ipcluster.launchers.ssh import SSHLauncher
 
 from .infra import LoopbackSSHD, NetnsHosts, SSHKeys, wait_gone
 
-pytestmark = pytest.mark.ssh
-
 HERE = Path(__file__).parent
 
 
@@ -38,6 +36,7 @@ def engine_pids(rc: ipp.Client) -> list[int]:
     return sorted(rc[:].apply_sync(os.getpid))
 
 
+@pytest.mark.ssh
 @pytest.mark.timeout(90)
 def test_localhost_engines_with_a_loopback_controller(sshd: LoopbackSSHD, profile: str) -> None:
     c = ssh_config(sshd, engines={"localhost": 2})
@@ -69,6 +68,7 @@ def test_localhost_engines_with_a_loopback_controller(sshd: LoopbackSSHD, profil
     assert wait_gone(pids, 5) == []
 
 
+@pytest.mark.ssh
 @pytest.mark.timeout(60)
 def test_another_process_stops_ssh_engines_from_the_state_file(sshd: LoopbackSSHD, profile: str) -> None:
     c = ssh_config(sshd, engines={"127.0.0.1": 1})
@@ -76,6 +76,7 @@ def test_another_process_stops_ssh_engines_from_the_state_file(sshd: LoopbackSSH
     rc = cluster.start_and_connect_sync()
     try:
         pids = engine_pids(rc)
+        assert len(pids) == 1  # the host list's count, not one per core
         restored = ipp.Cluster.from_file(profile_dir=profile, cluster_id=cluster.cluster_id)
         assert restored.engines[next(iter(restored.engines))].to_dict()["hosts"]
         restored.stop_cluster_sync()
@@ -85,6 +86,7 @@ def test_another_process_stops_ssh_engines_from_the_state_file(sshd: LoopbackSSH
         cluster.stop_cluster_sync()
 
 
+@pytest.mark.ssh
 @pytest.mark.timeout(60)
 def test_missing_remote_python_is_a_clear_error(sshd: LoopbackSSHD, profile: str) -> None:
     c = ssh_config(sshd, engines={"localhost": 1}, remote_python="/nonexistent/python")
@@ -96,6 +98,7 @@ def test_missing_remote_python_is_a_clear_error(sshd: LoopbackSSHD, profile: str
     assert cluster.running_pids() == []
 
 
+@pytest.mark.ssh
 @pytest.mark.timeout(60)
 def test_remote_python_without_ipcluster_is_a_clear_error(sshd: LoopbackSSHD, profile: str, tmp_path: Path) -> None:
     bare = tmp_path / "bare-python"  # this Python without site-packages: no ipcluster there
@@ -109,6 +112,7 @@ def test_remote_python_without_ipcluster_is_a_clear_error(sshd: LoopbackSSHD, pr
     assert time.monotonic() - t0 < 15
 
 
+@pytest.mark.ssh
 @pytest.mark.timeout(60)
 def test_refused_login_is_a_clear_error(sshd: LoopbackSSHD, profile: str, tmp_path: Path) -> None:
     stranger = SSHKeys(tmp_path / "stranger")  # a key sshd does not know
@@ -136,6 +140,7 @@ def test_remote_engines_with_a_loopback_controller_are_refused_at_once(profile: 
 # -- two hosts in network namespaces -------------------------------------------------------------
 
 
+@pytest.mark.ssh
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("listen", ["bridge", "all"])
 def test_px_and_map_across_two_namespace_hosts(netns: NetnsHosts, tmp_path: Path, listen: str) -> None:
@@ -172,6 +177,7 @@ def test_px_and_map_across_two_namespace_hosts(netns: NetnsHosts, tmp_path: Path
           f"map {result['map_s']:.2f} s, stop {result['stop_s']:.2f} s")
 
 
+@pytest.mark.ssh
 @pytest.mark.timeout(60)
 def test_unreachable_host_is_reported_within_the_connect_timeout(netns: NetnsHosts, tmp_path: Path) -> None:
     """ssh runs inside the controller namespace, where 'nowhere' routes to an address nobody has."""
