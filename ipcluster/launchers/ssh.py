@@ -236,9 +236,11 @@ class SSHLauncher(Launcher):
 
         The remote side gets one string: the remote shell parses it again, so it is built with
         :func:`shlex.join` and starts with ``exec`` (the engine replaces the shell, so closing its
-        stdin reaches the engine itself).
+        stdin reaches the engine itself). :attr:`env` is set on the remote side (``env K=V``):
+        ssh does not carry this process's environment over.
         """
-        remote = "exec " + shlex.join(["env", "PYTHONUNBUFFERED=1", *remote_argv])
+        env = [f"{k}={v}" for k, v in {"PYTHONUNBUFFERED": "1", **self.env}.items()]
+        remote = "exec " + shlex.join(["env", *env, *remote_argv])
         return [
             *self.ssh_cmd, *self.ssh_args,
             "-o", "BatchMode=yes",

@@ -97,7 +97,7 @@ def test_local_and_remote_hosts() -> None:
 def test_remote_command_is_quoted_and_reads_stdin() -> None:
     launcher = SSHLauncher(
         argv=[*ENGINE_ARGV, "--EngineApp.x=it's; rm -rf /"], remote_python="/opt/my python/bin/python",
-        ssh_args=["-F", "/cfg"], connect_timeout=3,
+        ssh_args=["-F", "/cfg"], connect_timeout=3, env={"OMP_NUM_THREADS": "1 2"},
     )
     path, remote_argv = launcher._engine_command()
     assert path == Path("/p/security/ipcontroller-engine.json")
@@ -106,8 +106,8 @@ def test_remote_command_is_quoted_and_reads_stdin() -> None:
     assert "ConnectTimeout=3" in argv and "BatchMode=yes" in argv
     assert argv[-2] == "node1"
     words = shlex.split(argv[-1])  # what the remote shell will see
-    assert words[:3] == ["exec", "env", "PYTHONUNBUFFERED=1"]
-    assert words[3:] == ["/opt/my python/bin/python", "-m", "ipcluster.engine", "--file=-", "--timeout=30",
+    assert words[:4] == ["exec", "env", "PYTHONUNBUFFERED=1", "OMP_NUM_THREADS=1 2"]
+    assert words[4:] == ["/opt/my python/bin/python", "-m", "ipcluster.engine", "--file=-", "--timeout=30",
                          "--EngineApp.x=it's; rm -rf /"]
 
 
@@ -124,6 +124,16 @@ def test_remote_hosts_get_no_local_paths_or_loopback() -> None:
     assert "ipc" not in remote and "shm" not in remote
     assert remote["addresses"] == ["vm", "10.1.2.3"]
     assert candidate_hosts(remote) == ["vm", "10.1.2.3"]
+
+
+def test_controller_lists_every_address_it_listens_on() -> None:
+    from ipcluster.controller.app import listen_addresses
+
+    assert listen_addresses("10.1.2.3", "10.1.2.3") == ["10.1.2.3"]
+    assert listen_addresses("10.1.2.3", "head.example.org") == ["head.example.org", "10.1.2.3"]
+    every = listen_addresses("0.0.0.0", "vm")
+    assert every[0] == "vm" and "127.0.0.1" in every
+    assert all(not a.startswith("127.") for a in every[1 : every.index("127.0.0.1")])  # loopback last
 
 
 def test_diagnoses_name_the_host() -> None:

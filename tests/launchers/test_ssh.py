@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import ipcluster as ipp
 from ipcluster.error import LauncherError, ProcessExited, RemoteError
 from ipcluster.launchers.ssh import SSHLauncher
 
-from .infra import LoopbackSSHD, NetnsHosts, SSHKeys, wait_gone
+from .infra import Daemon, LoopbackSSHD, NetnsHosts, SSHKeys, wait_gone
 
 HERE = Path(__file__).parent
 
@@ -199,9 +200,35 @@ def test_unreachable_host_is_reported_within_the_connect_timeout(netns: NetnsHos
         finally:
             await launcher.stop()
 
-    import asyncio
-
     t0 = time.monotonic()
     message = asyncio.run(attempt())
     assert time.monotonic() - t0 < 15
     assert "SSH host nowhere is unreachable" in message, message
+
+
+@pytest.mark.ssh
+@pytest.mark.timeout(60)
+def test_ipcluster_start_with_an_ipyparallel_config_file_and_ctrl_c(sshd: LoopbackSSHD, tmp_path: Path) -> None:
+    """The command line, a profile's ipcluster_config.py in ipyparallel's names, and Ctrl-C."""
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "ipcluster_config.py").write_text(
+        'c.Cluster.engine_launcher_class = "SSHEngineSetLauncher"\n'
+        'c.SSHEngineSetLauncher.engines = {"localhost": 2}\n'
+        f"c.SSHEngineSetLauncher.ssh_args = ['-F', {str(sshd.ssh_config)!r}]\n"
+        f"c.SSHEngineSetLauncher.remote_python = {sys.executable!r}\n"
+    )
+    ipcluster = str(Path(sys.executable).with_name("ipcluster"))
+    cli = Daemon([ipcluster, "start", f"--profile-dir={profile}"], "is up: 2 engine(s) ready")
+    try:
+        cli.wait_ready(30)
+        # the engines run under sshd's sessions, not under the ipcluster command
+        engines = [p.pid for p in psutil.Process(sshd.daemon.proc.pid).children(recursive=True)
+                   if "ipcluster.engine" in " ".join(p.cmdline())]
+        assert len(engines) == 2
+        cli.proc.send_signal(signal.SIGINT)
+        assert cli.proc.wait(30) == 0
+    finally:
+        cli.stop()
+    assert wait_gone(engines, 5) == []
+    assert not list((profile / "security").glob("cluster-*.json"))
