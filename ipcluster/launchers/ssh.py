@@ -417,7 +417,10 @@ def diagnose(host: str, exit_code: int | None, output: str, remote_python: str) 
     if "cannot reach the controller" in text:
         return f"the engine on {host} cannot reach the controller (see the addresses it tried below)"
     if exit_code == 255:
-        if "permission denied" in text or "authentication" in text or "host key verification failed" in text:
+        if "host key verification failed" in text:
+            return (f"ssh does not know {host}'s host key (or it changed): connect once by hand "
+                    f"(ssh {host}) to check and accept it")
+        if "permission denied" in text or "authentication" in text:
             return f"ssh login to {host} was refused (check the user, key and ssh_args)"
         if any(s in text for s in ("timed out", "no route", "could not resolve", "unreachable", "refused")):
             return f"SSH host {host} is unreachable"

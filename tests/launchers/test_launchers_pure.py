@@ -147,6 +147,7 @@ def test_diagnoses_name_the_host() -> None:
     assert "ipcluster is not installed for py on h4" in diagnose(
         "h4", 1, "/usr/bin/python3: No module named ipcluster", "py"
     )
+    assert "ssh does not know h6's host key" in diagnose("h6", 255, "Host key verification failed.", "py")
     assert "cannot reach the controller" in diagnose("h5", 1, "cannot reach the controller at any of its", "py")
 
 
@@ -166,6 +167,18 @@ def test_mpi_launcher_state_round_trips() -> None:
     launcher.counts = {1234: 8}
     restored = MPILauncher.from_dict(launcher.to_dict())
     assert isinstance(restored, MPILauncher) and restored.counts == {1234: 8}
+
+
+def test_missing_infrastructure_skips_or_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    from .infra import require
+
+    monkeypatch.delenv("IPCLUSTER_REQUIRE_INFRA", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="/nonexistent/sshd"):
+        require("ssh", "/nonexistent/sshd")
+    monkeypatch.setenv("IPCLUSTER_REQUIRE_INFRA", "1")
+    with pytest.raises(pytest.fail.Exception, match="IPCLUSTER_REQUIRE_INFRA=1"):
+        require("ssh", "/nonexistent/sshd")
+    require("ssh", sys.executable)  # present: nothing happens
 
 
 # -- the engine's side ---------------------------------------------------------------------------------

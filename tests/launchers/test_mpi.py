@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from IPython.utils.capture import capture_output
 from traitlets.config import Config
 
 import ipcluster as ipp
-from ipcluster.error import LauncherError
+from ipcluster.error import LauncherError, ProcessExited
 
 from .infra import require, require_module, wait_gone
 
@@ -69,4 +70,24 @@ def test_missing_mpiexec_is_a_clear_error(profile: str, tmp_path: Path, monkeypa
     with pytest.raises(LauncherError, match=r"'mpiexec' was not found on PATH.*c\.MPILauncher\.mpi_cmd"):
         cluster.start_cluster_sync()
     assert time.monotonic() - t0 < 10
+    assert cluster.running_pids() == []
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(os.geteuid() != 0, reason="Open MPI's refusal to run as root needs root")
+def test_open_mpi_refusing_root_says_which_option_to_set(profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    require("mpi", "mpiexec")
+    for name in ("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"):
+        monkeypatch.delenv(name, raising=False)
+    version = subprocess.run(["mpiexec", "--version"], capture_output=True, text=True, timeout=20).stdout.lower()
+    if "open mpi" not in version and "openrte" not in version and "open-mpi" not in version:
+        pytest.skip("mpiexec is not Open MPI")
+    c = Config()
+    c.MPILauncher.oversubscribe = True  # root is the only refusal left
+    cluster = ipp.Cluster(engines="mpi", n=2, profile_dir=profile, config=c, log_level="WARN")
+    t0 = time.monotonic()
+    with pytest.raises(ProcessExited, match=r"set c\.MPILauncher\.allow_run_as_root = True"):
+        cluster.start_and_connect_sync()
+    assert time.monotonic() - t0 < 20
     assert cluster.running_pids() == []
