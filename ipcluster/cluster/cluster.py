@@ -346,8 +346,7 @@ class Cluster(LoggingConfigurable):
         return client
 
     def _expected_engines(self) -> int:
-        # one process may run several engines (mpiexec): such launchers say how many
-        return sum(int(getattr(launcher, "engine_count", len(launcher.running_pids))) for launcher in self.engines.values())
+        return sum(_engines_in(launcher, running_only=True) for launcher in self.engines.values())
 
     async def wait_for_engines(self, client: Any, n: int | None = None, timeout: float | None = None) -> None:
         """Wait until ``client`` sees ``n`` engines (default: all started), failing fast.
@@ -455,7 +454,7 @@ class Cluster(LoggingConfigurable):
         if missing:
             raise IPClusterError(f"no engine set {missing[0]!r}; engine sets: {sorted(self.engines)}")
         launchers = [self.engines[i] for i in ids]
-        sizes = [len(launcher.processes) for launcher in launchers]
+        sizes = [_engines_in(launcher, running_only=False) for launcher in launchers]
         await asyncio.gather(*(launcher.stop() for launcher in launchers))
         for launcher, count in zip(launchers, sizes):
             launcher.processes.clear()
@@ -678,6 +677,14 @@ class Cluster(LoggingConfigurable):
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.stop_cluster()
+
+
+def _engines_in(launcher: Launcher, running_only: bool) -> int:
+    """How many engines a launcher's processes run: one each, unless the launcher says otherwise
+    (``engines_per_process``: one ``mpiexec`` runs all the ranks of its set)."""
+    per_process = getattr(launcher, "engines_per_process", None)
+    procs = [p for p in launcher.processes if p.running or not running_only]
+    return sum(int(per_process(p)) for p in procs) if per_process else len(procs)
 
 
 def _is_loopback(ip: str) -> bool:

@@ -62,10 +62,15 @@ class MPILauncher(Launcher):
         super().__init__(**kwargs)
         self.counts: dict[int, int] = {}  # pid of mpiexec -> ranks it runs
 
+    def engines_per_process(self, proc: Process) -> int:
+        """How many engines ``proc`` (one mpiexec) runs: the Cluster counts engines with it, to
+        wait for all of them and to restart the set at its size."""
+        return self.counts.get(proc.pid, 1)
+
     @property
     def engine_count(self) -> int:
-        """Engines run by the mpiexec processes still running (each runs several)."""
-        return sum(self.counts.get(p.pid, 1) for p in self.processes if p.running)
+        """Engines run by the mpiexec processes still running."""
+        return sum(self.engines_per_process(p) for p in self.processes if p.running)
 
     def mpi_env(self) -> dict[str, str]:
         """The environment for mpiexec: :meth:`child_env` plus the Open MPI switches asked for."""

@@ -51,9 +51,17 @@ def test_allreduce_in_px_across_mpi_engines(profile: str) -> None:
         assert cap.stdout.count("of 3 total 6") == 3
         mapped = rc.load_balanced_view().map_sync(lambda x: x * 2, range(9))
         assert mapped == [x * 2 for x in range(9)]
-        pids = rc[:].apply_sync(os.getpid)
         log = next(Path(cluster.log_dir).glob("engines-*.log")).read_text()
         assert all(f"MPI rank {r}" in log for r in range(3)), log  # each engine knew its rank
+        old_pids, old_ids = rc[:].apply_sync(os.getpid), set(rc.ids)
+        cluster.restart_engines_sync()  # the set comes back at its size: 3 ranks, not 1 mpiexec
+        deadline = time.monotonic() + 60
+        while len(set(rc.ids) - old_ids) < 3 or set(rc.ids) & old_ids:  # bounded poll on the client's view
+            assert time.monotonic() < deadline, rc.ids
+            time.sleep(0.05)
+        pids = rc[:].apply_sync(os.getpid)
+        assert len(pids) == 3 and not set(pids) & set(old_pids)
+        assert wait_gone(old_pids, 5) == []
     finally:
         rc.close()
         cluster.stop_cluster_sync()
