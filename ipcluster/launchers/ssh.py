@@ -321,10 +321,16 @@ class SSHLauncher(Launcher):
             os.close(fd)
 
     async def _cancel_senders(self) -> None:
-        tasks = list(self._senders)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Cancel the connection-info senders; those of another event loop (a blocking twin's
+        thread, when stopping at exit) are cancelled there, and not awaited."""
+        loop = asyncio.get_running_loop()
+        mine = [t for t in self._senders if t.get_loop() is loop]
+        for t in self._senders:
+            if t.get_loop() is loop:
+                t.cancel()
+            elif not t.get_loop().is_closed():
+                t.get_loop().call_soon_threadsafe(t.cancel)
+        await asyncio.gather(*mine, return_exceptions=True)
 
     async def signal(self, sig: int, index: int | None = None) -> None:
         """Send ``sig`` to the remote engines (over their stdin), or to the ``index``-th one.

@@ -232,3 +232,38 @@ def test_ipcluster_start_with_an_ipyparallel_config_file_and_ctrl_c(sshd: Loopba
         cli.stop()
     assert wait_gone(engines, 5) == []
     assert not list((profile / "security").glob("cluster-*.json"))
+
+
+OWNER = """
+import os, sys, time
+from traitlets.config import Config
+import ipcluster as ipp
+c = Config()
+c.SSHEngineSetLauncher.engines = {"localhost": 2}
+c.SSHEngineSetLauncher.ssh_args = ["-F", sys.argv[1]]
+c.SSHEngineSetLauncher.remote_python = sys.executable
+cluster = ipp.Cluster(engines="ssh", profile_dir=sys.argv[2], config=c, log_level="WARN")
+rc = cluster.start_and_connect_sync()
+print("READY", *rc[:].apply_sync(os.getpid), flush=True)
+import signal
+signal.pause()  # until the test kills us
+"""
+
+
+@pytest.mark.ssh
+@pytest.mark.timeout(60)
+def test_remote_engines_exit_when_the_process_that_started_them_is_killed(sshd: LoopbackSSHD, profile: str) -> None:
+    """SIGKILL leaves no chance to clean up: the engines' stdin closing is what stops them."""
+    owner = Daemon([sys.executable, "-c", OWNER, str(sshd.ssh_config), profile], "READY")
+    try:
+        owner.wait_ready(40)
+        engines = [int(p) for p in next(x for x in owner.lines if x.startswith("READY")).split()[1:]]
+        assert len(engines) == 2 and all(psutil.pid_exists(p) for p in engines)
+        owner.proc.kill()
+        owner.proc.wait(10)
+        assert wait_gone(engines, 10) == []
+    finally:
+        owner.stop()
+        # the controller is a plain local process: it outlives a killed owner; stop it from its state
+        for state in (Path(profile) / "security").glob("cluster-*.json"):
+            ipp.Cluster.from_file(state).stop_cluster_sync()
