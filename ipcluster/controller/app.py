@@ -203,7 +203,8 @@ class ControllerApp(Application):
         location = self.location or (socket.gethostname() if self.ip in ("*", "0.0.0.0", "") else self.ip)
         interface = f"tcp://{location}"
         common = {"key": key.decode(), "signature_scheme": "hmac-sha256", "interface": interface,
-                  "location": location, "addresses": listen_addresses(self.ip, location), "cluster_id": self.cluster_id, "pid": os.getpid(),
+                  "location": location, "addresses": listen_addresses(self.ip, location),
+                  "cluster_id": self.cluster_id, "pid": os.getpid(),
                   **({"shm": shm_dir} if shm_dir else {})}
         scheduler = SCHEMES[self.task_scheme](hwm=self.hwm, queue_time=self.queue_time)
         store = MemoryStore(self.max_records, self.max_result_bytes, self.max_result_size)
