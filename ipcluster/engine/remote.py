@@ -100,11 +100,11 @@ class StdinLink:
             raise RemoteStartError("the connection info on stdin is not a JSON object")
         return info
 
-    def watch(self, on_close: Callable[[], None], grace: float) -> threading.Thread:
+    def watch(self, on_close: Callable[[], None], grace: float | None) -> threading.Thread:
         """Serve ``signal N`` lines; on EOF call ``on_close`` and exit hard ``grace`` s later.
 
         The hard exit is the backstop for user code that ignores the stop: the launcher promised
-        its user that nothing stays behind on the host.
+        its user that nothing stays behind on the host. ``grace=None``: no backstop (tests).
         """
 
         def run() -> None:
@@ -120,6 +120,8 @@ class StdinLink:
                     except (OSError, ValueError):
                         pass
             on_close()
+            if grace is None:
+                return
             backstop = threading.Timer(grace, os._exit, (1,))
             backstop.daemon = True
             backstop.start()
