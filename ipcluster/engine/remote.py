@@ -82,9 +82,9 @@ class StdinLink:
             try:
                 line = self._read_line()
             except BaseException as e:  # noqa: BLE001 - handed to the waiting coroutine
-                loop.call_soon_threadsafe(_set_exception, result, e)
+                _call_soon(loop, _set_exception, result, e)
             else:
-                loop.call_soon_threadsafe(_set_result, result, line)
+                _call_soon(loop, _set_result, result, line)
 
         threading.Thread(target=reader, name="ipengine-stdin", daemon=True).start()
         try:
@@ -129,6 +129,14 @@ class StdinLink:
         thread = threading.Thread(target=run, name="ipengine-lifeline", daemon=True)
         thread.start()
         return thread
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """Hand a result to the waiting loop, unless it gave up waiting and closed already."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass
 
 
 def _set_result(fut: asyncio.Future[bytes], value: bytes) -> None:

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from traitlets import Dict, Float, Integer, List, Unicode, observe, validate
+from traitlets import Dict, Float, Integer, List, Tuple, Unicode, Union, observe, validate
 
 from ..error import LauncherError, ProcessExited
 from .base import Launcher
@@ -117,12 +117,13 @@ class SSHLauncher(Launcher):
 
     engines = Dict(
         key_trait=Unicode(),
-        value_trait=Integer(),
+        value_trait=Union([Integer(), Tuple(Integer(), List(Unicode()))]),
         config=True,
         help="""Hosts and how many engines each runs, e.g. ``{"node1": 4, "alice@node2": 2}``. A host
-        is anything ``ssh`` accepts (a name from ~/.ssh/config, ``user@host``). Without a number of
-        engines given to start() (``Cluster.n`` unset), every host gets its count; with one, engines
-        fill the hosts' counts in order, then go round-robin.""",
+        is anything ``ssh`` accepts (a name from ~/.ssh/config, ``user@host``). A value may also be
+        ``(n, [extra engine arguments])`` for that host's engines, as in ipyparallel. Without a number
+        of engines given to start() (``Cluster.n`` unset), every host gets its count; with one,
+        engines fill the hosts' counts in order, then go round-robin.""",
     )
     hostfile = Unicode(
         "",
@@ -191,7 +192,7 @@ class SSHLauncher(Launcher):
 
     def host_counts(self) -> dict[str, int]:
         """``engines`` plus the hosts of ``hostfile``, in that order."""
-        hosts = dict(self.engines)
+        hosts = {host: value if isinstance(value, int) else int(value[0]) for host, value in self.engines.items()}
         if self.hostfile:
             path = Path(self.hostfile).expanduser()
             try:
@@ -204,6 +205,11 @@ class SSHLauncher(Launcher):
         if bad:
             raise LauncherError(f"invalid SSH host name(s): {bad!r}")
         return hosts
+
+    def host_args(self, host: str) -> list[str]:
+        """Extra engine arguments given for ``host`` as ``engines[host] = (n, [args])``."""
+        value = self.engines.get(host)
+        return [str(a) for a in value[1]] if isinstance(value, (tuple, list)) else []
 
     @property
     def default_count(self) -> int | None:
@@ -276,7 +282,8 @@ class SSHLauncher(Launcher):
         for host in plan:
             read_end, write_end = os.pipe()  # both close-on-exec; posix_spawn's dup2 clears it on fd 0
             try:
-                proc = spawn_with_stdin(self.ssh_argv(host, remote_argv), env, read_end, self.next_log_file())
+                argv = self.ssh_argv(host, [*remote_argv, *self.host_args(host)])
+                proc = spawn_with_stdin(argv, env, read_end, self.next_log_file())
             except OSError as e:
                 os.close(write_end)
                 raise LauncherError(f"{self.name}: could not run {self.ssh_cmd[0]!r}: {e}") from e

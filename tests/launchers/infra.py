@@ -166,10 +166,16 @@ class LoopbackSSHD:
 
     def __init__(self, folder: Path) -> None:
         self.keys = SSHKeys(folder)
-        self.port = free_port()
-        config = self.keys.sshd_config(folder / "sshd_config", f"Port {self.port}", "ListenAddress 127.0.0.1")
-        self.daemon = Daemon([SSHD, "-D", "-e", "-f", str(config)], "Server listening on")
-        self.daemon.wait_ready()
+        for attempt in range(3):  # another process may take the free port before sshd binds it
+            self.port = free_port()
+            config = self.keys.sshd_config(folder / "sshd_config", f"Port {self.port}", "ListenAddress 127.0.0.1")
+            self.daemon = Daemon([SSHD, "-D", "-e", "-f", str(config)], "Server listening on")
+            try:
+                self.daemon.wait_ready()
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
         self.ssh_config = self.keys.ssh_config(folder / "ssh_config", {}, port=self.port)
 
     def close(self) -> None:

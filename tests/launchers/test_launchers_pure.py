@@ -75,6 +75,14 @@ def test_hostfile_and_engines_merge(tmp_path: Path) -> None:
         SSHLauncher(engines={"-oProxyCommand=x": 1}).host_counts()
 
 
+def test_engines_may_carry_per_host_arguments() -> None:
+    c = Config()
+    c.SSHEngineSetLauncher.engines = {"node1": (2, ["--log-level=DEBUG"]), "node2": 1}
+    launcher = SSHEngineSetLauncher(config=c, argv=ENGINE_ARGV)
+    assert launcher.host_counts() == {"node1": 2, "node2": 1}
+    assert launcher.host_args("node1") == ["--log-level=DEBUG"] and launcher.host_args("node2") == []
+
+
 def test_spread_fills_slots_then_goes_round_robin() -> None:
     hosts = {"a": 2, "b": 1}
     assert spread(hosts, 3) == ["a", "a", "b"]
@@ -224,23 +232,41 @@ async def test_stdin_link_times_out_and_rejects_garbage() -> None:
             os.close(read_end)
 
 
+def refusing_port(*hosts: str) -> tuple[int, list[socket.socket]]:
+    """A port that refuses connections on each of ``hosts`` for as long as the sockets are held
+    (bound, never listening: no other process can take the port meanwhile)."""
+    socks = [socket.socket()]
+    socks[0].bind((hosts[0], 0))
+    port = socks[0].getsockname()[1]
+    for host in hosts[1:]:
+        s = socket.socket()
+        s.bind((host, port))
+        socks.append(s)
+    return port, socks
+
+
 async def test_first_reachable_keeps_the_address_that_answers() -> None:
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.2", port))  # 127.0.0.2 is loopback too, but refuses on this port
     try:
-        # 127.0.0.2 is loopback too, but nothing listens there on this port: refused at once
         assert await first_reachable(["127.0.0.2", "127.0.0.1"], port, 5) == "127.0.0.1"
     finally:
+        blocker.close()
         server.close()
         await server.wait_closed()
-    with pytest.raises(RemoteStartError, match=r"127\.0\.0\.2:\d+ \(.*\); 127\.0\.0\.1:\d+ \("):
-        await first_reachable(["127.0.0.2", "127.0.0.1"], port, 5)
+    port, socks = refusing_port("127.0.0.2", "127.0.0.1")
+    try:
+        with pytest.raises(RemoteStartError, match=r"127\.0\.0\.2:\d+ \(.*\); 127\.0\.0\.1:\d+ \("):
+            await first_reachable(["127.0.0.2", "127.0.0.1"], port, 5)
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def test_engine_that_reaches_no_address_exits_naming_them(tmp_path: Path) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port, socks = refusing_port("127.0.0.3", "127.0.0.4")
     info = {"key": "k", "signature_scheme": "hmac-sha256", "interface": "tcp://127.0.0.3",
             "addresses": ["127.0.0.3", "127.0.0.4"], "engine_port": port, "iopub_port": port,
             "hb_ping_port": port, "hb_pong_port": port}
@@ -257,6 +283,8 @@ def test_engine_that_reaches_no_address_exits_naming_them(tmp_path: Path) -> Non
         assert proc.wait(30) == 1
         stderr = proc.stderr.read()
     finally:
+        for sock in socks:
+            sock.close()
         proc.stdin.close()
         proc.stderr.close()
         if proc.poll() is None:
