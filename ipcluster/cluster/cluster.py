@@ -33,7 +33,8 @@ from ..protocol.connection import (
 )
 from . import engine_ids, owner
 from . import state as state_mod
-from .options import ClusterOptions
+from .options import ClusterOptions, resolve_engine_count
+from .placement import check_reachable, engines_in
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -192,9 +193,6 @@ class Cluster(ClusterOptions, LoggingConfigurable):
         return set_id
 
     async def _spawn_engines(self, n: int | None = None, engine_set_id: str | None = None) -> str:
-        count = self.engine_count(n)
-        if count < 1:
-            raise IPClusterError(f"cluster {self.cluster_id!r}: no engines to start (n={count})")
         set_id = engine_set_id or state_mod.new_cluster_id()
         if set_id in self.engines:
             raise IPClusterError(f"engine set {set_id!r} already exists")
@@ -206,6 +204,12 @@ class Cluster(ClusterOptions, LoggingConfigurable):
             *self.engine_args,
         ]
         launcher = self._make_launcher(self.engine_launcher_class, argv=argv, name=f"engines-{set_id}")
+        # a launcher with its own host list (ssh) knows how many engines it was configured for
+        requested = n if n is not None else self.n
+        count = resolve_engine_count(getattr(launcher, "default_count", None) if requested is None else requested)
+        if count < 1:
+            raise IPClusterError(f"cluster {self.cluster_id!r}: no engines to start (n={count})")
+        check_reachable(launcher, self.controller_ip)
         self.engines[set_id] = launcher
         self._removed_engine_sets.discard(set_id)
         try:
@@ -232,11 +236,11 @@ class Cluster(ClusterOptions, LoggingConfigurable):
         await self._spawn_controller()
         try:
             if count and not self.delay:
-                await self._spawn_engines(count)
+                await self._spawn_engines(n)  # None: the launcher or Cluster.n decides
             await self._controller_ready()
             if count and self.delay:
                 await asyncio.sleep(self.delay)  # user-requested; not synchronisation
-                await self._spawn_engines(count)
+                await self._spawn_engines(n)  # None: the launcher or Cluster.n decides
             self._write_state()
         except BaseException:
             await self.stop_cluster()
@@ -255,7 +259,7 @@ class Cluster(ClusterOptions, LoggingConfigurable):
         return client
 
     def _expected_engines(self) -> int:
-        return sum(len(launcher.running_pids) for launcher in self.engines.values())
+        return sum(engines_in(launcher, running_only=True) for launcher in self.engines.values())
 
     async def wait_for_engines(self, client: Any, n: int | None = None, timeout: float | None = None) -> None:
         """Wait until ``client`` sees ``n`` engines (default: all started), failing fast.
@@ -327,7 +331,7 @@ class Cluster(ClusterOptions, LoggingConfigurable):
     async def restart_engines(self, engine_set_id: str | None = None) -> None:
         """Stop and start again one engine set, or all of them, with the same sizes and ids."""
         launchers = [self.engines[i] for i in self._engine_set_ids(engine_set_id)]
-        sizes = [len(launcher.processes) for launcher in launchers]
+        sizes = [engines_in(launcher, running_only=False) for launcher in launchers]
         await asyncio.gather(*(launcher.stop() for launcher in launchers))
         for launcher, count in zip(launchers, sizes):
             launcher.processes.clear()

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import psutil
 import zmq
 from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import Application, catch_config_error
@@ -202,7 +203,8 @@ class ControllerApp(Application):
         location = self.location or (socket.gethostname() if self.ip in ("*", "0.0.0.0", "") else self.ip)
         interface = f"tcp://{location}"
         common = {"key": key.decode(), "signature_scheme": "hmac-sha256", "interface": interface,
-                  "location": location, "cluster_id": self.cluster_id, "pid": os.getpid(),
+                  "location": location, "addresses": listen_addresses(self.ip, location),
+                  "cluster_id": self.cluster_id, "pid": os.getpid(),
                   **({"shm": shm_dir} if shm_dir else {})}
         scheduler = SCHEMES[self.task_scheme](hwm=self.hwm, queue_time=self.queue_time)
         store = MemoryStore(self.max_records, self.max_result_bytes, self.max_result_size)
@@ -234,6 +236,22 @@ class ControllerApp(Application):
             for s in socks.values():
                 s.close(linger=200)
             self.log.info("controller stopped")
+
+
+def listen_addresses(ip: str, location: str) -> list[str]:
+    """Every address engines may use to reach us: ``location`` first, then, when listening on all
+    interfaces, each address of this host (loopback last). Engines try them all at once and keep
+    the first that answers (see ``ipcluster.engine.remote``), so a host that cannot route to one
+    of them still finds another."""
+    if ip not in ("*", "0.0.0.0", ""):
+        return [ip] if ip == location else [location, ip]
+    found: list[str] = []
+    loopback: list[str] = []
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family == socket.AF_INET:
+                (loopback if a.address.startswith("127.") else found).append(a.address)
+    return list(dict.fromkeys([location, *found, *loopback]))
 
 
 def main(argv: list[str] | None = None) -> None:

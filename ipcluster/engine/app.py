@@ -45,6 +45,7 @@ from .interrupts import Interrupts
 from .iopub import IOPub
 from .kernel import Kernel
 from .namespace import make_user_module
+from .remote import RemoteStartError, StdinLink, candidate_hosts, first_reachable, mpi_rank
 from .streams import Flusher, capture, restore
 
 
@@ -62,7 +63,9 @@ class EngineApp(Application):
         "",
         config=True,
         help="Path of the controller's engine connection file (ipcontroller-engine.json). "
-        "Default: the one in the profile's security folder.",
+        "Default: the one in the profile's security folder. '-': read it as one line of JSON from "
+        "stdin, then exit when stdin closes (how the SSH launcher starts engines, so the key is never "
+        "written on the remote host).",
     )
     profile_dir = Unicode(
         "", config=True, help="Profile folder whose security/ holds the connection file (instead of --profile)."
@@ -139,6 +142,8 @@ class EngineApp(Application):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        #: this engine's rank when an MPI process manager started it (see engine.remote.mpi_rank)
+        self.mpi_rank = mpi_rank()
         self._stopped: asyncio.Future[tuple[int, str]] | None = None
         self._interrupts: Interrupts | None = None
         self._kernel: Kernel | None = None
@@ -156,7 +161,8 @@ class EngineApp(Application):
     async def run(self) -> int:
         try:
             info = await self.wait_for_connection_file()
-        except EngineStartError as e:
+            info = await self.choose_address(info)
+        except (EngineStartError, RemoteStartError) as e:
             self.log.error("%s", e)
             return 1
         try:
@@ -175,6 +181,8 @@ class EngineApp(Application):
 
     async def wait_for_connection_file(self) -> dict[str, Any]:
         """Read the connection file, waiting up to ``timeout`` for it to appear."""
+        if self.connection_file == "-":
+            return await self.read_stdin_info()
         path = self.connection_path()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
@@ -199,6 +207,42 @@ class EngineApp(Application):
             raise EngineStartError(f"{path}: unsupported signature_scheme {scheme!r}")
         self.log.debug("connection file %s", path)
         return info
+
+    async def read_stdin_info(self) -> dict[str, Any]:
+        """The connection info from stdin (``--file=-``); from then on, stdin closing stops us."""
+        link = StdinLink(0)
+        info = await link.read_info(self.timeout)
+        missing = [k for k in ("key", "interface", "engine_port", "iopub_port", "hb_ping_port", "hb_pong_port")
+                   if k not in info]
+        if missing:
+            raise EngineStartError(f"the connection info on stdin lacks {', '.join(missing)}")
+        link.watch(self._stdin_closed, grace=self.controller_timeout)
+        self.log.debug("connection info read from stdin")
+        return info
+
+    def _stdin_closed(self) -> None:
+        """The launcher closed our stdin, or died, or its connection broke (lifeline thread)."""
+        reason = "stdin closed: the launcher that started this engine stopped it or is gone"
+        if self._stopped is None:  # still starting: nothing to unregister
+            self.log.error("%s; exiting", reason)
+            os._exit(1)
+        self._stop_kernel(0, reason)
+
+    async def choose_address(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Use the first controller address that answers (all are tried at once).
+
+        Engines on the controller's host use its Unix sockets and skip this. Elsewhere an engine
+        that reaches no address exits naming each one it tried, with the reason.
+        """
+        if url(info, "engine_port").startswith("ipc://"):
+            return info
+        hosts = candidate_hosts(info)
+        if len(hosts) < 2 and not info.get("addresses"):
+            return info  # an older connection file: nothing to choose from
+        host = await first_reachable(hosts, int(info["engine_port"]), self.timeout)
+        if host != hosts[0]:
+            self.log.info("controller reachable at %s (of %s)", host, ", ".join(hosts))
+        return {**info, "interface": f"tcp://{host}"}
 
     async def _register(self, dealer: zmq.asyncio.Socket, session: Session, engine_uuid: str,
                         data: DataChannel | None) -> dict[str, Any]:
@@ -263,8 +307,9 @@ class EngineApp(Application):
             reply = await self._register(dealer, session, engine_uuid, data)
             engine_id: int = reply["id"]
             self.log.info(
-                "registered as engine %i with %s (uuid %s) in %.0f ms",
-                engine_id, url(info, "engine_port"), engine_uuid, (time.perf_counter() - t0) * 1000,
+                "registered as engine %i with %s (uuid %s%s) in %.0f ms",
+                engine_id, url(info, "engine_port"), engine_uuid,
+                "" if self.mpi_rank is None else f", MPI rank {self.mpi_rank}", (time.perf_counter() - t0) * 1000,
             )
             # SIGTERM and controller loss stop the kernel: it finishes the current task only
             interrupts = Interrupts(self.log, lambda: self._stop_kernel(0, "SIGTERM"))

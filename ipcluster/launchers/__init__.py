@@ -21,7 +21,11 @@ __all__ = ["GROUP", "Launcher", "find_launcher_class", "launcher_class_name", "l
 
 # launchers that ship with ipcluster; pyproject registers them too, and this table only keeps a
 # source checkout working when its installed metadata predates an entry point
-_BUILTIN = {"local": "ipcluster.launchers.local:LocalLauncher"}
+_BUILTIN = {
+    "local": "ipcluster.launchers.local:LocalLauncher",
+    "ssh": "ipcluster.launchers.ssh:SSHEngineSetLauncher",
+    "mpi": "ipcluster.launchers.mpi:MPIEngineSetLauncher",
+}
 
 # ipyparallel-style class names map to a registered name by dropping these suffixes
 _SUFFIXES = ("enginesetlauncher", "controllerlauncher", "launcher")

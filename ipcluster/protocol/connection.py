@@ -12,6 +12,7 @@ because a message over a Unix socket costs about a quarter less than over loopba
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -132,3 +133,20 @@ def remove_socket_folder(info: dict[str, Any] | None) -> list[str]:
             shutil.rmtree(folder, ignore_errors=True)
             gone.append(folder)
     return gone
+
+
+#: names that mean this host's own loopback interface
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` (an IP or a host name) is reachable from this host only.
+
+    ``'0.0.0.0'``, ``'*'`` and other host names are not: other hosts may reach them.
+    """
+    if address.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
