@@ -32,7 +32,8 @@ from zmq.utils.monitor import parse_monitor_message
 from .._aio import LoopThread
 from ..error import AuthenticationError, ClusterTimeout, ControllerError, IPClusterError, ProtocolError
 from ..protocol.serialize import deserialize_result
-from ..protocol.wire import NOBLOCK, readable, recv_frames, send_frames
+from ..protocol.receive import drain
+from ..protocol.wire import NOBLOCK, readable, send_frames
 from ..protocol.session import DataMissing, Message, Session
 from .datalink import DataLink
 from .task import TRACK, Broadcast, ExecuteReply, ResultCache, Task, task_error
@@ -48,7 +49,6 @@ TICK = 0.01
 #: sends closer together than this (seconds) are a burst, batched by the I/O thread
 BURST = 0.0002
 IDLE_TICK = 0.2
-_REPLIES = ("apply_reply", "execute_reply", "clear_reply")
 
 
 def _batchable(frames: list[Any], task: Task | None) -> bool:
@@ -87,6 +87,9 @@ class ClientIO:
         self.cond = threading.Condition()  # notified after each batch of finished tasks
         self.waiters = 0
         self.engine_listeners: list[Callable[[str, int], None]] = []
+        # replies to tasks, by msg_type; any other reply answers a controller query
+        self._replies: dict[str, Callable[[Message], None]] = dict.fromkeys(
+            ("apply_reply", "execute_reply", "clear_reply"), self._on_reply)
         self._queries: dict[str, asyncio.Future[Message]] = {}
         self._orphans: OrderedDict[str, Message] = OrderedDict()  # replies that came first
         self._lock = threading.Lock()  # guards every operation on the DEALER (see send)
@@ -315,19 +318,11 @@ class ClientIO:
             return
         if self._out:
             self._flush()
-        dealer = self.dealer
-        lock = self._lock
-        handle = self._on_dealer
-        for _ in range(BATCH):
-            with lock:
-                try:
-                    frames = recv_frames(dealer, NOBLOCK)
-                except zmq.Again:
-                    break
-                except zmq.ZMQError:  # closed
-                    return
-            handle(frames)
-        else:  # more may be waiting: let other work in first
+        try:
+            more = drain(self.dealer, self._on_dealer, BATCH, log, lock=self._lock)
+        except zmq.ZMQError:  # closed
+            return
+        if more:  # let other work in first
             self._drain_scheduled = True
             self.loop.call_soon(self._drain_dealer)
         if self._out:
@@ -337,17 +332,11 @@ class ClientIO:
     def _drain_sub(self) -> None:
         if self.sub.closed:
             return
-        sub = self.sub
-        handle = self._on_iopub
-        for _ in range(BATCH):
-            try:
-                frames = recv_frames(sub, NOBLOCK)
-            except zmq.Again:
-                break
-            except zmq.ZMQError:
-                return
-            handle(frames)
-        else:
+        try:
+            more = drain(self.sub, self._on_iopub, BATCH, log, batches=False)
+        except zmq.ZMQError:  # closed
+            return
+        if more:
             self.loop.call_soon(self._drain_sub)
         self.notify()
 
@@ -357,11 +346,6 @@ class ClientIO:
                 self.cond.notify_all()
 
     def _on_dealer(self, frames: list[Any]) -> None:
-        batch = Session.split_batch(frames)  # the controller sends replies in batches under load
-        if batch is not None:
-            for part in batch:
-                self._on_dealer(part)
-            return
         try:
             _, msg = self.session.unpack(frames)
         except DataMissing as e:
@@ -370,14 +354,8 @@ class ClientIO:
         except ProtocolError as e:
             self._on_unverified(frames, e)
             return
-        try:
-            msg_type = msg["msg_type"]
-            if msg_type in _REPLIES:
-                self._on_reply(msg)
-            else:
-                self._on_query_reply(msg)
-        except Exception:
-            log.exception("error handling %s from the controller", msg.get("msg_type"))
+        handler = self._replies.get(msg["msg_type"]) or self._on_query_reply
+        handler(msg)
 
     def _on_lost_data(self, frames: list[Any], why: str) -> None:
         """A reply whose buffers never came over the data channel: its task fails."""

@@ -46,17 +46,19 @@ import zmq.asyncio
 from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
 
-from ..error import wrap_exception
+from ..error import error_content, wrap_exception
 from ..protocol.data import TTL, DataChannel, keep_for, wait_for
-from ..protocol.messages import reply_type
+from ..protocol.messages import AbortRequest, RegistrationReply, ShutdownRequest, reply_type
+from ..protocol.receive import Handlers, drain
 from ..protocol.serialize import serialize_result
 from ..protocol.session import DIRECT_MIN, DataMissing, Message, Session, external, nbytes
-from ..protocol.wire import NOBLOCK, readable, recv_frames, send_frames
+from ..protocol.wire import NOBLOCK, readable, send_frames
 from .interrupts import Interrupts
 from .iopub import IOPub, safe_str
 from .namespace import FunctionCache, clear_namespace, resolve_references
 
-TASK_TYPES = frozenset({"apply_request", "execute_request", "clear_request"})
+#: ZeroMQ messages taken per receive pass before the queue gets a look (see protocol.receive)
+DRAIN_LIMIT = 512
 
 #: longest a finished task's reply waits for the replies of the tasks queued behind it (seconds)
 REPLY_HOLD = 0.002
@@ -132,7 +134,8 @@ class Kernel(LoggingConfigurable):
         self.shell: Any = None
         self._queue: deque[tuple[list[bytes], Message]] = deque()
         self._aborted: OrderedDict[str, None] = OrderedDict()
-        self._reply_types = {t: reply_type(t) for t in TASK_TYPES}
+        self._reply_types = {t: reply_type(t) for t in self.TASKS}
+        self.control: Handlers[Callable[..., None]] = Handlers(self.CONTROL, f"engine {engine_id}", self.log)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Future[None] | None = None  # set while serve() waits for a message
         self._import_hook: _ShellOnImport | None = None
@@ -203,20 +206,15 @@ class Kernel(LoggingConfigurable):
     def _drain(self) -> None:
         """Take every message already waiting on the socket, without blocking."""
         raw = self._raw
-        while readable(raw):
-            self._accept(recv_frames(raw, NOBLOCK))
+        while drain(raw, self._accept, DRAIN_LIMIT, self.log):
+            pass
 
     def _accept(self, frames: list[Any]) -> None:
-        """Queue a task, or apply a control message at once; never raises."""
-        batch = Session.split_batch(frames)  # the controller batches tasks for one engine
-        if batch is not None:
-            for part in batch:
-                self._accept(part)
-            return
+        """Queue a task, or apply a control message at once (one message: batches are split)."""
         try:
             idents, msg = self.session.unpack(frames)
         except DataMissing as e:  # its buffers come over the data channel: wait for them in order
-            if self.data is None or e.header["msg_type"] not in TASK_TYPES:
+            if self.data is None or e.header["msg_type"] not in self.TASKS:
                 self.log.warning("dropped %s: %s", e.header["msg_type"], e)
                 return
             wait = wait_for(e.size, self.data_wait)
@@ -228,29 +226,20 @@ class Kernel(LoggingConfigurable):
             self.log.warning("dropped a message that does not unpack (%d frames): %s", len(frames), e)
             return
         msg_type = msg["msg_type"]
-        try:
-            if msg_type in TASK_TYPES:
-                self._queue.append((idents, msg))
-            elif not idents and msg_type == "abort_request":  # control: from the controller itself
-                self._abort(msg["content"].get("msg_ids"))
-            elif not idents and msg_type == "shutdown_request":
-                self.log.info("shutdown requested by the controller")
-                self.stop(0, "shutdown_request")
-            elif not idents and msg_type == "registration_reply":
-                self.log.debug("ignored a late registration_reply")
-            elif idents and msg_type.endswith("_request"):
-                self.log.warning("unsupported request %s from %r", msg_type, idents[0])
-                content = {
-                    "status": "error",
-                    "ename": "NotImplementedError",
-                    "evalue": f"engines do not handle {msg_type}",
-                    "traceback": "",
-                }
-                self._reply(idents, msg, reply_type(msg_type), content, (), time.time(), 0)
-            else:
+        if msg_type in self.TASKS:
+            self._queue.append((idents, msg))
+        elif not idents:  # from the controller itself
+            handler = self.control.get(msg_type)
+            if handler is None:
                 self.log.warning("ignored unexpected %s message", msg_type)
-        except Exception:
-            self.log.exception("could not handle %s %s", msg_type, msg.get("msg_id"))
+            else:
+                handler(self, msg["content"])
+        elif msg_type.endswith("_request"):  # a client's request engines do not serve
+            self.log.warning("unsupported request %s from %r", msg_type, idents[0])
+            content = error_content(NotImplementedError(f"engines do not handle {msg_type}"))
+            self._reply(idents, msg, reply_type(msg_type), content, (), time.time(), 0)
+        else:
+            self.log.warning("ignored unexpected %s message", msg_type)
 
     async def _run_queue(self) -> None:
         queue = self._queue
@@ -273,12 +262,10 @@ class Kernel(LoggingConfigurable):
             started_mono = time.monotonic()
             buffers: Any = ()
             try:
-                if msg_type == "apply_request":
-                    content, buffers = self._apply(msg)
-                elif msg_type == "execute_request":
-                    content = await self._execute(msg)
-                else:
-                    content = self._clear(msg)
+                done = self.TASKS[msg_type](self, msg)
+                if type(done) is not tuple:  # execute is a coroutine: a cell may await
+                    done = await done
+                content, buffers = done
             except Exception:  # a bug of ours, not the user's: still answer
                 self.log.exception("%s %s failed", msg_type, msg["msg_id"])
                 content = self._error_content("engine")
@@ -326,6 +313,16 @@ class Kernel(LoggingConfigurable):
         self._on_stop(code, reason)
 
     # -- control -------------------------------------------------------------------------
+    def _on_abort(self, content: AbortRequest) -> None:
+        self._abort(content.get("msg_ids"))
+
+    def _on_shutdown(self, content: ShutdownRequest) -> None:
+        self.log.info("shutdown requested by the controller")
+        self.stop(0, "shutdown_request")
+
+    def _on_registration_reply(self, content: RegistrationReply) -> None:
+        self.log.debug("ignored a late registration_reply")
+
     def _abort(self, msg_ids: list[str] | None) -> None:
         queue = self._queue
         if msg_ids is None:
@@ -460,7 +457,10 @@ class Kernel(LoggingConfigurable):
                 e.__traceback__ = tb.tb_next  # drop this frame: users see their code first
             return self._error_content("apply"), []
 
-    async def _execute(self, msg: Message) -> dict[str, Any]:
+    async def _execute(self, msg: Message) -> tuple[dict[str, Any], tuple[()]]:
+        return await self._execute_cell(msg), ()
+
+    async def _execute_cell(self, msg: Message) -> dict[str, Any]:
         """Run a cell in the IPython shell; output and errors go out on IOPub."""
         self.iopub.begin(msg["header"])
         content = msg["content"]
@@ -545,7 +545,7 @@ class Kernel(LoggingConfigurable):
             if not silent:
                 shell.events.trigger("post_run_cell", cell.result() if cell.done() and not cell.cancelled() else None)
 
-    def _clear(self, msg: Message) -> dict[str, Any]:
+    def _clear(self, msg: Message) -> tuple[dict[str, Any], tuple[()]]:
         """Reset the user namespace (builtins stay)."""
         self.iopub.begin(msg["header"])
         self.functions.clear()
@@ -553,7 +553,7 @@ class Kernel(LoggingConfigurable):
             self.shell.reset(new_session=False)
         else:
             clear_namespace(self.user_ns)
-        return {"status": "ok"}
+        return {"status": "ok"}, ()
 
     # -- the shell -----------------------------------------------------------------------
     def get_shell(self) -> Any:
@@ -575,6 +575,20 @@ class Kernel(LoggingConfigurable):
             self.get_shell()
         except Exception:
             self.log.warning("could not start the IPython shell on import", exc_info=True)
+
+    #: what the engine runs, by request type; each returns the reply's content and buffers
+    #: (execute is a coroutine, since a cell may ``await``)
+    TASKS: dict[str, Callable[..., Any]] = {
+        "apply_request": _apply,
+        "execute_request": _execute,
+        "clear_request": _clear,
+    }
+    #: what the engine does with each message from the controller itself (not a client's)
+    CONTROL: dict[str, Callable[..., None]] = {
+        "abort_request": _on_abort,
+        "shutdown_request": _on_shutdown,
+        "registration_reply": _on_registration_reply,
+    }
 
 
 class _ShellOnImport:
