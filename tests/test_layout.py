@@ -105,3 +105,49 @@ def test_every_package_folder_is_installed() -> None:
     on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "ipcluster").rglob("__init__.py")}
     on_disk |= {"ipcluster.magics"} if (ROOT / "magics" / "__init__.py").exists() else set()
     assert on_disk == declared, f"missing from pyproject: {sorted(on_disk - declared)}; stale: {sorted(declared - on_disk)}"
+
+
+ENGINE_MODULES = sorted(
+    "ipcluster.engine" + ("." + p.stem if p.stem != "__init__" else "")
+    for p in (ROOT / "ipcluster" / "engine").glob("*.py") if p.stem != "__main__"
+)
+
+# An engine imports all of its modules, then unpickles what clients send it by reference (the
+# client-engine contract of ipcluster.protocol): neither may load the client.
+CONTRACT_PROBE = """
+import importlib, json, pickle, sys
+for name in sys.argv[2:]:
+    importlib.import_module(name)
+before = sorted(m for m in sys.modules if m == "ipcluster.client" or m.startswith("ipcluster.client."))
+with open(sys.argv[1], "rb") as f:
+    objects = pickle.load(f)
+after = sorted(m for m in sys.modules if m == "ipcluster.client" or m.startswith("ipcluster.client."))
+print(json.dumps({"before": before, "after": after, "types": [type(o).__name__ for o in objects]}))
+"""
+
+
+def test_engine_modules_and_what_engines_unpickle_never_load_the_client(tmp_path: Path) -> None:
+    import ipcluster
+    from ipcluster.client import Dependency, Reference, depend, interactive, require
+    from ipcluster.client.map import call_part, map_chunk
+    from ipcluster.protocol.serialize import serialize_object
+
+    assert ENGINE_MODULES and "ipcluster.engine.kernel" in ENGINE_MODULES
+    assert ipcluster.Reference is Reference and ipcluster.interactive is interactive  # old paths still work
+
+    def check() -> bool:
+        return True
+
+    objects = [Reference("a"), map_chunk, call_part, Dependency(["x"], all=False),
+               depend(check)(len), require("os")(len)]
+    data = tmp_path / "objects.pickle"
+    data.write_bytes(b"".join(bytes(b) for b in serialize_object(objects, by_value=False)))
+    proc = subprocess.run(
+        [sys.executable, "-c", CONTRACT_PROBE, str(data), *ENGINE_MODULES], capture_output=True, text=True,
+        timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["before"] == [], f"engine modules imported the client: {result['before']}"
+    assert result["after"] == [], f"unpickling the client-engine contract imported {result['after']}"
+    assert result["types"] == ["Reference", "function", "function", "Dependency", "dependent", "required"]
