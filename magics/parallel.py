@@ -17,7 +17,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ..client import AsyncResult, Client
+from ipcluster.client import AsyncResult, Client
 
 #: how often a blocking cell looks for new stream output to show (seconds)
 STREAM_INTERVAL = 0.05

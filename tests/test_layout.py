@@ -7,6 +7,7 @@ package and nothing this test process has already imported.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -55,7 +56,8 @@ CASES = {
     "ipcluster.controller.app": ["ipcluster.engine", "ipcluster.client", *ABOVE],
     "ipcluster.engine": ["ipcluster.controller", "ipcluster.client", *ABOVE],
     "ipcluster.engine.app": ["ipcluster.controller", "ipcluster.client", *ABOVE],
-    "ipcluster.client": ["ipcluster.controller", "ipcluster.engine", *ABOVE],
+    "ipcluster.client": ["ipcluster.controller", "ipcluster.engine", *ABOVE, "ipcluster.magics"],
+    "ipcluster.client.client": ["ipcluster.controller", "ipcluster.engine", *ABOVE, "ipcluster.magics"],
     "ipcluster.launchers.local": [*ROLES, *ABOVE],
 }
 
@@ -66,6 +68,15 @@ def test_imports_flow_one_way(name: str, tmp_path: Path) -> None:
     forbidden = {pkg: loaded(modules, pkg) for pkg in CASES[name]}
     forbidden = {pkg: mods for pkg, mods in forbidden.items() if mods}
     assert not forbidden, f"import {name} also imported {forbidden}"
+
+
+def test_the_client_names_the_magics_nowhere_but_in_its_activation_registry() -> None:
+    """The magics import the client; the client finds them through a registry they fill
+    (client/activation.py), never by importing them."""
+    statement = re.compile(r"^\s*(from\s+\S*magics\S*\s+import|import\s+\S*magics)", re.M)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "ipcluster" / "client").glob("*.py")
+                 if statement.search(p.read_text())]
+    assert not offenders, f"client modules importing the magics: {offenders}"
 
 
 def test_only_ipcluster_is_a_top_level_package(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import concurrent.futures
 import logging
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import zmq
@@ -90,6 +90,9 @@ class Client(ControllerQueries):
         Seconds to wait for the controller to answer (connection and queries).
     cluster : Cluster
         The cluster this client belongs to, if any (``rc.cluster``).
+    expected_engines : int or callable
+        How many engines :meth:`wait_for_engines` waits for when not told: a number, or a
+        function asked at each wait (a Cluster passes the count of engines it started).
 
     Raises
     ------
@@ -121,6 +124,7 @@ class Client(ControllerQueries):
         cluster_id: str | None = None,
         cluster: Any = None,
         connection_info: dict[str, Any] | None = None,
+        expected_engines: int | Callable[[], int] | None = None,
         **extra_args: Any,
     ) -> None:
         if sshserver or sshkey or paramiko:
@@ -129,6 +133,7 @@ class Client(ControllerQueries):
             log.warning("Client ignores %s", ", ".join(sorted(extra_args)))
         self.debug = debug
         self.cluster = cluster
+        self.expected_engines = expected_engines
         self.timeout = timeout
         self.profile = profile or "default"
         self.history: list[str] = []
@@ -292,11 +297,13 @@ class Client(ControllerQueries):
                          interactive: bool | None = None, widget: bool | None = None) -> Any:
         """Wait until at least ``n`` engines are registered (woken by the controller's notices).
 
+        ``n`` defaults to :attr:`expected_engines` (set by the Cluster that made this client).
         Raises ``ipcluster.error.TimeoutError`` after ``timeout`` seconds (``-1``: no limit).
         With ``block=False``, returns a ``concurrent.futures.Future``.
         """
         if n is None:
-            n = getattr(self.cluster, "n", None)
+            expected = self.expected_engines
+            n = expected() if callable(expected) else expected
             if n is None:
                 raise ValueError("wait_for_engines needs the number of engines to wait for")
         if timeout is not None and timeout < 0:

@@ -14,8 +14,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..error import IPClusterError
 from . import map as partitioning
+from .activation import activate
 from .asyncresult import AsyncMapResult, AsyncResult
 from .executor import ViewExecutor
 from .imports import sync_imports
@@ -420,11 +420,7 @@ class DirectView(View):
 
     def activate(self, suffix: str = "") -> Any:
         """Make this view the target of the ``%px`` magics (``%px{suffix}``...)."""
-        try:
-            from ..magics import activate_view  # type: ignore[import-not-found,attr-defined,unused-ignore]
-        except ImportError as e:
-            raise IPClusterError(f"the %px magics are not available in this installation ({e})") from e
-        return activate_view(self, suffix)
+        return activate(self, suffix)
 
 
 class BroadcastView(DirectView):

@@ -95,6 +95,16 @@ def test_engine_notifications_update_ids_and_wake_waiters(rc: ipp.Client, fake: 
     rc.wait_for_engines(2, timeout=1)
 
 
+def test_wait_for_engines_defaults_to_what_its_maker_expects(rc: ipp.Client) -> None:
+    with pytest.raises(ValueError, match="number of engines"):
+        rc.wait_for_engines(timeout=0.2)
+    rc.expected_engines = 2
+    rc.wait_for_engines(timeout=1)
+    rc.expected_engines = lambda: 3  # a Cluster passes its own count, asked at each wait
+    with pytest.raises(error.TimeoutError, match="waited for 3"):
+        rc.wait_for_engines(timeout=0.2)
+
+
 def test_apply_on_one_all_and_load_balanced(rc: ipp.Client) -> None:
     assert rc[0].apply_sync(lambda: 7) == 7
     assert rc[:].apply_sync(lambda a, b=1: a + b, 2, b=3) == [5, 5]
