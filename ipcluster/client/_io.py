@@ -469,6 +469,13 @@ class ClientIO:
         task.expected = 0
         self._complete(task)
 
+    def fail_all_soon(self, err: Exception) -> None:
+        """Any thread: fail everything outstanding with ``err`` (on the I/O thread while it runs)."""
+        try:
+            self.loop.call_soon_threadsafe(self._fail_all, err)
+        except RuntimeError:  # the I/O loop has stopped
+            self._fail_all(err)
+
     def _fail_all(self, err: Exception) -> None:
         for entry in list(self.pending.values()):
             tasks = entry.tasks.values() if type(entry) is Broadcast else (entry,)
