@@ -496,6 +496,6 @@ class AsyncHubResult(AsyncResult):
 
     async def _adopt(self) -> None:
         io = self._client._io
-        self._remaining = sum(1 for t in self._tasks if io.attach(self, t))
+        self._remaining = sum(1 for t in self._tasks if io.replies.attach(self, t))
         if self._remaining == 0:
             self._finish()

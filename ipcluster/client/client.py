@@ -44,9 +44,9 @@ class _TaskMapping(Mapping):  # type: ignore[type-arg]
         self._pending = include_pending
 
     def _task(self, msg_id: str) -> Task | None:
-        task = self._io.finished.get(msg_id)
+        task = self._io.replies.finished.get(msg_id)
         if task is None and self._pending:
-            entry = self._io.pending.get(msg_id)
+            entry = self._io.replies.pending.get(msg_id)
             task = next(iter(entry.tasks.values()), None) if type(entry) is Broadcast else entry
         return task
 
@@ -60,9 +60,9 @@ class _TaskMapping(Mapping):  # type: ignore[type-arg]
         return isinstance(msg_id, str) and self._task(msg_id) is not None
 
     def _keys(self) -> list[str]:
-        keys = list(self._io.finished)
+        keys = list(self._io.replies.finished)
         if self._pending:
-            keys += [k for k in list(self._io.pending) if k not in self._io.finished]
+            keys += [k for k in list(self._io.replies.pending) if k not in self._io.replies.finished]
         return keys
 
     def __iter__(self) -> Iterator[str]:
@@ -370,7 +370,7 @@ class Client:
     @property
     def outstanding(self) -> set[str]:
         """msg_ids of requests that have not finished."""
-        return set(self._io.pending)
+        return set(self._io.replies.pending)
 
     @property
     def results(self) -> Mapping[str, Any]:
@@ -389,7 +389,7 @@ class Client:
             timeout = None
         io = self._io
         if jobs is None:
-            tasks = list(io.pending.values())
+            tasks = list(io.replies.pending.values())
         else:
             tasks = []
             for job in jobs if isinstance(jobs, (list, tuple, set)) else [jobs]:
@@ -397,7 +397,7 @@ class Client:
                     tasks.extend(job._tasks)
                 else:
                     for msg_id in self._queries.msg_ids(job):
-                        entry = io.pending.get(msg_id)
+                        entry = io.replies.pending.get(msg_id)
                         if entry is not None:
                             tasks.append(entry)
         # wait on the results that own the tasks: each wakes this thread once, when it finishes

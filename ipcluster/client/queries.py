@@ -189,7 +189,7 @@ class ControllerQueries:
         found: dict[str, list[Task]] = {}
         unknown = []
         for msg_id in msg_ids:
-            entry = io.pending.get(msg_id) or io.finished.get(msg_id)
+            entry = io.replies.pending.get(msg_id) or io.replies.finished.get(msg_id)
             if entry is None:
                 unknown.append(msg_id)
             elif type(entry) is Broadcast:
@@ -200,12 +200,12 @@ class ControllerQueries:
             msg = await io.query("result_request", {"msg_ids": unknown, "status_only": False}, self.timeout)
             for msg_id, task in self._records(msg).items():
                 task.done = True
-                io.finished.add(task)
+                io.replies.finished.add(task)
                 found[msg_id] = [task]
             waiting = {}
             for msg_id in msg["content"].get("pending", []):
                 task = Task(msg_id, "apply", None, time.time())
-                io.pending[msg_id] = task
+                io.replies.pending[msg_id] = task
                 waiting[msg_id] = task
                 found[msg_id] = [task]
             if waiting:
@@ -229,14 +229,14 @@ class ControllerQueries:
                 msg = await io.query("result_request", {"msg_ids": list(waiting), "status_only": False}, self.timeout)
             except IPClusterError as e:
                 for task in waiting.values():
-                    io.fail_task(task, e)
-                io.notify()
+                    io.replies.fail_task(task, e)
+                io.replies.notify()
                 return
             for msg_id, task in self._records(msg, waiting).items():
                 waiting.pop(msg_id, None)
                 if not task.done:
-                    io._complete(task)
-            io.notify()
+                    io.replies.complete(task)
+            io.replies.notify()
 
     def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None, owner: bool = True) -> Any:
         """Results by msg_id or history index (default: the last), including tasks submitted by
@@ -267,27 +267,27 @@ class ControllerQueries:
         new_ids = []
         for old in ids:
             new = mapping[old]
-            old_task = io.finished.get(old)
+            old_task = io.replies.finished.get(old)
             task = Task(new, old_task.method if old_task else "apply", old_task.target if old_task else None, time.time())
-            io.pending[new] = task
+            io.replies.pending[new] = task
             self.history.append(new)
             new_ids.append(new)
-            orphan = io.take_orphan(new)
+            orphan = io.replies.take_orphan(new)
             if orphan is not None:
-                io.deliver(orphan)
+                io.replies.on_reply(orphan)
         return new_ids
 
     def purge_local_results(self, jobs: Any = (), targets: Any = ()) -> None:
         """Forget finished results kept by this client (``'all'``, or by msg_id / engine)."""
         io = self._io
         if jobs == "all":
-            io.finished.clear()
+            io.replies.finished.clear()
             return
         drop = set(self.msg_ids(jobs))
         engines = set(self._build_targets(targets)) if targets else set()
-        for msg_id, task in list(io.finished.items()):
+        for msg_id, task in list(io.replies.finished.items()):
             if msg_id in drop or task.engine_id in engines:
-                io.finished.pop(msg_id, None)
+                io.replies.finished.pop(msg_id, None)
 
     def purge_hub_results(self, jobs: Any = (), targets: Any = ()) -> None:
         """Make the controller forget finished task records."""

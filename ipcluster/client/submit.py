@@ -95,7 +95,7 @@ class Submitter:
         raise NoEnginesError(f"no registered engine with identity {ident!r}")
 
     def is_pending(self, msg_id: str) -> bool:
-        return msg_id in self.io.pending
+        return msg_id in self.io.replies.pending
 
     # -- submitting -------------------------------------------------------------------------
     def submit_one(self, msg_type: str, bufs: list[Any], target: int | None, fname: str, *,
@@ -105,7 +105,7 @@ class Submitter:
         task, frames = self._prepare(msg_type, bufs, target, metadata, track, content)
         ar = AsyncResult(self.client, task, fname, None if target is None else [target])
         io = self.io
-        io.pending[task.msg_id] = task
+        io.replies.pending[task.msg_id] = task
         self.history.append(task.msg_id)
         io.send(frames, task)
         if io.lost or io.closed or io.auth_failed:
@@ -125,7 +125,7 @@ class Submitter:
             frames_list.append(frames)
         result = make(tasks)
         io = self.io
-        pending = io.pending
+        pending = io.replies.pending
         send = io.send
         history = self.history
         for task, frames in zip(tasks, frames_list):
@@ -152,7 +152,7 @@ class Submitter:
             t.sent = True
         result = make(tasks)
         msg_id = header["msg_id"]
-        io.pending[msg_id] = Broadcast(msg_id, {eid: t for eid, t in zip(ids, tasks)})
+        io.replies.pending[msg_id] = Broadcast(msg_id, {eid: t for eid, t in zip(ids, tasks)})
         self.history.append(msg_id)
         io.send(frames)
         if io.lost or io.closed:

@@ -88,7 +88,7 @@ def test_engine_notifications_update_ids_and_wake_waiters(rc: ipp.Client, fake: 
     fake.remove_engine(2)
     deadline = time.monotonic() + 5
     while rc.ids != [0, 1] and time.monotonic() < deadline:  # bounded poll of a notice
-        rc._io.wait_until(lambda: 2 not in rc._io.engines, 0.5)
+        rc._io.replies.wait_until(lambda: 2 not in rc._io.engines, 0.5)
     assert rc.ids == [0, 1]
     with pytest.raises(error.TimeoutError, match="2 engine"):
         rc.wait_for_engines(3, timeout=0.2)
@@ -404,7 +404,7 @@ def test_closed_client_fails_what_it_waited_for(make_client: Any, fake: FakeClus
 def test_shutdown_asks_the_controller(rc: ipp.Client, fake: FakeCluster) -> None:
     rc.shutdown(targets=[1], block=True)
     assert "shutdown_request" in fake.received
-    rc._io.wait_until(lambda: 1 not in rc._io.engines, 5)
+    rc._io.replies.wait_until(lambda: 1 not in rc._io.engines, 5)
     assert rc.ids == [0]
 
 
