@@ -10,7 +10,7 @@ identity, and output goes to the controller's IOPub. Adapting ipykernel would me
 most of it, and importing it alone costs more than our whole start-up. What users actually want
 from it is *IPython semantics* for ``execute`` (magics, ``display``, rich results, IPython
 tracebacks, top-level ``await``), and those come from IPython's ``InteractiveShell``, which we
-use directly (:mod:`.shell`), created on the first ``execute_request``. ``apply`` never needs
+use directly (:mod:`.shell`, run by :mod:`.cells`), created on the first ``execute_request``. ``apply`` never needs
 it, so an engine that only maps functions never imports IPython.
 
 How the loop runs
@@ -33,10 +33,8 @@ produced (``iopub_count``).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 import time
-from asyncio.events import _set_running_loop
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
@@ -53,9 +51,11 @@ from ..protocol.receive import Handlers, drain
 from ..protocol.serialize import serialize_result
 from ..protocol.session import DIRECT_MIN, DataMissing, Message, Session, external, nbytes
 from ..protocol.wire import NOBLOCK, readable, send_frames
+from .cells import Cells
 from .interrupts import Interrupts
-from .iopub import IOPub, safe_str
+from .iopub import IOPub
 from .namespace import FunctionCache, clear_namespace, resolve_references
+from .running_loop import hide_running_loop, restore_running_loop
 
 #: ZeroMQ messages taken per receive pass before the queue gets a look (see protocol.receive)
 DRAIN_LIMIT = 512
@@ -131,15 +131,14 @@ class Kernel(LoggingConfigurable):
         self._on_stop = on_stop
         self.data = data
         self.stopping = False
-        self.shell: Any = None
+        self.cells = Cells(self, user_module, iopub, interrupts,
+                           {"engine_id": engine_id, "engine_uuid": engine_uuid}, self._error_content, self.log)
         self._queue: deque[tuple[list[bytes], Message]] = deque()
         self._aborted: OrderedDict[str, None] = OrderedDict()
         self._reply_types = {t: reply_type(t) for t in self.TASKS}
         self.control: Handlers[Callable[..., None]] = Handlers(self.CONTROL, f"engine {engine_id}", self.log)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Future[None] | None = None  # set while serve() waits for a message
-        self._import_hook: _ShellOnImport | None = None
-        self._cell_interrupted = False
         self._outbox: list[Any] = []  # reply packets held back for one batch
         self._outbox_idents: tuple[bytes, ...] = ()
         self._outbox_since = 0.0
@@ -148,9 +147,7 @@ class Kernel(LoggingConfigurable):
     async def serve(self) -> None:
         """Receive and run requests until stopped (or cancelled)."""
         self._loop = asyncio.get_running_loop()
-        if "IPython" not in sys.modules:
-            self._import_hook = _ShellOnImport(self._shell_on_import)
-            sys.meta_path.insert(0, self._import_hook)
+        self.cells.watch_imports()
         # The socket's descriptor is watched directly rather than through zmq.asyncio's awaited
         # receives: one Future per idle wait instead of per message, and no reader churn.
         raw = self._raw
@@ -173,8 +170,7 @@ class Kernel(LoggingConfigurable):
             self._loop.remove_reader(fd)
             if self.data is not None:
                 self._loop.remove_reader(self.data.fd)
-            if self._import_hook is not None:
-                self._import_hook.remove()
+            self.cells.unwatch_imports()
 
     def _on_readable(self) -> None:
         """The descriptor fired. Asking ZeroMQ whether a message waits also consumes the edge,
@@ -349,7 +345,7 @@ class Kernel(LoggingConfigurable):
     def _reply_aborted(self, idents: list[bytes], msg: Message) -> None:
         content: dict[str, Any] = dict(_ABORTED)
         if msg["msg_type"] == "execute_request":
-            content["execution_count"] = self.shell.execution_count if self.shell is not None else 0
+            content["execution_count"] = self.cells.execution_count
         now = time.time()
         self._reply(idents, msg, self._reply_types[msg["msg_type"]], content, (), now, 0)
 
@@ -441,140 +437,34 @@ class Kernel(LoggingConfigurable):
         try:
             f, args, kwargs = self.functions.load(msg["buffers"])
             args, kwargs = resolve_references(args, kwargs, self.user_ns)
-            _set_running_loop(None)  # user code may asyncio.run(), as in a script
+            hide_running_loop()  # user code may asyncio.run(), as in a script
             intr.armed = True
             try:
                 result = f(*args, **kwargs)
             finally:
                 intr.disarm()
-                _set_running_loop(loop)
+                restore_running_loop(loop)
             return {"status": "ok"}, serialize_result(result)
         except BaseException as e:  # user code: KeyboardInterrupt and SystemExit are replies too
             intr.disarm()
-            _set_running_loop(loop)
+            restore_running_loop(loop)
             tb = e.__traceback__
             if tb is not None and tb.tb_next is not None:
                 e.__traceback__ = tb.tb_next  # drop this frame: users see their code first
             return self._error_content("apply"), []
 
     async def _execute(self, msg: Message) -> tuple[dict[str, Any], tuple[()]]:
-        return await self._execute_cell(msg), ()
-
-    async def _execute_cell(self, msg: Message) -> dict[str, Any]:
         """Run a cell in the IPython shell; output and errors go out on IOPub."""
         self.iopub.begin(msg["header"])
-        content = msg["content"]
-        code = content.get("code", "")
-        silent = bool(content.get("silent", False))
-        store_history = bool(content.get("store_history", not silent))
-        try:
-            shell = self.get_shell()
-        except Exception:
-            self.log.exception("could not start the IPython shell")
-            return {**self._error_content("execute"), "execution_count": 0}
-        count = shell.execution_count
-        if not silent:
-            self.iopub.publish("execute_input", {"code": code, "execution_count": count})
-        shell.last_traceback = None
-        try:
-            transformed = shell.transform_cell(code)
-            exc_tuple = None
-        except Exception:
-            transformed, exc_tuple = code, sys.exc_info()
-        if shell.should_run_async(code, transformed_cell=transformed, preprocessing_exc_tuple=exc_tuple):
-            try:
-                result = await self._run_cell_async(shell, code, store_history, silent, transformed)
-            except KeyboardInterrupt:
-                return {**self._error_content("execute"), "execution_count": count}
-        else:
-            loop = self._loop
-            intr = self.interrupts
-            _set_running_loop(None)
-            intr.armed = True
-            try:
-                result = shell.run_cell(code, store_history=store_history, silent=silent)
-            except BaseException:  # an interrupt that landed in IPython's code around the cell
-                return {**self._error_content("execute"), "execution_count": count}
-            finally:
-                intr.disarm()
-                _set_running_loop(loop)
-        error = result.error_before_exec or result.error_in_exec
-        if error is None:
-            return {"status": "ok", "execution_count": count}
-        tb = shell.last_traceback or []
-        ename, evalue = type(error).__name__, safe_str(error)
-        if isinstance(error, asyncio.CancelledError) and self._cell_interrupted:
-            ename, evalue = "KeyboardInterrupt", "cell interrupted"  # SIGINT cancelled the awaiting cell
-        return {
-            "status": "error",
-            "execution_count": count,
-            "ename": ename,
-            "evalue": evalue,
-            "traceback": "\n".join(tb),
-            "engine_info": {"engine_id": self.engine_id, "engine_uuid": self.engine_uuid, "method": "execute"},
-        }
-
-    async def _run_cell_async(self, shell: Any, code: str, store_history: bool, silent: bool, transformed: str) -> Any:
-        """A cell with top-level ``await`` runs as a task on our loop; SIGINT cancels it."""
-        loop = asyncio.get_running_loop()
-        cell = loop.create_task(
-            shell.run_cell_async(
-                code,
-                store_history=store_history,
-                silent=silent,
-                transformed_cell=transformed,
-                preprocessing_exc_tuple=None,
-            )
-        )
-        def interrupt() -> None:
-            self._cell_interrupted = True
-            loop.call_soon_threadsafe(cell.cancel)
-
-        self._cell_interrupted = False
-        self.interrupts.cancel = interrupt
-        try:
-            return await cell
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # the engine is shutting down
-            raise KeyboardInterrupt("cell interrupted") from None
-        finally:
-            self.interrupts.cancel = None
-            shell.events.trigger("post_execute")
-            if not silent:
-                shell.events.trigger("post_run_cell", cell.result() if cell.done() and not cell.cancelled() else None)
+        return await self.cells.execute(msg["content"]), ()
 
     def _clear(self, msg: Message) -> tuple[dict[str, Any], tuple[()]]:
         """Reset the user namespace (builtins stay)."""
         self.iopub.begin(msg["header"])
         self.functions.clear()
-        if self.shell is not None:
-            self.shell.reset(new_session=False)
-        else:
+        if not self.cells.reset():
             clear_namespace(self.user_ns)
         return {"status": "ok"}, ()
-
-    # -- the shell -----------------------------------------------------------------------
-    def get_shell(self) -> Any:
-        """The IPython shell, created on first use (importing IPython costs ~0.3 s)."""
-        if self.shell is None:
-            if self._import_hook is not None:
-                self._import_hook.remove()  # we import IPython ourselves now
-                self._import_hook = None
-            t0 = time.perf_counter()
-            from .shell import make_shell
-
-            self.shell = make_shell(self, self.user_module, self.iopub)
-            self.log.info("IPython shell ready in %.0f ms", (time.perf_counter() - t0) * 1000)
-        return self.shell
-
-    def _shell_on_import(self) -> None:
-        """User code imported IPython: start the shell now, so ``display()`` publishes."""
-        try:
-            self.get_shell()
-        except Exception:
-            self.log.warning("could not start the IPython shell on import", exc_info=True)
 
     #: what the engine runs, by request type; each returns the reply's content and buffers
     #: (execute is a coroutine, since a cell may ``await``)
@@ -589,40 +479,3 @@ class Kernel(LoggingConfigurable):
         "shutdown_request": _on_shutdown,
         "registration_reply": _on_registration_reply,
     }
-
-
-class _ShellOnImport:
-    """A one-shot ``sys.meta_path`` finder: runs a callback right after ``IPython`` is imported.
-
-    ``IPython.display.display()`` prints plain text unless an IPython shell exists. The engine
-    creates its shell lazily, so when user code run by ``apply`` imports IPython, this hook
-    creates the shell as soon as the ``IPython`` package has finished loading, before the
-    user's ``display`` call, and rich output is published as it would be from ``execute``.
-    """
-
-    def __init__(self, callback: Callable[[], None]) -> None:
-        self._callback = callback
-
-    def remove(self) -> None:
-        try:
-            sys.meta_path.remove(self)
-        except ValueError:
-            pass
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != "IPython":
-            return None
-        self.remove()
-        spec = importlib.util.find_spec(fullname)
-        loader = spec.loader if spec is not None else None
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        exec_module = loader.exec_module
-        callback = self._callback
-
-        def exec_then_start(module: Any) -> None:
-            exec_module(module)
-            callback()
-
-        loader.exec_module = exec_then_start  # type: ignore[method-assign]
-        return spec
