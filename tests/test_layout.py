@@ -162,3 +162,17 @@ def test_engine_modules_and_what_engines_unpickle_never_load_the_client(tmp_path
     assert result["before"] == [], f"engine modules imported the client: {result['before']}"
     assert result["after"] == [], f"unpickling the client-engine contract imported {result['after']}"
     assert result["types"] == ["Reference", "function", "function", "Dependency", "dependent", "required"]
+
+
+MAX_LINES = 500
+# the roles and the protocol; cluster/, cli/ and launchers/ are held to it as they are split
+SIZED = ("protocol", "controller", "engine", "client")
+
+
+def test_no_module_of_the_roles_is_over_500_lines() -> None:
+    too_long = {
+        str(p.relative_to(ROOT)): n
+        for pkg in SIZED for p in (ROOT / "ipcluster" / pkg).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not too_long, f"split these modules (at most {MAX_LINES} lines each): {too_long}"

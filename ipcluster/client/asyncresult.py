@@ -48,13 +48,8 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         *,
         single: bool | None = None,
     ) -> None:
-        """The result of ``children``: one task (a single result) or a list of them.
-
-        Called on the hot path of ``apply_async``, so it does no more than record: the
-        :class:`~ipcluster.client.submit.Submitter` made the tasks and sends them after this
-        returns, so that a fast reply finds its owner. ``single`` overrides whether ``get()``
-        returns one value (a result fetched by one msg_id may cover several engines' tasks).
-        """
+        """The result of ``children``: one task (a single result) or a list of them; ``single``
+        overrides which. On the hot path, so it only records: the Submitter sends the tasks after."""
         Future.__init__(self)
         self._client = client
         self._fname = fname
