@@ -31,7 +31,7 @@ from zmq.utils.monitor import parse_monitor_message
 from .._aio import LoopThread
 from ..error import AuthenticationError, ClusterTimeout, ControllerError, IPClusterError, ProtocolError
 from ..protocol.receive import drain
-from ..protocol.wire import NOBLOCK, readable, send_frames
+from ..protocol.wire import NOBLOCK, fd, readable, send_frames
 from ..protocol.session import DataMissing, Message, Session
 from .datalink import DataLink
 from .replies import Replies
@@ -125,9 +125,9 @@ class ClientIO:
         self.data = DataLink(ctx, self.session.session_id, loop, self._on_dealer, self._on_lost_data,
                              self.shm_dir)
         # ZeroMQ's descriptors are edge-triggered: each reader drains its socket until EAGAIN
-        loop.add_reader(dealer.getsockopt(zmq.FD), self._drain_dealer)
-        loop.add_reader(sub.getsockopt(zmq.FD), self._drain_sub)
-        loop.add_reader(self.monitor.getsockopt(zmq.FD), self._drain_monitor)
+        loop.add_reader(fd(dealer), self._drain_dealer)
+        loop.add_reader(fd(sub), self._drain_sub)
+        loop.add_reader(fd(self.monitor), self._drain_monitor)
         loop.call_soon(self._drain_dealer)
         loop.call_soon(self._drain_sub)
         loop.call_soon(self._drain_monitor)
@@ -165,7 +165,7 @@ class ClientIO:
             self.data.close()
             for sock in (self.dealer, self.sub, self.monitor):
                 try:
-                    loop.remove_reader(sock.getsockopt(zmq.FD))
+                    loop.remove_reader(fd(sock))
                 except (zmq.ZMQError, ValueError):
                     pass
             try:
@@ -243,7 +243,7 @@ class ClientIO:
         while out:
             frames, task = out[0]
             if len(out) > 1 and _batchable(frames, task):
-                run = []
+                run: list[tuple[list[Any], Task | None]] = []
                 while out and len(run) < BATCH and _batchable(*out[0]):
                     run.append(out.popleft())
                 with self._lock:

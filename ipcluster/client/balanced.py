@@ -152,13 +152,17 @@ class LoadBalancedView(View):
 
 
 def _imap(view: LoadBalancedView, f: Callable[..., Any], sequences: tuple[Any, ...], ordered: bool,
-          max_outstanding: int, return_exceptions: bool, chunksize: int) -> Iterator[Any]:
+          max_outstanding: int, return_exceptions: bool, chunksize: int | None) -> Iterator[Any]:
     client = view.client
     sub = client.submitter
     fn = sub.pickled_function(f)
     md = view._metadata(None, None, None, None, None)
-    sizer = partitioning.AdaptiveChunks() if chunksize is None else None
-    parts = partitioning.iter_chunks(sequences, sizer if sizer is not None else max(1, chunksize))
+    sizer: partitioning.AdaptiveChunks | None = None
+    if chunksize is None:
+        sizer = partitioning.AdaptiveChunks()
+        parts = partitioning.iter_chunks(sequences, sizer)
+    else:
+        parts = partitioning.iter_chunks(sequences, max(1, chunksize))
     inflight: collections.deque[AsyncResult] = collections.deque()
     done: queue.SimpleQueue[Any] = queue.SimpleQueue()
     exhausted = False

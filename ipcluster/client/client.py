@@ -403,7 +403,7 @@ class Client:
         # wait on the results that own the tasks: each wakes this thread once, when it finishes
         futures: set[Any] = set()
         for entry in tasks:
-            for task in entry.tasks.values() if type(entry) is Broadcast else (entry,):
+            for task in entry.tasks.values() if isinstance(entry, Broadcast) else (entry,):
                 owner = task.owner
                 if owner is None:
                     continue  # finished (or finishing: done is set before the owner is cleared)

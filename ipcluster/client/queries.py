@@ -192,7 +192,7 @@ class ControllerQueries:
             entry = io.replies.pending.get(msg_id) or io.replies.finished.get(msg_id)
             if entry is None:
                 unknown.append(msg_id)
-            elif type(entry) is Broadcast:
+            elif isinstance(entry, Broadcast):
                 found[msg_id] = list(entry.tasks.values())
             else:
                 found[msg_id] = [entry]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
@@ -22,7 +22,7 @@ from ..error import EngineError, ProtocolError, error_content
 from ..protocol import messages
 from ..protocol.receive import Handlers, Reply, drain
 from ..protocol.session import DELIM, Packet, Session
-from ..protocol.wire import send_frames
+from ..protocol.wire import fd, send_frames
 from .heartbeat import HeartMonitor
 from .hub import Action, Assign, Fail, Hub
 from .db import TaskRecord
@@ -95,7 +95,7 @@ class Router:
         self._loop = asyncio.get_running_loop()
         self.iopub_in.send(b"\x01")  # subscribe to every engine's output
         for sock in self._receivers:
-            self._loop.add_reader(sock.getsockopt(zmq.FD), self.pump)
+            self._loop.add_reader(fd(sock), self.pump)
         self._loop.call_soon(self.pump)  # ZeroMQ's fd is edge-triggered: look once now
         self._hb_handle = self._loop.call_later(self.hb_period, self.beat)
 
@@ -103,7 +103,7 @@ class Router:
         if self._loop is not None:
             for sock in self._receivers:
                 try:
-                    self._loop.remove_reader(sock.getsockopt(zmq.FD))
+                    self._loop.remove_reader(fd(sock))
                 except (zmq.ZMQError, ValueError):
                     pass
         if self._hb_handle is not None:
@@ -181,7 +181,7 @@ class Router:
                         self.engine_gone(idents[0], "unreachable")
 
     def reply(self, sock: zmq.Socket, ident: bytes, msg_type: str, content: dict[str, Any],
-              parent: dict[str, Any], buffers: list[Any] = (), metadata: dict[str, Any] | None = None) -> list[Any]:
+              parent: dict[str, Any], buffers: Sequence[Any] = (), metadata: dict[str, Any] | None = None) -> list[Any]:
         """Send a signed message; return its frames after the delimiter (for the record store)."""
         _, frames = self.session.serialize(msg_type, content, parent, metadata, buffers, idents=[ident])
         self.post(sock, (ident,), frames[1:])
@@ -239,7 +239,7 @@ class Router:
             _, msg = self.session.unpack(frames, verify=False)
         except ProtocolError as e:
             self.log.warning("%s from %r does not unpack: %s", msg_type, client, e)
-            content, buffers = error_content(e), []
+            content, buffers = error_content(e), list[Any]()
         else:
             content, buffers = self.queries.answer(msg_type, self._answers, client, msg["content"])
         reply_type = messages.reply_type(msg_type) if msg_type.endswith("_request") else "error_reply"

@@ -21,6 +21,7 @@ from typing import Any
 
 from traitlets.config import Configurable
 
+from ..protocol.messages import ExecuteRequest
 from .interrupts import Interrupts
 from .iopub import IOPub, safe_str
 from .running_loop import hide_running_loop, restore_running_loop
@@ -93,7 +94,7 @@ class Cells:
         return True
 
     # -- running a cell -----------------------------------------------------------------------
-    async def execute(self, content: dict[str, Any]) -> dict[str, Any]:
+    async def execute(self, content: ExecuteRequest) -> dict[str, Any]:
         """Run a cell (an ``execute_request``'s content); the reply's content."""
         code = content.get("code", "")
         silent = bool(content.get("silent", False))

@@ -37,7 +37,7 @@ import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import zmq
 import zmq.asyncio
@@ -46,11 +46,12 @@ from traitlets.config import LoggingConfigurable
 
 from ..error import error_content, wrap_exception
 from ..protocol.data import TTL, DataChannel, keep_for, wait_for
-from ..protocol.messages import AbortRequest, RegistrationReply, ShutdownRequest, reply_type
+from ..protocol.messages import AbortRequest, ExecuteRequest, RegistrationReply, ShutdownRequest, reply_type
 from ..protocol.receive import Handlers, drain
 from ..protocol.serialize import serialize_result
 from ..protocol.session import DIRECT_MIN, DataMissing, Message, Session, external, nbytes
 from ..protocol.wire import NOBLOCK, readable, send_frames
+from ..protocol.wire import fd as wire_fd
 from .cells import Cells
 from .interrupts import Interrupts
 from .iopub import IOPub
@@ -66,7 +67,7 @@ REPLY_HOLD = 0.002
 TINY_TASK = 0.0005
 
 
-class _Waiting(dict):  # type: ignore[type-arg]
+class _Waiting(Message):
     """A queued request whose buffers are still on their way over the data channel. Reads like
     a message's header fields, so aborting it or answering it with an error needs nothing else."""
 
@@ -151,7 +152,7 @@ class Kernel(LoggingConfigurable):
         # The socket's descriptor is watched directly rather than through zmq.asyncio's awaited
         # receives: one Future per idle wait instead of per message, and no reader churn.
         raw = self._raw
-        fd = raw.getsockopt(zmq.FD)
+        fd = wire_fd(raw)
         self._loop.add_reader(fd, self._on_readable)
         if self.data is not None:
             self._loop.add_reader(self.data.fd, self._on_data)
@@ -283,7 +284,7 @@ class Kernel(LoggingConfigurable):
                 self.flush()
         self.flush()
 
-    def _join_data(self, idents: list[bytes], waiting: _Waiting) -> Message | bool | None:
+    def _join_data(self, idents: list[bytes], waiting: _Waiting) -> Message | Literal[False] | None:
         """The message with its buffers from the data channel; None while they are on their way;
         False when they never came (the request is answered with the error)."""
         assert self.data is not None
@@ -456,7 +457,8 @@ class Kernel(LoggingConfigurable):
     async def _execute(self, msg: Message) -> tuple[dict[str, Any], tuple[()]]:
         """Run a cell in the IPython shell; output and errors go out on IOPub."""
         self.iopub.begin(msg["header"])
-        return await self.cells.execute(msg["content"]), ()
+        content: ExecuteRequest = msg["content"]
+        return await self.cells.execute(content), ()
 
     def _clear(self, msg: Message) -> tuple[dict[str, Any], tuple[()]]:
         """Reset the user namespace (builtins stay)."""

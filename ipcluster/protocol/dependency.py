@@ -40,7 +40,7 @@ def msg_ids_of(dep: Any) -> list[str]:
     raise TypeError(f"a dependency is a msg_id, an AsyncResult or a list of them, not {dep!r}")
 
 
-class Dependency(set):
+class Dependency(set[str]):
     """A set of msg_ids a task depends on, with how they must have finished.
 
     Parameters

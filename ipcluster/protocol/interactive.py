@@ -38,7 +38,7 @@ def interactive(f: F) -> F:
     It marks the function as defined interactively (``__module__ = "__main__"``), which is what
     the engine looks for.
     """
-    f.__module__ = "__main__"  # type: ignore[attr-defined]
+    f.__module__ = "__main__"
     return f
 
 
