@@ -223,7 +223,7 @@ class DirectView(View):
                 content: dict[str, Any] | None = None) -> AsyncResult:
         """The same request to each target: one result for an int target, else a list."""
         sub = self.client.submitter
-        if content is None and sub.is_engine(targets) and targets >= 0:  # the hot path: one engine
+        if content is None and sub.is_engine(targets):  # the hot path: one engine
             return self._record(sub.submit_one(msg_type, bufs, targets, fname, track=track))
         ids = sub.targets(targets)
         single = isinstance(targets, int)
