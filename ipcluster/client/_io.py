@@ -30,7 +30,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from .._aio import LoopThread
 from ..error import AuthenticationError, ClusterTimeout, ControllerError, IPClusterError, ProtocolError
-from ..protocol.receive import drain
+from ..protocol.receive import Handlers, drain
 from ..protocol.wire import NOBLOCK, fd, readable, send_frames
 from ..protocol.session import DataMissing, Message, Session
 from .datalink import DataLink
@@ -92,8 +92,8 @@ class ClientIO:
         self.loop = self.loop_thread.loop
         self.replies = Replies(self.loop, cache_size)
         # replies to tasks, by msg_type; any other reply answers a controller query
-        self._on_message: dict[str, Callable[[Message], None]] = dict.fromkeys(
-            ("apply_reply", "execute_reply", "clear_reply"), self.replies.on_reply)
+        self._on_message: Handlers[Callable[[Message], None]] = Handlers(dict.fromkeys(
+            ("apply_reply", "execute_reply", "clear_reply"), self.replies.on_reply), "the client", log)
         try:
             self.loop_thread.run(self._open(), 10)
         except BaseException:

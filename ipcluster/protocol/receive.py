@@ -20,7 +20,7 @@ a dropped message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
@@ -103,8 +103,8 @@ def drain(
 class Handlers(Generic[H]):
     """A dispatch table: one handler per ``msg_type``.
 
-    Roles build one per channel (the controller's queries, the engine's control messages, the
-    client's replies), so that what a process does with each message type is written in one
+    Roles build one per channel (the controller's queries and engine messages, the engine's
+    control messages, the client's task replies), so that what a process does with each message type is written in one
     place, and a test can compare the tables with :data:`~.messages.MSG_TYPES`.
     """
 
@@ -114,12 +114,6 @@ class Handlers(Generic[H]):
         self.table: dict[str, H] = dict(table)
         self.who = who  # names the receiver in errors: "the controller", "engine 3"
         self.log = log
-
-    def __contains__(self, msg_type: object) -> bool:
-        return msg_type in self.table
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.table)
 
     def get(self, msg_type: str) -> H | None:
         return self.table.get(msg_type)
