@@ -61,9 +61,11 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         if type(children) is list:
             tasks = children
             self._single_result = False if single is None else single
-        else:
-            tasks = [children]  # type: ignore[list-item]
+        elif type(children) is Task:
+            tasks = [children]
             self._single_result = True if single is None else single
+        else:  # results by msg_id come from Client.get_result, which asks the controller
+            raise TypeError(f"an AsyncResult is made of tasks, not {children!r}: use Client.get_result(msg_ids)")
         self._tasks = tasks
         self.msg_ids = [t.msg_id for t in tasks]
         self._remaining = len(tasks)
