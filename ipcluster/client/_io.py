@@ -76,7 +76,6 @@ class ClientIO:
         self.expect_disconnect = False
         self.connected = False
         self.closed = False
-        self.engine_listeners: list[Callable[[str, int], None]] = []
         self._queries: dict[str, asyncio.Future[Message]] = {}
         self._lock = threading.Lock()  # guards every operation on the DEALER (see send)
         self._out: deque[tuple[list[Any], Task | None]] = deque()  # sends ZeroMQ could not take yet
@@ -294,11 +293,14 @@ class ClientIO:
             more = drain(self.dealer, self._on_dealer, BATCH, log, lock=self._lock)
         except zmq.ZMQError:  # closed
             return
+        if self._out:
+            self._flush()
+            if not more:
+                with self._lock:  # the sends may have consumed the edge of a reply (see send)
+                    more = readable(self.dealer)
         if more:  # let other work in first
             self._drain_scheduled = True
             self.loop.call_soon(self._drain_dealer)
-        if self._out:
-            self._flush()
         self.replies.notify()
 
     def _drain_sub(self) -> None:
@@ -404,20 +406,13 @@ class ClientIO:
             log.debug("engine %i unregistered", eid)
         assert self._engines_changed is not None
         self._engines_changed.set()
-        for listener in list(self.engine_listeners):
-            try:
-                listener(msg_type, eid)
-            except Exception:
-                log.exception("engine listener failed")
 
     def _drain_monitor(self) -> None:
         """Follow the DEALER's connection: when the controller goes away, fail what waits on it."""
         while True:
             try:
                 frames = self.monitor.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except zmq.ZMQError:
+            except zmq.ZMQError:  # nothing left (Again), or closed
                 return
             event = parse_monitor_message(frames)
             if event["event"] == zmq.EVENT_DISCONNECTED:
