@@ -5,9 +5,9 @@ to the :class:`Submitter`, which owns every step after: pickling (with the funct
 cache), resolving targets, signing, sending large buffers over the data channel to an engine on
 this host, registering the task record before the send (a fast reply must find it) and sending.
 
-The hot path of ``view.apply_async(f, x)`` runs here in the caller's thread, except for the
-socket send, which :meth:`ClientIO.send` may batch with the next calls: pack (about 2 µs with a
-cached function pickle), sign, make the AsyncResult, register, send.
+The hot path of ``view.apply_async(f, x)`` runs here in the caller's thread: pack (reusing the
+function's pickle while it is unchanged), sign, make the AsyncResult, register, and send, which
+:meth:`ClientIO.send` may leave to the I/O thread to batch with the next calls.
 """
 
 from __future__ import annotations
