@@ -4,8 +4,8 @@
 ``rc.activate()`` / ``view.activate(suffix)`` (or, failing that, on all engines of the newest
 client in the user namespace). This package is installed as ``ipcluster.magics``. It imports the
 client, never the other way: on import it registers :func:`activate_view` with
-:mod:`ipcluster.client.activation`, which loads this package through IPython's extension manager
-when a view is activated first. Imports are absolute, because the package's folder
+:mod:`ipcluster.client.activation`, which imports this package by name when a view is activated
+before it was loaded. Imports are absolute, because the package's folder
 (``magics/``) is not under ``ipcluster/`` in the source tree and type checkers see it as
 ``magics``.
 """

@@ -19,23 +19,23 @@ from ..error import IPClusterError
 MAGICS_EXTENSION = "ipcluster.magics"
 
 Activator = Callable[[Any, str], Any]
-_activators: list[Activator] = []
+_activator: Activator | None = None
 
 
 def register_activator(activator: Activator) -> None:
     """Called by the magics package when it loads: ``activator(view, suffix)`` binds the
-    ``%px{suffix}`` magics to ``view``. The latest registration wins."""
-    if activator not in _activators:
-        _activators.append(activator)
+    ``%px{suffix}`` magics to ``view``."""
+    global _activator
+    _activator = activator
 
 
 def activate(view: Any, suffix: str = "") -> Any:
     """Bind the ``%px{suffix}`` magics of the running IPython to ``view``; return the view."""
-    if not _activators:
+    if _activator is None:
         try:
             importlib.import_module(MAGICS_EXTENSION)
         except ImportError as e:
             raise IPClusterError(f"the %px magics are not available in this installation ({e})") from e
-        if not _activators:
+        if _activator is None:
             raise IPClusterError(f"{MAGICS_EXTENSION} loaded but registered no way to activate a view")
-    return _activators[-1](view, suffix)
+    return _activator(view, suffix)

@@ -264,4 +264,4 @@ def test_activating_a_view_finds_the_magics_through_the_registry_they_fill() -> 
 
     with pytest.raises(IPClusterError, match="running IPython"):  # no IPython here: the magics say so
         activation.activate(object())
-    assert activation._activators, "loading the magics registered how to activate a view"
+    assert activation._activator is not None, "loading the magics registered how to activate a view"
