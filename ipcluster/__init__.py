@@ -19,13 +19,13 @@ _LAZY = {
     "AsyncResult": "ipcluster.client",
     "AsyncMapResult": "ipcluster.client",
     "AsyncHubResult": "ipcluster.client",
-    "Reference": "ipcluster.client",
-    "interactive": "ipcluster.client",
+    "Reference": "ipcluster.protocol.reference",  # the client-engine contract: no client import
+    "interactive": "ipcluster.protocol.interactive",
     "remote": "ipcluster.client",
     "parallel": "ipcluster.client",
     "depend": "ipcluster.client",
     "require": "ipcluster.client",
-    "Dependency": "ipcluster.client",
+    "Dependency": "ipcluster.protocol.dependency",
     "Cluster": "ipcluster.cluster",
     "error": "ipcluster.error",
 }

@@ -2,12 +2,19 @@
 
 ``%load_ext ipcluster`` registers them; they act on the view made active with
 ``rc.activate()`` / ``view.activate(suffix)`` (or, failing that, on all engines of the newest
-client in the user namespace). This package is installed as ``ipcluster.magics``.
+client in the user namespace). This package is installed as ``ipcluster.magics``. It imports the
+client, never the other way: on import it registers :func:`activate_view` with
+:mod:`ipcluster.client.activation`, which imports this package by name when a view is activated
+before it was loaded. Imports are absolute, because the package's folder
+(``magics/``) is not under ``ipcluster/`` in the source tree and type checkers see it as
+``magics``.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ipcluster.client.activation import register_activator
 
 _instances: dict[str, Any] = {}
 
@@ -17,7 +24,7 @@ def _shell() -> Any:
 
     ip = get_ipython()
     if ip is None:
-        from ..error import IPClusterError
+        from ipcluster.error import IPClusterError
 
         raise IPClusterError("the %px magics need a running IPython (a notebook, or the ipython shell)")
     return ip
@@ -45,3 +52,7 @@ def activate_view(view: Any, suffix: str = "") -> Any:
         _instances[suffix] = magics
     magics.view = view
     return view
+
+
+# views find the magics through the client's registry: the client never imports this package
+register_activator(activate_view)

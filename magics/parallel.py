@@ -14,10 +14,11 @@ import time
 from typing import Any
 
 from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ..client import AsyncResult, Client
+from ipcluster.client import AsyncResult, Client
 
 #: how often a blocking cell looks for new stream output to show (seconds)
 STREAM_INTERVAL = 0.05
@@ -70,6 +71,8 @@ def _px_arguments(fn: Any) -> Any:
 class ParallelMagics(Magics):
     """Magics bound to one view (the active one)."""
 
+    shell: InteractiveShell  # the shell they are registered with (IPython types it Optional)
+
     def __init__(self, shell: Any, view: Any = None, suffix: str = "") -> None:
         super().__init__(shell)
         self.view = view
@@ -90,7 +93,8 @@ class ParallelMagics(Magics):
         mm.register_function(self.px, "line_cell", f"px{s}")
         mm.register_function(self.pxconfig, "line", f"pxconfig{s}")
         mm.register_function(self.pxresult, "line", f"pxresult{s}")
-        mm.register_function(self.autopx, "line", f"autopx{s}")
+        # IPython types line_magic's result as a plain callable, which mypy cannot bind to self
+        mm.register_function(self.autopx, "line", f"autopx{s}")  # type: ignore[misc]
         if not s:
             mm.register_function(self.pxresult, "line", "result")
 

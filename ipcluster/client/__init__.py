@@ -1,7 +1,8 @@
 """The ipcluster client: connect to a cluster and send it work.
 
-Names resolve lazily, so that engines unpickling a ``Reference`` or a ``@require``-wrapped
-function import only the small module it lives in, not the client's sockets.
+Names resolve lazily, so that ``import ipcluster.client`` stays cheap. What engines unpickle
+(``Reference``, ``interactive``, the dependency wrappers) lives in :mod:`ipcluster.protocol`, and
+is re-exported here.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ _LAZY = {
     "AsyncResult": ".asyncresult",
     "AsyncMapResult": ".asyncresult",
     "AsyncHubResult": ".asyncresult",
-    "Reference": ".reference",
-    "interactive": ".namespace",
+    "Reference": "..protocol.reference",
+    "interactive": "..protocol.interactive",
     "remote": ".remotefunction",
     "parallel": ".remotefunction",
     "RemoteFunction": ".remotefunction",
     "ParallelFunction": ".remotefunction",
     "depend": ".dependency",
     "require": ".dependency",
-    "Dependency": ".dependency",
+    "Dependency": "..protocol.dependency",
     "ExecuteReply": ".task",
     "Metadata": ".task",
 }

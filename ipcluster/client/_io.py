@@ -20,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from time import perf_counter as _perf_counter
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -31,24 +30,19 @@ from zmq.utils.monitor import parse_monitor_message
 
 from .._aio import LoopThread
 from ..error import AuthenticationError, ClusterTimeout, ControllerError, IPClusterError, ProtocolError
-from ..protocol.serialize import deserialize_result
-from ..protocol.wire import NOBLOCK, readable, recv_frames, send_frames
+from ..protocol.receive import Handlers, drain
+from ..protocol.wire import NOBLOCK, fd, readable, send_frames
 from ..protocol.session import DataMissing, Message, Session
 from .datalink import DataLink
-from .task import TRACK, Broadcast, ExecuteReply, ResultCache, Task, task_error
+from .replies import Replies
+from .task import TRACK, Task
 
 log = logging.getLogger(__name__)
 
-#: seconds to wait, after a reply, for output the reply says is still on its way
-OUTPUT_GRACE = 2.0
 #: messages handled from one socket before letting the loop run other work
 BATCH = 512
-#: seconds between looks for replies while requests are outstanding, and while idle
-TICK = 0.01
 #: sends closer together than this (seconds) are a burst, batched by the I/O thread
 BURST = 0.0002
-IDLE_TICK = 0.2
-_REPLIES = ("apply_reply", "execute_reply", "clear_reply")
 
 
 def _batchable(frames: list[Any], task: Task | None) -> bool:
@@ -57,7 +51,7 @@ def _batchable(frames: list[Any], task: Task | None) -> bool:
 
 
 class ClientIO:
-    """Owns the sockets, the I/O thread and the table of outstanding tasks of one Client."""
+    """Owns the sockets and the I/O thread of one Client, and its :class:`~.replies.Replies`."""
 
     def __init__(
         self,
@@ -75,8 +69,6 @@ class ClientIO:
         self.client_url = client_url
         self.iopub_url = iopub_url
         self.where = where or client_url
-        self.pending: dict[str, Any] = {}  # msg_id -> Task | Broadcast
-        self.finished = ResultCache(cache_size)
         self.engines: dict[int, str] = {}
         self.engine_info: dict[int, dict[str, Any]] = {}  # what the controller told of each engine
         self.lost: str | None = None  # why the controller is unreachable
@@ -84,18 +76,12 @@ class ClientIO:
         self.expect_disconnect = False
         self.connected = False
         self.closed = False
-        self.cond = threading.Condition()  # notified after each batch of finished tasks
-        self.waiters = 0
-        self.engine_listeners: list[Callable[[str, int], None]] = []
         self._queries: dict[str, asyncio.Future[Message]] = {}
-        self._orphans: OrderedDict[str, Message] = OrderedDict()  # replies that came first
         self._lock = threading.Lock()  # guards every operation on the DEALER (see send)
         self._out: deque[tuple[list[Any], Task | None]] = deque()  # sends ZeroMQ could not take yet
         self._drain_scheduled = False
         self._last_send = 0.0
-        self._checked = 0.0  # when a sender last looked for input (see send)
         self._retry: asyncio.TimerHandle | None = None
-        self._tick_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._engines_changed: asyncio.Event | None = None
         self._welcome: asyncio.Event | None = None
@@ -103,6 +89,10 @@ class ClientIO:
         self.context: zmq.Context = zmq.Context() if context is None else context
         self.loop_thread = LoopThread("ipcluster-client-io")
         self.loop = self.loop_thread.loop
+        self.replies = Replies(self.loop, cache_size)
+        # replies to tasks, by msg_type; any other reply answers a controller query
+        self._on_message: Handlers[Callable[[Message], None]] = Handlers(dict.fromkeys(
+            ("apply_reply", "execute_reply", "clear_reply"), self.replies.on_reply), "the client", log)
         try:
             self.loop_thread.run(self._open(), 10)
         except BaseException:
@@ -134,21 +124,12 @@ class ClientIO:
         self.data = DataLink(ctx, self.session.session_id, loop, self._on_dealer, self._on_lost_data,
                              self.shm_dir)
         # ZeroMQ's descriptors are edge-triggered: each reader drains its socket until EAGAIN
-        loop.add_reader(dealer.getsockopt(zmq.FD), self._drain_dealer)
-        loop.add_reader(sub.getsockopt(zmq.FD), self._drain_sub)
-        loop.add_reader(self.monitor.getsockopt(zmq.FD), self._drain_monitor)
+        loop.add_reader(fd(dealer), self._drain_dealer)
+        loop.add_reader(fd(sub), self._drain_sub)
+        loop.add_reader(fd(self.monitor), self._drain_monitor)
         loop.call_soon(self._drain_dealer)
         loop.call_soon(self._drain_sub)
         loop.call_soon(self._drain_monitor)
-        self._tick()
-
-    def _tick(self) -> None:
-        """Look for replies now and then while requests are outstanding (see :meth:`send`)."""
-        if self.dealer.closed:
-            return
-        if self.pending:
-            self._drain_dealer()
-        self._tick_handle = self.loop.call_later(TICK if self.pending else IDLE_TICK, self._tick)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = self.loop.create_task(coro)
@@ -176,8 +157,6 @@ class ClientIO:
         self._fail_all(IPClusterError("the client was closed before this result arrived"))
         if self._retry is not None:
             self._retry.cancel()
-        if self._tick_handle is not None:
-            self._tick_handle.cancel()
         if linger is None:  # a moment for requests still queued in ZeroMQ, if anyone can get them
             linger = 1.0 if self.connected and not self.lost else 0.0
         loop = self.loop
@@ -185,7 +164,7 @@ class ClientIO:
             self.data.close()
             for sock in (self.dealer, self.sub, self.monitor):
                 try:
-                    loop.remove_reader(sock.getsockopt(zmq.FD))
+                    loop.remove_reader(fd(sock))
                 except (zmq.ZMQError, ValueError):
                     pass
             try:
@@ -237,14 +216,9 @@ class ClientIO:
                 raise IPClusterError(f"could not send to the controller at {self.where}: {e}") from e
             else:
                 # A send may process the socket's pending commands and so consume the edge of the
-                # descriptor that announced a reply. libzmq does that at most about once per ms of
-                # sending, so look (a 2 µs query) at most once per ms; the I/O thread's tick
-                # catches what arrives after the last send.
-                now = _perf_counter()
-                waiting = False
-                if now - self._checked > 0.001:
-                    self._checked = now
-                    waiting = readable(dealer)
+                # descriptor that announced a reply: the I/O thread would not wake for it. Asking
+                # whether input waits (about 1 µs) tells, and a later arrival signals anew.
+                waiting = readable(dealer)
         if self._out:
             self._wake_flush()
         elif waiting and not self._drain_scheduled:
@@ -268,7 +242,7 @@ class ClientIO:
         while out:
             frames, task = out[0]
             if len(out) > 1 and _batchable(frames, task):
-                run = []
+                run: list[tuple[list[Any], Task | None]] = []
                 while out and len(run) < BATCH and _batchable(*out[0]):
                     run.append(out.popleft())
                 with self._lock:
@@ -315,53 +289,32 @@ class ClientIO:
             return
         if self._out:
             self._flush()
-        dealer = self.dealer
-        lock = self._lock
-        handle = self._on_dealer
-        for _ in range(BATCH):
-            with lock:
-                try:
-                    frames = recv_frames(dealer, NOBLOCK)
-                except zmq.Again:
-                    break
-                except zmq.ZMQError:  # closed
-                    return
-            handle(frames)
-        else:  # more may be waiting: let other work in first
-            self._drain_scheduled = True
-            self.loop.call_soon(self._drain_dealer)
+        try:
+            more = drain(self.dealer, self._on_dealer, BATCH, log, lock=self._lock)
+        except zmq.ZMQError:  # closed
+            return
         if self._out:
             self._flush()
-        self.notify()
+            if not more:
+                with self._lock:  # the sends may have consumed the edge of a reply (see send)
+                    more = readable(self.dealer)
+        if more:  # let other work in first
+            self._drain_scheduled = True
+            self.loop.call_soon(self._drain_dealer)
+        self.replies.notify()
 
     def _drain_sub(self) -> None:
         if self.sub.closed:
             return
-        sub = self.sub
-        handle = self._on_iopub
-        for _ in range(BATCH):
-            try:
-                frames = recv_frames(sub, NOBLOCK)
-            except zmq.Again:
-                break
-            except zmq.ZMQError:
-                return
-            handle(frames)
-        else:
+        try:
+            more = drain(self.sub, self._on_iopub, BATCH, log, batches=False)
+        except zmq.ZMQError:  # closed
+            return
+        if more:
             self.loop.call_soon(self._drain_sub)
-        self.notify()
-
-    def notify(self) -> None:
-        if self.waiters:
-            with self.cond:
-                self.cond.notify_all()
+        self.replies.notify()
 
     def _on_dealer(self, frames: list[Any]) -> None:
-        batch = Session.split_batch(frames)  # the controller sends replies in batches under load
-        if batch is not None:
-            for part in batch:
-                self._on_dealer(part)
-            return
         try:
             _, msg = self.session.unpack(frames)
         except DataMissing as e:
@@ -370,25 +323,16 @@ class ClientIO:
         except ProtocolError as e:
             self._on_unverified(frames, e)
             return
-        try:
-            msg_type = msg["msg_type"]
-            if msg_type in _REPLIES:
-                self._on_reply(msg)
-            else:
-                self._on_query_reply(msg)
-        except Exception:
-            log.exception("error handling %s from the controller", msg.get("msg_type"))
+        handler = self._on_message.get(msg["msg_type"]) or self._on_query_reply
+        handler(msg)
 
     def _on_lost_data(self, frames: list[Any], why: str) -> None:
         """A reply whose buffers never came over the data channel: its task fails."""
         try:
             _, _, packet = self.session.peek(frames)
-            task = self.pending.get(packet.parent.get("msg_id"))
         except ProtocolError:
-            task = None
-        if type(task) is Task:
-            self.fail_task(task, ProtocolError(why))
-            self.notify()
+            return
+        self.replies.fail_request(packet.parent.get("msg_id", ""), ProtocolError(why))
 
     def _on_unverified(self, frames: list[Any], err: Exception) -> None:
         try:
@@ -412,126 +356,33 @@ class ClientIO:
         if fut is not None and not fut.done():
             fut.set_result(msg)
 
-    def _on_reply(self, msg: Message) -> None:
-        parent_id = msg["parent_header"].get("msg_id")
-        entry = self.pending.get(parent_id)
-        md = msg["metadata"]
-        if entry is None:
-            if len(self._orphans) >= 1000:
-                self._orphans.popitem(last=False)  # bounded: the oldest orphan goes first
-            self._orphans[parent_id] = msg  # e.g. a resubmitted task answered before its id is known
-            log.debug("reply to unknown request %s", parent_id)
-            return
-        if type(entry) is Broadcast:
-            task = entry.tasks.get(md.get("engine_id"))
-            if task is None or task.done:
-                log.warning("broadcast reply from unexpected engine %s", md.get("engine_id"))
-                return
-        else:
-            task = entry
-        content = msg["content"]
-        task.received = time.time()
-        task.reply_md = md
-        task.content = content
-        if content.get("status") == "ok":
-            if task.method == "apply":
-                try:
-                    task.value = deserialize_result(msg["buffers"])
-                except Exception as e:
-                    task.value = IPClusterError(f"could not unpickle the result of {task.msg_id}: {type(e).__name__}: {e}")
-                    task.value.__cause__ = e
-                    task.failed = True
-        else:
-            task.value = task_error(task, content, md)
-            task.failed = True
-        expected = md.get("iopub_count") or 0
-        task.expected = expected
-        if task.seen >= expected:
-            self._complete(task)
-        else:
-            task.timer = self.loop.call_later(OUTPUT_GRACE, self._give_up_output, task)
-
-    def _give_up_output(self, task: Task) -> None:
-        task.timer = None
-        if not task.done:
-            log.warning(
-                "task %s: got %d of %d output messages %.1f s after its reply; not waiting for the rest",
-                task.msg_id, task.seen, task.expected, OUTPUT_GRACE,
-            )
-            self._complete(task)
-            self.notify()
-
-    def _complete(self, task: Task) -> None:
-        if task.timer is not None:
-            task.timer.cancel()
-            task.timer = None
-        entry = self.pending.get(task.msg_id)
-        if entry is task:
-            del self.pending[task.msg_id]
-        elif type(entry) is Broadcast and all(t.done or t is task for t in entry.tasks.values()):
-            del self.pending[task.msg_id]
-        if task.method == "execute" and not task.failed:
-            task.value = ExecuteReply(task.msg_id, task.content or {}, task.metadata())
-        task.done = True
-        self.finished.add(task)
-        owner = task.owner
-        if owner is not None:
-            task.owner = None
-            if type(owner) is list:
-                for ar in owner:
-                    ar._task_done(task)
-            else:
-                owner._task_done(task)
-
-    def fail_task(self, task: Task, err: Exception) -> None:
-        if task.done:
-            return
-        task.value = err
-        task.failed = True
-        task.expected = 0
-        self._complete(task)
-
-    def _fail_all(self, err: Exception) -> None:
-        for entry in list(self.pending.values()):
-            tasks = entry.tasks.values() if type(entry) is Broadcast else (entry,)
-            for task in list(tasks):
-                self.fail_task(task, err)
-        for fut in self._queries.values():
-            if not fut.done():
-                fut.set_exception(err)
-        self._queries.clear()
-        if self._engines_changed is not None:
-            self._engines_changed.set()
-        self.notify()
-
     def _on_iopub(self, frames: list[Any]) -> None:
         try:
             idents, msg = self.session.unpack(frames)
         except ProtocolError as e:
             log.debug("dropped an iopub message that did not verify: %s", e)
             return
+        topic = idents[0] if idents else b""
+        if topic.startswith(b"controller."):
+            self._on_notification(msg)
+        else:
+            self.replies.on_output(msg)
+
+    def fail_all_soon(self, err: Exception) -> None:
+        """Any thread: fail everything outstanding with ``err`` (on the I/O thread while it runs)."""
         try:
-            topic = idents[0] if idents else b""
-            if topic.startswith(b"controller."):
-                self._on_notification(msg)
-                return
-            parent_id = msg["parent_header"].get("msg_id")
-            entry = self.pending.get(parent_id)
-            if entry is None:
-                entry = self.finished.get(parent_id)  # output after we stopped waiting for it
-                if entry is None:
-                    return
-            if type(entry) is Broadcast:
-                entry = entry.tasks.get(msg["metadata"].get("engine_id"))
-                if entry is None:
-                    return
-            task = entry
-            task.add_output(msg["msg_type"], msg["content"])
-            task.seen += 1
-            if not task.done and 0 <= task.expected <= task.seen:
-                self._complete(task)
-        except Exception:
-            log.exception("error handling iopub %s", msg.get("msg_type"))
+            self.loop.call_soon_threadsafe(self._fail_all, err)
+        except RuntimeError:  # the I/O loop has stopped
+            self._fail_all(err)
+
+    def _fail_all(self, err: Exception) -> None:
+        self.replies.fail_all(err)
+        for fut in self._queries.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self._queries.clear()
+        if self._engines_changed is not None:
+            self._engines_changed.set()
 
     def _on_notification(self, msg: Message) -> None:
         msg_type = msg["msg_type"]
@@ -555,20 +406,13 @@ class ClientIO:
             log.debug("engine %i unregistered", eid)
         assert self._engines_changed is not None
         self._engines_changed.set()
-        for listener in list(self.engine_listeners):
-            try:
-                listener(msg_type, eid)
-            except Exception:
-                log.exception("engine listener failed")
 
     def _drain_monitor(self) -> None:
         """Follow the DEALER's connection: when the controller goes away, fail what waits on it."""
         while True:
             try:
                 frames = self.monitor.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except zmq.ZMQError:
+            except zmq.ZMQError:  # nothing left (Again), or closed
                 return
             event = parse_monitor_message(frames)
             if event["event"] == zmq.EVENT_DISCONNECTED:
@@ -576,7 +420,7 @@ class ClientIO:
                 if self.expect_disconnect:
                     log.info("%s (it was shut down)", reason)
                 else:
-                    log.error("%s; failing %d outstanding request(s)", reason, len(self.pending))
+                    log.error("%s; failing %d outstanding request(s)", reason, len(self.replies.pending))
                 self.lost = reason
                 self._fail_all(ControllerError(reason))
             elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
@@ -649,44 +493,3 @@ class ClientIO:
                 await self._engines_changed.wait()
         except TimeoutError:
             pass
-
-    # -- waiting from user threads --------------------------------------------------------------
-    def wait_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
-        """Block until ``done()`` (checked after each batch of replies) or the timeout."""
-        if done():
-            return True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self.cond:
-            self.waiters += 1
-            try:
-                while not done():
-                    if deadline is None:
-                        self.cond.wait(1.0)
-                    else:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            return False
-                        self.cond.wait(remaining)
-                return True
-            finally:
-                self.waiters -= 1
-
-    # -- attaching results to tasks (I/O thread) -----------------------------------------------
-    def attach(self, ar: Any, task: Task) -> bool:
-        """Make ``ar`` wait for ``task`` too; False when the task is already finished."""
-        if task.done:
-            return False
-        owner = task.owner
-        if owner is None:
-            task.owner = ar
-        elif type(owner) is list:
-            owner.append(ar)
-        else:
-            task.owner = [owner, ar]
-        return True
-
-    def take_orphan(self, msg_id: str) -> Message | None:
-        return self._orphans.pop(msg_id, None)
-
-    def deliver(self, msg: Message) -> None:
-        self._on_reply(msg)

@@ -40,12 +40,16 @@ class AsyncResult(Future):  # type: ignore[type-arg]
     def __init__(
         self,
         client: "Client",
-        children: Any,
+        children: "Task | list[Task]",
         fname: str = "unknown",
         targets: Any = None,
         owner: bool = True,
         return_exceptions: bool = False,
+        *,
+        single: bool | None = None,
     ) -> None:
+        """The result of ``children``: one task (a single result) or a list of them; ``single``
+        overrides which. On the hot path, so it only records: the Submitter sends the tasks after."""
         Future.__init__(self)
         self._client = client
         self._fname = fname
@@ -54,49 +58,24 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         self._return_exceptions = return_exceptions
         self._done_queue: queue.SimpleQueue[Task] | None = None
         self._watch: tuple[Task, threading.Event] | None = None
-        single = not isinstance(children, list)
-        if single:
-            children = [children]
-        self._single_result = single
-        if children and isinstance(children[0], str):
-            tasks = client._tasks_for(children)
-            self._tasks = tasks
-            self.msg_ids = [t.msg_id for t in tasks]
-            self._remaining = len(tasks)
-            client._io.run(self._adopt(), client.timeout)
-            return
-        self._tasks = tasks = children
+        if type(children) is list:
+            tasks = children
+            self._single_result = False if single is None else single
+        elif type(children) is Task:
+            tasks = [children]
+            self._single_result = True if single is None else single
+        else:  # results by msg_id come from Client.get_result, which asks the controller
+            raise TypeError(f"an AsyncResult is made of tasks, not {children!r}: use Client.get_result(msg_ids)")
+        self._tasks = tasks
         self.msg_ids = [t.msg_id for t in tasks]
-        for t in tasks:
-            t.owner = self
         self._remaining = len(tasks)
-        if not tasks:
-            self._finish()
+        self._own()
 
-    @classmethod
-    def _of_task(cls, client: "Client", task: Task, fname: str) -> "AsyncResult":
-        """The result of one new task (the hot path of ``apply_async``: no argument checks)."""
-        ar = cls.__new__(cls)
-        Future.__init__(ar)
-        ar._client = client
-        ar._fname = fname
-        ar._targets = None
-        ar.owner = True
-        ar._return_exceptions = False
-        ar._done_queue = None
-        ar._watch = None
-        ar._single_result = True
-        ar._tasks = [task]
-        ar.msg_ids = [task.msg_id]
-        ar._remaining = 1
-        task.owner = ar
-        return ar
-
-    async def _adopt(self) -> None:
-        """I/O thread: wait for the tasks that are still running, finish if none is."""
-        io = self._client._io
-        self._remaining = sum(1 for t in self._tasks if io.attach(self, t))
-        if self._remaining == 0:
+    def _own(self) -> None:
+        """Become the owner of my tasks: fresh ones, not yet sent, so nobody else can finish them."""
+        for t in self._tasks:
+            t.owner = self
+        if not self._tasks:
             self._finish()
 
     # -- resolution (I/O thread) ------------------------------------------------------------
@@ -503,4 +482,17 @@ class AsyncMapResult(AsyncResult):
 
 class AsyncHubResult(AsyncResult):
     """Results looked up by msg_id (``Client.get_result``), including tasks submitted by other
-    clients, which the controller reports as they finish."""
+    clients, which the controller reports as they finish.
+
+    Its tasks already exist, may have finished, and may be waited for by another result too,
+    so it joins them on the I/O thread, which finishes them.
+    """
+
+    def _own(self) -> None:
+        self._client._io.run(self._adopt(), self._client.timeout)
+
+    async def _adopt(self) -> None:
+        io = self._client._io
+        self._remaining = sum(1 for t in self._tasks if io.replies.attach(self, t))
+        if self._remaining == 0:
+            self._finish()

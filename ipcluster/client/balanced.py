@@ -78,22 +78,18 @@ class LoadBalancedView(View):
             md["retries"] = int(retries)
         targets = self.targets if targets is None else targets
         if targets is not None:
-            md["targets"] = self.client._build_targets(targets)
+            md["targets"] = self.client.submitter.targets(targets)
         return md or None
 
     def _really_apply(self, f: Callable[..., Any], args: Any = None, kwargs: Any = None,  # type: ignore[override]
                       block: bool | None = None, track: bool | None = None, after: Any = None,
                       follow: Any = None, timeout: Any = None, targets: Any = None, retries: Any = None) -> Any:
         """``f(*args, **kwargs)`` on one engine chosen by the scheduler."""
-        client = self.client
-        bufs = client._pack(f, args or (), kwargs or {})
+        sub = self.client.submitter
+        bufs = sub.pack(f, args or (), kwargs or {})
         md = self._metadata(after, follow, timeout, retries, targets)
-        task, frames = client._prepare_one("apply_request", "apply", bufs, None, md,
-                                           self.track if track is None else track)
-        ar = AsyncResult._of_task(client, task, getname(f))
-        client._launch_one(task, frames)
-        self.history.append(task.msg_id)
-        self._outstanding.add(task.msg_id)
+        ar = self._record(sub.submit_one("apply_request", bufs, None, getname(f), metadata=md,
+                                         track=self.track if track is None else track))
         if self.block if block is None else block:
             return ar.get()
         return ar
@@ -119,30 +115,27 @@ class LoadBalancedView(View):
                   elementwise: bool, block: bool | None = None, chunksize: int | None = None, ordered: bool = True,
                   return_exceptions: bool = False, track: bool | None = None, **flags: Any) -> Any:
         client = self.client
+        sub = client.submitter
         block = self.block if block is None else block
         track = self.track if track is None else track
         seqs, n = partitioning.prepare(sequences)
         if chunksize is None:
-            chunksize = partitioning.auto_chunksize(n, len(client._io.engines))
+            chunksize = partitioning.auto_chunksize(n, len(client))
         parts = partitioning.chunks(seqs, chunksize)
         md = self._metadata(flags.get("after"), flags.get("follow"), flags.get("timeout"),
                             flags.get("retries"), flags.get("targets"))
-        fn = client._pickled_function(f)
+        fn = sub.pickled_function(f)
         helper = partitioning.map_chunk if elementwise else partitioning.call_part
-        tasks: list[Task] = []
-        frames: list[list[Any]] = []
-        for part in parts:
-            bufs = client._pack(helper, (fn, *part), kwargs)
-            t, fr = client._prepare("apply_request", "apply", bufs, (None,), metadata=md, track=track)
-            tasks += t
-            frames += fr
-        amr = AsyncMapResult(
-            client, tasks, fname=getname(f), ordered=ordered, return_exceptions=return_exceptions,
-            chunk_sizes=[len(part[0]) for part in parts],
-            joiner=partitioning.flatten if elementwise else partitioning.join,
-        )
-        client._launch(tasks, frames)
-        self._record(tasks)
+        requests: list[tuple[list[Any], int | None]] = [(sub.pack(helper, (fn, *part), kwargs), None) for part in parts]
+
+        def result(tasks: list[Task]) -> AsyncMapResult:
+            return AsyncMapResult(
+                client, tasks, fname=getname(f), ordered=ordered, return_exceptions=return_exceptions,
+                chunk_sizes=[len(part[0]) for part in parts],
+                joiner=partitioning.flatten if elementwise else partitioning.join,
+            )
+
+        amr = self._record(sub.submit("apply_request", requests, result, metadata=md, track=track))
         return amr.get() if block else amr
 
     def imap(self, f: Callable[..., Any], *sequences: Any, ordered: bool = True, max_outstanding: Any = "auto",
@@ -154,17 +147,22 @@ class LoadBalancedView(View):
         if not sequences:
             raise ValueError("imap needs at least one iterable")
         if max_outstanding == "auto":
-            max_outstanding = max(32, 4 * len(self.client._io.engines))
+            max_outstanding = max(32, 4 * len(self.client))
         return _imap(self, f, sequences, ordered, int(max_outstanding), return_exceptions, chunksize)
 
 
 def _imap(view: LoadBalancedView, f: Callable[..., Any], sequences: tuple[Any, ...], ordered: bool,
-          max_outstanding: int, return_exceptions: bool, chunksize: int) -> Iterator[Any]:
+          max_outstanding: int, return_exceptions: bool, chunksize: int | None) -> Iterator[Any]:
     client = view.client
-    fn = client._pickled_function(f)
+    sub = client.submitter
+    fn = sub.pickled_function(f)
     md = view._metadata(None, None, None, None, None)
-    sizer = partitioning.AdaptiveChunks() if chunksize is None else None
-    parts = partitioning.iter_chunks(sequences, sizer if sizer is not None else max(1, chunksize))
+    sizer: partitioning.AdaptiveChunks | None = None
+    if chunksize is None:
+        sizer = partitioning.AdaptiveChunks()
+        parts = partitioning.iter_chunks(sequences, sizer)
+    else:
+        parts = partitioning.iter_chunks(sequences, max(1, chunksize))
     inflight: collections.deque[AsyncResult] = collections.deque()
     done: queue.SimpleQueue[Any] = queue.SimpleQueue()
     exhausted = False
@@ -176,14 +174,15 @@ def _imap(view: LoadBalancedView, f: Callable[..., Any], sequences: tuple[Any, .
             if part is None:
                 exhausted = True
                 return
-            bufs = client._pack(partitioning.map_chunk, (fn, *part), {})
-            tasks, frames = client._prepare("apply_request", "apply", bufs, (None,), metadata=md)
-            ar = AsyncMapResult(client, tasks, fname=getname(f), return_exceptions=return_exceptions)
-            if not ordered:
-                ar.add_done_callback(done.put)  # the future is the AsyncMapResult itself
-            client._launch(tasks, frames)
-            view._record(tasks)
-            inflight.append(ar)
+            bufs = sub.pack(partitioning.map_chunk, (fn, *part), {})
+
+            def result(tasks: list[Task]) -> AsyncMapResult:
+                ar = AsyncMapResult(client, tasks, fname=getname(f), return_exceptions=return_exceptions)
+                if not ordered:
+                    ar.add_done_callback(done.put)  # the future is the AsyncMapResult itself
+                return ar
+
+            inflight.append(view._record(sub.submit("apply_request", [(bufs, None)], result, metadata=md)))
 
     submit()
     while inflight:

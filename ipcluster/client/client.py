@@ -1,8 +1,9 @@
 """``Client``: a connection to a cluster's controller.
 
-The hot path (``view.apply_async``) runs entirely in the caller's thread except for the socket
-send: pickle the call (:meth:`Client._pack`), sign it (:meth:`Client._prepare`), register the
-task and hand the frames to the I/O thread (:meth:`Client._launch`).
+A Client is composed of its I/O (:class:`~._io.ClientIO`: sockets, the I/O thread, the task
+tables), the :class:`~.submit.Submitter` through which it and its views send tasks, and the
+:class:`~.queries.ControllerQueries` the controller answers itself (abort, results by msg_id,
+purge...), whose public methods it offers under the same names.
 """
 
 from __future__ import annotations
@@ -12,21 +13,20 @@ import concurrent.futures
 import logging
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import zmq
 
-from ..error import ClusterTimeout, IPClusterError, NoEnginesError, SerializationError
+from ..error import ClusterTimeout, IPClusterError
 from ..protocol.connection import find_connection_file, read_connection_file, shm_folder, url
-from ..protocol.serialize import serialize_object
-from ..protocol.session import DIRECT_MIN, Message, Session, external, nbytes
+from ..protocol.session import Message, Session
 from ._io import ClientIO
 from .asyncresult import AsyncResult
-from .funcpickle import FunctionPickleCache
 from .queries import ControllerQueries
 from .remotefunction import getname
-from .task import TRACK, Broadcast, Task
+from .submit import Submitter
+from .task import Broadcast, Task
 from .balanced import LoadBalancedView
 from .view import BroadcastView, DirectView
 
@@ -44,9 +44,9 @@ class _TaskMapping(Mapping):  # type: ignore[type-arg]
         self._pending = include_pending
 
     def _task(self, msg_id: str) -> Task | None:
-        task = self._io.finished.get(msg_id)
+        task = self._io.replies.finished.get(msg_id)
         if task is None and self._pending:
-            entry = self._io.pending.get(msg_id)
+            entry = self._io.replies.pending.get(msg_id)
             task = next(iter(entry.tasks.values()), None) if type(entry) is Broadcast else entry
         return task
 
@@ -60,9 +60,9 @@ class _TaskMapping(Mapping):  # type: ignore[type-arg]
         return isinstance(msg_id, str) and self._task(msg_id) is not None
 
     def _keys(self) -> list[str]:
-        keys = list(self._io.finished)
+        keys = list(self._io.replies.finished)
         if self._pending:
-            keys += [k for k in list(self._io.pending) if k not in self._io.finished]
+            keys += [k for k in list(self._io.replies.pending) if k not in self._io.replies.finished]
         return keys
 
     def __iter__(self) -> Iterator[str]:
@@ -72,7 +72,7 @@ class _TaskMapping(Mapping):  # type: ignore[type-arg]
         return len(self._keys())
 
 
-class Client(ControllerQueries):
+class Client:
     """A connection to an ipcluster controller.
 
     Parameters
@@ -90,6 +90,9 @@ class Client(ControllerQueries):
         Seconds to wait for the controller to answer (connection and queries).
     cluster : Cluster
         The cluster this client belongs to, if any (``rc.cluster``).
+    expected_engines : int or callable
+        How many engines :meth:`wait_for_engines` waits for when not told: a number, or a
+        function asked at each wait (a Cluster passes the count of engines it started).
 
     Raises
     ------
@@ -121,6 +124,7 @@ class Client(ControllerQueries):
         cluster_id: str | None = None,
         cluster: Any = None,
         connection_info: dict[str, Any] | None = None,
+        expected_engines: int | Callable[[], int] | None = None,
         **extra_args: Any,
     ) -> None:
         if sshserver or sshkey or paramiko:
@@ -129,10 +133,10 @@ class Client(ControllerQueries):
             log.warning("Client ignores %s", ", ".join(sorted(extra_args)))
         self.debug = debug
         self.cluster = cluster
+        self.expected_engines = expected_engines
         self.timeout = timeout
         self.profile = profile or "default"
         self.history: list[str] = []
-        self._fcache = FunctionPickleCache()
         if connection_info is not None:
             info = dict(connection_info)
             where = "the given connection_info"
@@ -156,6 +160,9 @@ class Client(ControllerQueries):
                                  where=f"{client_url} (from {where})", cache_size=self.results_cache_size,
                                  shm_dir=shm_folder(info))
         self._finalizer = weakref.finalize(self, io.close)
+        #: sends this client's tasks (views describe requests and hand them to it)
+        self.submitter = Submitter(self, self.session, io, self.history)
+        self._queries = ControllerQueries(self, io, self.submitter.targets)
         try:
             content = io.run(self._connect(timeout), timeout + 5)
         except BaseException:
@@ -242,61 +249,17 @@ class Client(ControllerQueries):
         when it says so)."""
         return {eid: dict(info) for eid, info in self._io.engine_info.items()}
 
-    def _build_targets(self, targets: Any) -> list[int]:
-        """Engine ids from ``'all'``/None, an id (negative: from the end), a slice of the sorted
-        ids, or a list/range of ids."""
-        engines = self._io.engines
-        if targets is None or targets == "all":
-            if not engines:
-                raise NoEnginesError("no engines are registered with the controller")
-            return sorted(engines)
-        if isinstance(targets, bool):
-            raise TypeError("targets cannot be a bool")
-        if isinstance(targets, int):
-            if targets < 0:
-                ids = sorted(engines)
-                if not ids:
-                    raise NoEnginesError("no engines are registered with the controller")
-                targets = ids[targets]
-            if targets not in engines:
-                raise NoEnginesError(f"engine {targets} is not registered (registered: {sorted(engines)})")
-            return [targets]
-        if isinstance(targets, slice):
-            ids = sorted(engines)[targets]
-            if not ids:
-                raise NoEnginesError(f"no registered engines in {targets} (registered: {sorted(engines)})")
-            return ids
-        if isinstance(targets, (list, tuple, range, set)):
-            out = []
-            for t in targets:
-                if isinstance(t, bool) or not isinstance(t, int):
-                    raise TypeError(f"engine ids are ints, not {t!r}")
-                if t not in engines:
-                    raise NoEnginesError(f"engine {t} is not registered (registered: {sorted(engines)})")
-                out.append(t)
-            if not out:
-                raise NoEnginesError("no engines in an empty targets list")
-            return out
-        raise TypeError(f"targets must be 'all', an int, a slice or a list of ints, not {targets!r}")
-
-    def _engine_id_of(self, ident: Any) -> int:
-        if isinstance(ident, int):
-            return ident
-        text = ident.decode() if isinstance(ident, bytes) else str(ident)
-        for eid, uuid in self._io.engines.items():
-            if uuid == text:
-                return eid
-        raise NoEnginesError(f"no registered engine with identity {ident!r}")
-
     def wait_for_engines(self, n: int | None = None, *, timeout: float | None = -1, block: bool = True,
                          interactive: bool | None = None, widget: bool | None = None) -> Any:
         """Wait until at least ``n`` engines are registered (woken by the controller's notices).
 
+        ``n`` defaults to :attr:`expected_engines` (set by the Cluster that made this client).
         Raises ``ipcluster.error.TimeoutError`` after ``timeout`` seconds (``-1``: no limit).
         With ``block=False``, returns a ``concurrent.futures.Future``.
         """
         if n is None:
-            n = getattr(self.cluster, "n", None)
+            expected = self.expected_engines
+            n = expected() if callable(expected) else expected
             if n is None:
                 raise ValueError("wait_for_engines needs the number of engines to wait for")
         if timeout is not None and timeout < 0:
@@ -354,7 +317,7 @@ class Client(ControllerQueries):
         """A DirectView; ``'all'`` follows the engines registered at each call."""
         single = isinstance(targets, int)
         if targets != "all" and targets is not None:
-            ids = self._build_targets(targets)
+            ids = self.submitter.targets(targets)
             targets = ids[0] if single else ids
         return DirectView(client=self, targets=targets, **kwargs)
 
@@ -363,14 +326,14 @@ class Client(ControllerQueries):
         if targets == "all":
             targets = None
         if targets is not None:
-            targets = self._build_targets(targets)
+            targets = self.submitter.targets(targets)
         return LoadBalancedView(client=self, targets=targets, **kwargs)
 
     def broadcast_view(self, targets: Any = "all", is_coalescing: bool = False, **kwargs: Any) -> BroadcastView:
         """A BroadcastView (one message fanned out by the controller)."""
         if targets != "all" and targets is not None:
             single = isinstance(targets, int)
-            ids = self._build_targets(targets)
+            ids = self.submitter.targets(targets)
             targets = ids[0] if single else ids
         return BroadcastView(client=self, targets=targets, is_coalescing=is_coalescing, **kwargs)
 
@@ -385,163 +348,29 @@ class Client(ControllerQueries):
         view.activate(suffix)
         return view
 
-    # -- sending (hot path) -----------------------------------------------------------------------
-    def _pack(self, f: Any, args: Any, kwargs: Any) -> list[Any]:
-        """Buffers of an apply request; SerializationError, naming the culprit, before sending."""
-        if not callable(f):
-            raise TypeError(f"apply needs a callable, not {f!r}")
-        bufs = self._fcache.dumps(f)
-        try:
-            serialize_object((tuple(args), dict(kwargs)), bufs)
-        except SerializationError as e:
-            raise self._argument_error(f, args, kwargs, e) from e
-        return bufs
-
-    @staticmethod
-    def _argument_error(f: Any, args: Any, kwargs: Any, err: SerializationError) -> SerializationError:
-        name = getname(f)
-        for i, arg in enumerate(args):
-            try:
-                serialize_object(arg)
-            except SerializationError as e:
-                return SerializationError(f"argument {i} of {name}() cannot be sent: {e}")
-        for key, value in dict(kwargs).items():
-            try:
-                serialize_object(value)
-            except SerializationError as e:
-                return SerializationError(f"keyword argument {key!r} of {name}() cannot be sent: {e}")
-        return err
-
-    def _pickled_function(self, f: Any) -> Any:
-        """``f`` pickled once (bytes) for sending inside each part of a map; ``f`` itself when
-        its pickle has out-of-band buffers."""
-        if not callable(f):
-            raise TypeError(f"map needs a callable, not {f!r}")
-        bufs = self._fcache.dumps(f)
-        return bytes(bufs[0]) if len(bufs) == 1 else f
-
-    def _prepare(self, msg_type: str, method: str, bufs: list[Any], targets: Iterable[int | None],
-                 content: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
-                 track: bool = False) -> tuple[list[Task], list[list[Any]]]:
-        """Sign one request per target; return the tasks and their frames (nothing sent yet)."""
-        tasks: list[Task] = []
-        frames_list: list[list[Any]] = []
-        for target in targets:
-            task, frames = self._prepare_one(msg_type, method, bufs, target, metadata, track, content)
-            tasks.append(task)
-            frames_list.append(frames)
-        return tasks, frames_list
-
-    def _prepare_one(self, msg_type: str, method: str, bufs: list[Any], target: int | None,
-                     metadata: dict[str, Any] | None, track: bool,
-                     content: dict[str, Any] | None = None) -> tuple[Task, list[Any]]:
-        """Sign one request; return its task and frames (nothing sent yet)."""
-        io = self._io
-        if io.lost or io.closed or io.auth_failed:
-            io.check()
-        session = self.session
-        header = session.msg_header(msg_type)
-        sent: Any = TRACK if track else False
-        if target is not None:
-            header["target"] = target
-            if bufs and type(target) is int:  # large buffers to an engine on this host: straight there
-                large = external(bufs)
-                if large and sum(map(nbytes, large)) >= DIRECT_MIN:
-                    done = io.data.send(target, header["msg_id"], large, track)
-                    if done is not None:
-                        header["data"] = len(large)
-                        sent = done
-        _, frames = session.serialize(msg_type, content, metadata=metadata, buffers=bufs, header=header)
-        if "data" in header:
-            del frames[2:]  # the controller gets the signed packet; the buffers went ahead
-        task = Task(header["msg_id"], method, target, header["date"], metadata)
-        if sent:
-            task.sent = sent
-        return task, frames
-
-    def _launch_one(self, task: Task, frames: list[Any]) -> None:
-        """:meth:`_launch` for one task (the hot path)."""
-        io = self._io
-        msg_id = task.msg_id
-        io.pending[msg_id] = task
-        self.history.append(msg_id)
-        io.send(frames, task)
-        if io.lost or io.closed or io.auth_failed:
-            self._fail_late()
-
-    def _launch(self, tasks: list[Task], frames_list: list[list[Any]]) -> None:
-        """Register the tasks (already owned by their AsyncResult), then queue their frames."""
-        io = self._io
-        pending = io.pending
-        send = io.send
-        history = self.history
-        for task, frames in zip(tasks, frames_list):
-            pending[task.msg_id] = task
-            history.append(task.msg_id)
-            send(frames, task)
-        if io.lost or io.closed or io.auth_failed:
-            self._fail_late()
-
-    def _fail_late(self) -> None:
-        """The controller went away while tasks were being registered: fail them too."""
-        io = self._io
-        try:
-            io.check()
-        except IPClusterError as err:
-            try:
-                io.loop.call_soon_threadsafe(io._fail_all, err)
-            except RuntimeError:  # the I/O loop has stopped
-                io._fail_all(err)
-
-    def _broadcast(self, msg_type: str, method: str, bufs: list[Any], ids: list[int],
-                   content: dict[str, Any] | None = None) -> tuple[list[Task], list[Any]]:
-        """One request for all of ``ids`` (``header["target"]`` a list); one task per engine."""
-        io = self._io
-        if io.lost or io.closed or io.auth_failed:
-            io.check()
-        header = self.session.msg_header(msg_type)
-        header["target"] = list(ids)
-        _, frames = self.session.serialize(msg_type, content, buffers=bufs, header=header)
-        tasks = [Task(header["msg_id"], method, eid, header["date"]) for eid in ids]
-        for t in tasks:
-            t.sent = True
-        return tasks, frames
-
-    def _launch_broadcast(self, tasks: list[Task], frames: list[Any]) -> None:
-        msg_id = tasks[0].msg_id
-        self._io.pending[msg_id] = Broadcast(msg_id, {t.target: t for t in tasks})  # type: ignore[misc]
-        self.history.append(msg_id)
-        self._io.send(frames)
-        if self._io.lost or self._io.closed:
-            self._fail_late()
-
     def send_apply_request(self, socket: Any, f: Any, args: Any = None, kwargs: Any = None,
                            metadata: dict[str, Any] | None = None, track: bool = False, ident: Any = None,
                            message_future_hook: Any = None) -> AsyncResult:
         """Low level: send one apply request (to engine ``ident``, or load-balanced)."""
-        target = None if ident is None else self._engine_id_of(ident)
-        bufs = self._pack(f, args or (), kwargs or {})
-        tasks, frames = self._prepare("apply_request", "apply", bufs, [target], metadata=metadata, track=track)
-        ar = AsyncResult(self, tasks[0], fname=getname(f))
-        self._launch(tasks, frames)
-        return ar
+        sub = self.submitter
+        target = None if ident is None else sub.engine_id(ident)
+        bufs = sub.pack(f, args or (), kwargs or {})
+        return sub.submit_one("apply_request", bufs, target, getname(f), metadata=metadata, track=track)
 
     def send_execute_request(self, socket: Any, code: str, silent: bool = True,
                              metadata: dict[str, Any] | None = None, ident: Any = None,
                              message_future_hook: Any = None) -> AsyncResult:
         """Low level: send one execute request (to engine ``ident``, or load-balanced)."""
-        target = None if ident is None else self._engine_id_of(ident)
-        tasks, frames = self._prepare("execute_request", "execute", [], [target],
-                                      content={"code": code, "silent": bool(silent)}, metadata=metadata)
-        ar = AsyncResult(self, tasks[0], fname="execute")
-        self._launch(tasks, frames)
-        return ar
+        sub = self.submitter
+        target = None if ident is None else sub.engine_id(ident)
+        return sub.submit_one("execute_request", [], target, "execute", metadata=metadata,
+                              content={"code": code, "silent": bool(silent)})
 
     # -- results ----------------------------------------------------------------------------------
     @property
     def outstanding(self) -> set[str]:
         """msg_ids of requests that have not finished."""
-        return set(self._io.pending)
+        return set(self._io.replies.pending)
 
     @property
     def results(self) -> Mapping[str, Any]:
@@ -553,23 +382,6 @@ class Client(ControllerQueries):
         """Metadata of outstanding and recently finished tasks by msg_id."""
         return _TaskMapping(self._io, lambda t: t.metadata(), include_pending=True)
 
-    def _msg_ids_of(self, jobs: Any) -> list[str]:
-        if jobs is None:
-            return []
-        if isinstance(jobs, (str, int)) or hasattr(jobs, "msg_ids"):
-            jobs = [jobs]
-        out: list[str] = []
-        for job in jobs:
-            if isinstance(job, str):
-                out.append(job)
-            elif isinstance(job, int):
-                out.append(self.history[job])
-            elif hasattr(job, "msg_ids"):
-                out.extend(job.msg_ids)
-            else:
-                raise TypeError(f"a job is a msg_id, a history index or an AsyncResult, not {job!r}")
-        return out
-
     def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
         """Wait for ``jobs`` (msg_ids, history indices, AsyncResults; default: all outstanding);
         return whether all finished within ``timeout`` seconds (``-1``: no limit)."""
@@ -577,21 +389,21 @@ class Client(ControllerQueries):
             timeout = None
         io = self._io
         if jobs is None:
-            tasks = list(io.pending.values())
+            tasks = list(io.replies.pending.values())
         else:
             tasks = []
             for job in jobs if isinstance(jobs, (list, tuple, set)) else [jobs]:
                 if isinstance(job, AsyncResult):
                     tasks.extend(job._tasks)
                 else:
-                    for msg_id in self._msg_ids_of(job):
-                        entry = io.pending.get(msg_id)
+                    for msg_id in self._queries.msg_ids(job):
+                        entry = io.replies.pending.get(msg_id)
                         if entry is not None:
                             tasks.append(entry)
         # wait on the results that own the tasks: each wakes this thread once, when it finishes
         futures: set[Any] = set()
         for entry in tasks:
-            for task in entry.tasks.values() if type(entry) is Broadcast else (entry,):
+            for task in entry.tasks.values() if isinstance(entry, Broadcast) else (entry,):
                 owner = task.owner
                 if owner is None:
                     continue  # finished (or finishing: done is set before the owner is cleared)
@@ -607,11 +419,67 @@ class Client(ControllerQueries):
     def clear(self, targets: Any = None, block: bool | None = None) -> Any:
         """Empty the user namespace of ``targets`` (all by default)."""
         block = self.block if block is None else block
-        ids = self._build_targets(targets)
-        tasks, frames = self._prepare("clear_request", "clear", [], ids, content={})
-        ar = AsyncResult(self, tasks, fname="clear", targets=ids)
-        self._launch(tasks, frames)
+        ids = self.submitter.targets(targets)
+        ar = self.submitter.submit("clear_request", [([], eid) for eid in ids],
+                                   lambda tasks: AsyncResult(self, tasks, fname="clear", targets=ids), content={})
         if block:
             ar.get()
             return None
         return ar
+
+    # -- controller queries (ControllerQueries does the work) -------------------------------------
+    def abort(self, jobs: Any = None, targets: Any = None, block: bool | None = None) -> Any:
+        """Abort tasks that have not started: ``jobs`` (default all queued ones) on ``targets``.
+        They finish with ``TaskAborted``."""
+        return self._queries.abort(jobs, targets, block)
+
+    def send_signal(self, sig: int, targets: Any = None, block: bool | None = None) -> Any:
+        """Send signal ``sig`` to the engines' processes (``signal.SIGINT`` interrupts the code they
+        are running), through each engine's control channel, which answers even while the engine
+        is busy."""
+        return self._queries.send_signal(sig, targets, block)
+
+    def shutdown(self, targets: Any = "all", restart: bool = False, hub: bool = False,
+                 block: bool | None = None) -> Any:
+        """Stop engines (all by default); with ``hub=True`` the controller too."""
+        return self._queries.shutdown(targets, restart, hub, block)
+
+    def queue_status(self, targets: Any = "all", verbose: bool = False) -> dict[Any, Any]:
+        """Per engine id: ``{"queue", "tasks", "completed"}`` counts (msg_id lists when verbose),
+        and ``"unassigned"``: load-balanced tasks not yet given to an engine."""
+        return self._queries.queue_status(targets, verbose)
+
+    def result_status(self, msg_ids: Any, status_only: bool = True) -> dict[str, Any]:
+        """``{"pending": [...], "completed": [...]}`` from the controller; without
+        ``status_only``, also each completed task's result (or exception) by msg_id."""
+        return self._queries.result_status(msg_ids, status_only)
+
+    def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None, owner: bool = True) -> Any:
+        """Results by msg_id or history index (default: the last), including tasks submitted by
+        other clients (fetched from the controller). An AsyncHubResult, or its value if blocking."""
+        return self._queries.get_result(indices_or_msg_ids, block, owner)
+
+    def resubmit(self, indices_or_msg_ids: Any = None, metadata: Any = None, block: bool | None = None) -> Any:
+        """Run finished tasks again (as new tasks); an AsyncHubResult for the new ones."""
+        return self._queries.resubmit(indices_or_msg_ids, metadata, block)
+
+    def purge_local_results(self, jobs: Any = (), targets: Any = ()) -> None:
+        """Forget finished results kept by this client (``'all'``, or by msg_id / engine)."""
+        self._queries.purge_local_results(jobs, targets)
+
+    def purge_hub_results(self, jobs: Any = (), targets: Any = ()) -> None:
+        """Make the controller forget finished task records."""
+        self._queries.purge_hub_results(jobs, targets)
+
+    def purge_results(self, jobs: Any = (), targets: Any = (), owner: bool = True) -> None:
+        """Forget finished results, here and in the controller: ``jobs`` (``'all'``, msg_ids,
+        AsyncResults) and/or the results of ``targets`` engines."""
+        self._queries.purge_results(jobs, targets, owner)
+
+    def purge_everything(self) -> None:
+        """Forget all finished results and the local history."""
+        self._queries.purge_everything()
+
+    def hub_history(self) -> list[str]:
+        """msg_ids of every task the controller has a record of, in submission order."""
+        return self._queries.hub_history()

@@ -4,17 +4,19 @@ Parts are slices of the input: a numpy array's parts are views of it (pickled as
 buffers, so scattering an array copies nothing in Python), a ``range``'s parts are ranges.
 Anything that cannot be sliced (a generator, a set) is made a list first.
 
-:func:`map_chunk` is what an engine runs for one part of a ``map``; it is importable by name, so it
-travels as a reference, not by value.
+:func:`~ipcluster.protocol.interactive.map_chunk` is what an engine runs for one part of a
+``map``; it is importable by name, so it travels as a reference, not by value.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .namespace import in_user_namespace
+# what an engine runs for one part of a map: pickled by reference, so it lives in protocol/
+from ..protocol.interactive import call_part, map_chunk
+
+__all__ = ["call_part", "map_chunk"]  # besides the helpers below
 
 
 def is_array(obj: Any) -> bool:
@@ -149,20 +151,3 @@ def join(parts: Sequence[Any]) -> Any:
     if all(isinstance(p, (list, tuple, range)) or is_array(p) for p in parts):
         return flatten(parts)
     return list(parts)
-
-
-def map_chunk(f: Any, *seqs: Any) -> list[Any]:
-    """Runs on an engine: ``f`` over one part of the mapped sequences.
-
-    ``f`` may arrive pickled (bytes), so that a map pickles its function once, not once per part.
-    """
-    if isinstance(f, bytes):
-        f = pickle.loads(f)
-    return list(map(in_user_namespace(f), *seqs))
-
-
-def call_part(f: Any, *args: Any, **kwargs: Any) -> Any:
-    """Runs on an engine: ``f`` on one part (``@parallel`` functions called directly)."""
-    if isinstance(f, bytes):
-        f = pickle.loads(f)
-    return in_user_namespace(f)(*args, **kwargs)

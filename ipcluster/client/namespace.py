@@ -1,30 +1,17 @@
 """Functions the client sends to engines to work on their user namespace.
 
 Each is marked :func:`interactive`: it travels by value and the engine runs it with its user
-namespace as globals, so ``globals()`` below *is* the engine's namespace.
+namespace as globals, so ``globals()`` below *is* the engine's namespace. (``interactive`` and
+``in_user_namespace`` are part of the client-engine contract: :mod:`ipcluster.protocol.interactive`.)
 """
 
 from __future__ import annotations
 
-import builtins
-import sys
-import types
-from typing import Any, TypeVar
+from typing import Any
 
-F = TypeVar("F")
-_MISSING = object()
+from ..protocol.interactive import in_user_namespace, interactive
 
-
-def interactive(f: F) -> F:
-    """Make ``f`` run in the engine's namespace: names it reads that are not local resolve in
-    the engine's user namespace (where ``push`` and ``execute`` put things), and ``global``
-    statements assign there.
-
-    It marks the function as defined interactively (``__module__ = "__main__"``), which is what
-    the engine looks for.
-    """
-    f.__module__ = "__main__"  # type: ignore[attr-defined]
-    return f
+__all__ = ["interactive", "in_user_namespace", "push_names", "pull_names", "import_names"]
 
 
 @interactive
@@ -72,35 +59,3 @@ def import_names(name: str, fromlist: Any) -> None:
     else:
         top = name.partition(".")[0]
         g[top] = importlib.import_module(top)
-
-
-def in_user_namespace(f: Any) -> Any:
-    """Runs on an engine: ``f`` with the engine's user namespace as globals, when ``f`` was
-    defined interactively on a client and arrived nested in another call (a function passed to
-    ``map``, or wrapped by ``@depend``), where the engine does not rebind it itself.
-
-    The user namespace is the ``__main__`` module's ``__dict__``. Names the function captured on
-    the client (imported modules, typically) stay visible behind it, through the function's
-    builtins, as for functions the engine calls directly.
-    """
-    if type(f) is not types.FunctionType or f.__module__ != "__main__":
-        return f
-    main = sys.modules.get("__main__")
-    ns = getattr(main, "__dict__", None)
-    if ns is None or f.__globals__ is ns:
-        return f
-    captured = {k: v for k, v in f.__globals__.items() if not k.startswith("__")}
-    saved = ns.get("__builtins__", _MISSING)
-    if captured:
-        captured.update(builtins.__dict__)
-        ns["__builtins__"] = captured
-    try:
-        g = types.FunctionType(f.__code__, ns, f.__name__, f.__defaults__, f.__closure__)
-    finally:
-        if saved is _MISSING:
-            ns.pop("__builtins__", None)
-        else:
-            ns["__builtins__"] = saved
-    g.__kwdefaults__ = f.__kwdefaults__
-    g.__qualname__ = f.__qualname__
-    return g

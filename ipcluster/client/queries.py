@@ -1,14 +1,16 @@
 """Controller queries of the client: status, results by msg_id (including other clients'
 tasks), abort, resubmit, purge, shutdown.
 
-:class:`ControllerQueries` is a part of :class:`~ipcluster.client.client.Client`, kept apart because
-it changes with the controller's query protocol rather than with the hot path of sending tasks.
+:class:`ControllerQueries` is composed into :class:`~ipcluster.client.client.Client`, whose public
+methods of the same names delegate to it. It is kept apart because it changes with the
+controller's query protocol rather than with the hot path of sending tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..error import ControllerError, IPClusterError
@@ -17,6 +19,9 @@ from ..protocol.session import Message
 from ._io import ClientIO
 from .asyncresult import AsyncHubResult
 from .task import Broadcast, ExecuteReply, Task, task_error
+
+if TYPE_CHECKING:
+    from .client import Client
 
 
 def _single(jobs: Any) -> bool:
@@ -27,16 +32,53 @@ def _single(jobs: Any) -> bool:
 
 
 class ControllerQueries:
-    """The Client's requests answered by the controller itself."""
+    """The Client's requests answered by the controller itself.
 
-    if TYPE_CHECKING:
-        _io: ClientIO
-        timeout: float
-        block: bool
-        history: list[str]
+    Parameters
+    ----------
+    client:
+        Read for the settings users may change on it (``timeout``, ``block``) and its
+        ``history``; AsyncHubResults belong to it.
+    io:
+        The client's I/O: the controller connection and the task tables.
+    targets:
+        Engine ids from a ``targets`` argument (``Submitter.targets``).
+    """
 
-        def _msg_ids_of(self, jobs: Any) -> list[str]: ...
-        def _build_targets(self, targets: Any) -> list[int]: ...
+    def __init__(self, client: "Client", io: ClientIO, targets: Callable[[Any], list[int]]) -> None:
+        self.client = client
+        self._io = io
+        self._build_targets = targets
+
+    @property
+    def timeout(self) -> float:
+        return self.client.timeout
+
+    @property
+    def block(self) -> bool:
+        return self.client.block
+
+    @property
+    def history(self) -> list[str]:
+        return self.client.history
+
+    def msg_ids(self, jobs: Any) -> list[str]:
+        """msg_ids from ``jobs``: msg_ids, indices into the client's history, AsyncResults."""
+        if jobs is None:
+            return []
+        if isinstance(jobs, (str, int)) or hasattr(jobs, "msg_ids"):
+            jobs = [jobs]
+        out: list[str] = []
+        for job in jobs:
+            if isinstance(job, str):
+                out.append(job)
+            elif isinstance(job, int):
+                out.append(self.history[job])
+            elif hasattr(job, "msg_ids"):
+                out.extend(job.msg_ids)
+            else:
+                raise TypeError(f"a job is a msg_id, a history index or an AsyncResult, not {job!r}")
+        return out
 
     def _query(self, msg_type: str, content: dict[str, Any], block: bool = True) -> Any:
         coro = self._io.query(msg_type, content, self.timeout)
@@ -48,7 +90,7 @@ class ControllerQueries:
         """Abort tasks that have not started: ``jobs`` (default all queued ones) on ``targets``.
         They finish with ``TaskAborted``."""
         block = self.block if block is None else block
-        msg_ids = None if jobs is None else self._msg_ids_of(jobs)
+        msg_ids = None if jobs is None else self.msg_ids(jobs)
         tids = None if targets is None or targets == "all" else self._build_targets(targets)
         result = self._query("abort_request", {"msg_ids": msg_ids, "targets": tids}, block)
         return None if block else result
@@ -90,7 +132,7 @@ class ControllerQueries:
     def result_status(self, msg_ids: Any, status_only: bool = True) -> dict[str, Any]:
         """``{"pending": [...], "completed": [...]}`` from the controller; without
         ``status_only``, also each completed task's result (or exception) by msg_id."""
-        ids = self._msg_ids_of(msg_ids)
+        ids = self.msg_ids(msg_ids)
         msg = self._query("result_request", {"msg_ids": ids, "status_only": bool(status_only)})
         content = msg["content"]
         out: dict[str, Any] = {"pending": list(content.get("pending", [])),
@@ -147,10 +189,10 @@ class ControllerQueries:
         found: dict[str, list[Task]] = {}
         unknown = []
         for msg_id in msg_ids:
-            entry = io.pending.get(msg_id) or io.finished.get(msg_id)
+            entry = io.replies.pending.get(msg_id) or io.replies.finished.get(msg_id)
             if entry is None:
                 unknown.append(msg_id)
-            elif type(entry) is Broadcast:
+            elif isinstance(entry, Broadcast):
                 found[msg_id] = list(entry.tasks.values())
             else:
                 found[msg_id] = [entry]
@@ -158,12 +200,12 @@ class ControllerQueries:
             msg = await io.query("result_request", {"msg_ids": unknown, "status_only": False}, self.timeout)
             for msg_id, task in self._records(msg).items():
                 task.done = True
-                io.finished.add(task)
+                io.replies.finished.add(task)
                 found[msg_id] = [task]
             waiting = {}
             for msg_id in msg["content"].get("pending", []):
                 task = Task(msg_id, "apply", None, time.time())
-                io.pending[msg_id] = task
+                io.replies.pending[msg_id] = task
                 waiting[msg_id] = task
                 found[msg_id] = [task]
             if waiting:
@@ -187,14 +229,14 @@ class ControllerQueries:
                 msg = await io.query("result_request", {"msg_ids": list(waiting), "status_only": False}, self.timeout)
             except IPClusterError as e:
                 for task in waiting.values():
-                    io.fail_task(task, e)
-                io.notify()
+                    io.replies.fail_task(task, e)
+                io.replies.notify()
                 return
             for msg_id, task in self._records(msg, waiting).items():
                 waiting.pop(msg_id, None)
                 if not task.done:
-                    io._complete(task)
-            io.notify()
+                    io.replies.complete(task)
+            io.replies.notify()
 
     def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None, owner: bool = True) -> Any:
         """Results by msg_id or history index (default: the last), including tasks submitted by
@@ -203,8 +245,8 @@ class ControllerQueries:
         if indices_or_msg_ids is None:
             indices_or_msg_ids = -1
         single = _single(indices_or_msg_ids)
-        ids = self._msg_ids_of(indices_or_msg_ids)
-        ar = AsyncHubResult(self, ids[0] if single else ids, fname="get_result", owner=owner)  # type: ignore[arg-type]
+        ids = self.msg_ids(indices_or_msg_ids)
+        ar = AsyncHubResult(self.client, self._tasks_for(ids), fname="get_result", owner=owner, single=single)
         return ar.get() if block else ar
 
     def resubmit(self, indices_or_msg_ids: Any = None, metadata: Any = None, block: bool | None = None) -> Any:
@@ -213,9 +255,9 @@ class ControllerQueries:
         if indices_or_msg_ids is None:
             indices_or_msg_ids = -1
         single = _single(indices_or_msg_ids)
-        ids = self._msg_ids_of(indices_or_msg_ids)
+        ids = self.msg_ids(indices_or_msg_ids)
         new_ids = self._io.run(self._resubmit(ids), self.timeout + 5)
-        ar = AsyncHubResult(self, new_ids[0] if single else new_ids, fname="resubmit")  # type: ignore[arg-type]
+        ar = AsyncHubResult(self.client, self._tasks_for(new_ids), fname="resubmit", single=single)
         return ar.get() if block else ar
 
     async def _resubmit(self, ids: list[str]) -> list[str]:
@@ -225,31 +267,31 @@ class ControllerQueries:
         new_ids = []
         for old in ids:
             new = mapping[old]
-            old_task = io.finished.get(old)
+            old_task = io.replies.finished.get(old)
             task = Task(new, old_task.method if old_task else "apply", old_task.target if old_task else None, time.time())
-            io.pending[new] = task
+            io.replies.pending[new] = task
             self.history.append(new)
             new_ids.append(new)
-            orphan = io.take_orphan(new)
+            orphan = io.replies.take_orphan(new)
             if orphan is not None:
-                io.deliver(orphan)
+                io.replies.on_reply(orphan)
         return new_ids
 
     def purge_local_results(self, jobs: Any = (), targets: Any = ()) -> None:
         """Forget finished results kept by this client (``'all'``, or by msg_id / engine)."""
         io = self._io
         if jobs == "all":
-            io.finished.clear()
+            io.replies.finished.clear()
             return
-        drop = set(self._msg_ids_of(jobs))
+        drop = set(self.msg_ids(jobs))
         engines = set(self._build_targets(targets)) if targets else set()
-        for msg_id, task in list(io.finished.items()):
+        for msg_id, task in list(io.replies.finished.items()):
             if msg_id in drop or task.engine_id in engines:
-                io.finished.pop(msg_id, None)
+                io.replies.finished.pop(msg_id, None)
 
     def purge_hub_results(self, jobs: Any = (), targets: Any = ()) -> None:
         """Make the controller forget finished task records."""
-        msg_ids = "all" if jobs == "all" else self._msg_ids_of(jobs)
+        msg_ids = "all" if jobs == "all" else self.msg_ids(jobs)
         engine_ids = self._build_targets(targets) if targets else []
         self._query("purge_request", {"msg_ids": msg_ids, "engine_ids": engine_ids})
 

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from .namespace import interactive
+from ..protocol.interactive import interactive
 
 __all__ = ["RemoteFunction", "ParallelFunction", "remote", "parallel", "interactive", "getname"]
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..error import IPClusterError
 from . import map as partitioning
+from .activation import activate
 from .asyncresult import AsyncMapResult, AsyncResult
 from .executor import ViewExecutor
 from .imports import sync_imports
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from .client import Client
 
 __all__ = ["View", "DirectView", "BroadcastView"]
+
+A = TypeVar("A", bound=AsyncResult)
 
 
 class View:
@@ -87,14 +89,19 @@ class View:
     @property
     def outstanding(self) -> set[str]:
         """msg_ids sent through this view that have not finished."""
-        pending = self.client._io.pending
-        self._outstanding = {m for m in self._outstanding if m in pending}
+        is_pending = self.client.submitter.is_pending
+        self._outstanding = {m for m in self._outstanding if is_pending(m)}
         return set(self._outstanding)
 
-    def _record(self, tasks: list[Task]) -> None:
-        for t in tasks:
-            self.history.append(t.msg_id)
-            self._outstanding.add(t.msg_id)
+    def _record(self, ar: A) -> A:
+        """Note what ``ar`` waits for in this view's history; return ``ar``."""
+        ids = ar.msg_ids
+        if len(ids) > 1:
+            ids = list(dict.fromkeys(ids))  # a broadcast's tasks share one msg_id
+        for msg_id in ids:
+            self.history.append(msg_id)
+            self._outstanding.add(msg_id)
+        return ar
 
     @property
     def executor(self) -> ViewExecutor:
@@ -212,39 +219,25 @@ class DirectView(View):
         super().__init__(client=client, socket=socket, targets=targets, **flags)
 
     # -- apply -----------------------------------------------------------------------------
-    def _submit_one(self, msg_type: str, method: str, bufs: list[Any], targets: Any, track: bool,
-                    fname: str, content: dict[str, Any] | None) -> AsyncResult | None:
-        """The hot path for one registered engine (None when the call is not that simple)."""
-        client = self.client
-        if type(targets) is not int or targets < 0 or content is not None or targets not in client._io.engines:
-            return None
-        task, frame = client._prepare_one(msg_type, method, bufs, targets, None, track)
-        ar = AsyncResult._of_task(client, task, fname)
-        ar._targets = [targets]
-        client._launch_one(task, frame)
-        self._record([task])
-        return ar
+    def _submit(self, msg_type: str, bufs: list[Any], targets: Any, track: bool, fname: str,
+                content: dict[str, Any] | None = None) -> AsyncResult:
+        """The same request to each target: one result for an int target, else a list."""
+        sub = self.client.submitter
+        if content is None and sub.is_engine(targets):  # the hot path: one engine
+            return self._record(sub.submit_one(msg_type, bufs, targets, fname, track=track))
+        ids = sub.targets(targets)
+        single = isinstance(targets, int)
 
-    def _submit(self, msg_type: str, method: str, bufs: list[Any], targets: Any, track: bool,
-                fname: str, content: dict[str, Any] | None = None, block: bool = False) -> Any:
-        one = self._submit_one(msg_type, method, bufs, targets, track, fname, content)
-        if one is not None:
-            return one
-        ids = self.client._build_targets(targets)
-        tasks, frames = self._prepare_many(msg_type, method, bufs, ids, content, track)
-        # the AsyncResult owns the tasks before they are sent: a fast reply must find it
-        ar = AsyncResult(self.client, tasks[0] if isinstance(targets, int) else tasks, fname=fname, targets=ids)
-        self._launch_many(tasks, frames)
-        return ar
+        def result(tasks: list[Task]) -> AsyncResult:
+            return AsyncResult(self.client, tasks[0] if single else tasks, fname=fname, targets=ids)
 
-    def _prepare_many(self, msg_type: str, method: str, bufs: list[Any], ids: list[int],
-                      content: dict[str, Any] | None, track: bool) -> tuple[list[Task], list[list[Any]]]:
+        return self._record(self._send_to_each(msg_type, bufs, ids, result, content, track))
+
+    def _send_to_each(self, msg_type: str, bufs: list[Any], ids: list[int], result: Callable[[list[Task]], AsyncResult],
+                      content: dict[str, Any] | None, track: bool) -> AsyncResult:
         """One request per engine."""
-        return self.client._prepare(msg_type, method, bufs, ids, content=content, track=track)
-
-    def _launch_many(self, tasks: list[Task], frames: list[list[Any]]) -> None:
-        self.client._launch(tasks, frames)
-        self._record(tasks)
+        return self.client.submitter.submit(msg_type, [(bufs, eid) for eid in ids], result, content=content,
+                                            track=track)
 
     def _really_apply(self, f: Callable[..., Any], args: Any = None, kwargs: Any = None,  # type: ignore[override]
                       targets: Any = None, block: bool | None = None, track: bool | None = None) -> Any:
@@ -252,8 +245,8 @@ class DirectView(View):
         block = self.block if block is None else block
         track = self.track if track is None else track
         targets = self.targets if targets is None else targets
-        bufs = self.client._pack(f, args or (), kwargs or {})
-        ar = self._submit("apply_request", "apply", bufs, targets, track, getname(f))
+        bufs = self.client.submitter.pack(f, args or (), kwargs or {})
+        ar = self._submit("apply_request", bufs, targets, track, getname(f))
         return ar.get() if block else ar
 
     def map(self, f: Callable[..., Any], *sequences: Any, block: bool | None = None, track: bool = False,
@@ -272,28 +265,25 @@ class DirectView(View):
                   elementwise: bool, block: bool | None = None, targets: Any = None, track: bool | None = None,
                   return_exceptions: bool = False, chunksize: Any = None, ordered: bool = True) -> Any:
         client = self.client
+        sub = client.submitter
         block = self.block if block is None else block
         track = self.track if track is None else track
-        ids = client._build_targets(self.targets if targets is None else targets)
+        ids = sub.targets(self.targets if targets is None else targets)
         parts = partitioning.split(sequences, len(ids))
-        fn = client._pickled_function(f)
-        tasks: list[Task] = []
-        frames: list[list[Any]] = []
-        for p, part in parts:
-            if elementwise:
-                bufs = client._pack(partitioning.map_chunk, (fn, *part), {})
-            else:
-                bufs = client._pack(partitioning.call_part, (fn, *part), kwargs)
-            t, fr = client._prepare("apply_request", "apply", bufs, [ids[p]], track=track)
-            tasks += t
-            frames += fr
-        amr = AsyncMapResult(
-            client, tasks, fname=getname(f), ordered=ordered, return_exceptions=return_exceptions,
-            chunk_sizes=[len(part[0]) for _, part in parts],
-            joiner=partitioning.flatten if elementwise else partitioning.join,
-        )
-        client._launch(tasks, frames)
-        self._record(tasks)
+        fn = sub.pickled_function(f)
+        if elementwise:
+            requests = [(sub.pack(partitioning.map_chunk, (fn, *part), {}), ids[p]) for p, part in parts]
+        else:
+            requests = [(sub.pack(partitioning.call_part, (fn, *part), kwargs), ids[p]) for p, part in parts]
+
+        def result(tasks: list[Task]) -> AsyncMapResult:
+            return AsyncMapResult(
+                client, tasks, fname=getname(f), ordered=ordered, return_exceptions=return_exceptions,
+                chunk_sizes=[len(part[0]) for _, part in parts],
+                joiner=partitioning.flatten if elementwise else partitioning.join,
+            )
+
+        amr = self._record(sub.submit("apply_request", requests, result, track=track))
         return amr.get() if block else amr
 
     # -- code -------------------------------------------------------------------------------
@@ -302,7 +292,7 @@ class DirectView(View):
         blocking; errors are raised then); its ``get()`` gives one :class:`ExecuteReply` per engine."""
         block = self.block if block is None else block
         targets = self.targets if targets is None else targets
-        ar = self._submit("execute_request", "execute", [], targets, False, "execute",
+        ar = self._submit("execute_request", [], targets, False, "execute",
                           content={"code": code, "silent": bool(silent)})
         if block:
             ar.get()
@@ -356,20 +346,17 @@ class DirectView(View):
         block = self.block if block is None else block
         track = self.track if track is None else track
         client = self.client
-        ids = client._build_targets(self.targets if targets is None else targets)
+        sub = client.submitter
+        ids = sub.targets(self.targets if targets is None else targets)
         seq = partitioning.as_sequence(seq)
-        tasks: list[Task] = []
-        frames: list[list[Any]] = []
+        requests = []
         for index, eid in enumerate(ids):
             part = partitioning.partition(seq, index, len(ids))
             value = part[0] if flatten and len(part) == 1 else part
-            bufs = client._pack(push_names, (), {key: value})
-            t, fr = client._prepare("apply_request", "apply", bufs, [eid], track=track)
-            tasks += t
-            frames += fr
-        ar = AsyncResult(client, tasks, fname="scatter", targets=ids)
-        client._launch(tasks, frames)
-        self._record(tasks)
+            requests.append((sub.pack(push_names, (), {key: value}), eid))
+        ar = self._record(sub.submit("apply_request", requests,
+                                     lambda tasks: AsyncResult(client, tasks, fname="scatter", targets=ids),
+                                     track=track))
         if block:
             ar.get()
             return None
@@ -381,12 +368,12 @@ class DirectView(View):
             raise ValueError(f"dist must be 'b', not {dist!r}")
         block = self.block if block is None else block
         client = self.client
-        ids = client._build_targets(self.targets if targets is None else targets)
-        bufs = client._pack(pull_names, (key,), {})
-        tasks, frames = client._prepare("apply_request", "apply", bufs, ids)
-        amr = AsyncMapResult(client, tasks, fname="gather", joiner=partitioning.join)
-        client._launch(tasks, frames)
-        self._record(tasks)
+        sub = client.submitter
+        ids = sub.targets(self.targets if targets is None else targets)
+        bufs = sub.pack(pull_names, (key,), {})
+        amr = self._record(sub.submit("apply_request", [(bufs, eid) for eid in ids],
+                                      lambda tasks: AsyncMapResult(client, tasks, fname="gather",
+                                                                   joiner=partitioning.join)))
         return amr.get() if block else amr
 
     def clear(self, targets: Any = None, block: bool | None = None) -> Any:
@@ -420,11 +407,7 @@ class DirectView(View):
 
     def activate(self, suffix: str = "") -> Any:
         """Make this view the target of the ``%px`` magics (``%px{suffix}``...)."""
-        try:
-            from ..magics import activate_view  # type: ignore[import-not-found,attr-defined,unused-ignore]
-        except ImportError as e:
-            raise IPClusterError(f"the %px magics are not available in this installation ({e})") from e
-        return activate_view(self, suffix)
+        return activate(self, suffix)
 
 
 class BroadcastView(DirectView):
@@ -438,14 +421,10 @@ class BroadcastView(DirectView):
         self.is_coalescing = is_coalescing
         super().__init__(client=client, socket=socket, targets=targets, **flags)
 
-    def _prepare_many(self, msg_type: str, method: str, bufs: list[Any], ids: list[int],
-                      content: dict[str, Any] | None, track: bool) -> tuple[list[Task], list[list[Any]]]:
+    def _send_to_each(self, msg_type: str, bufs: list[Any], ids: list[int], result: Callable[[list[Task]], AsyncResult],
+                      content: dict[str, Any] | None, track: bool) -> AsyncResult:
         """One request for all the engines (its tasks share one msg_id)."""
-        return self.client._broadcast(msg_type, method, bufs, ids, content=content)
-
-    def _launch_many(self, tasks: list[Task], frames: list[list[Any]]) -> None:
-        self.client._launch_broadcast(tasks, frames)
-        self._record(tasks[:1])
+        return self.client.submitter.broadcast(msg_type, bufs, ids, result, content=content)
 
     def map(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("BroadcastView.map is not implemented: use a DirectView")

@@ -254,6 +254,8 @@ class Cluster(ClusterOptions, LoggingConfigurable):
 
         kwargs.setdefault("timeout", self.controller_timeout)
         kwargs.setdefault("cluster", self)
+        # seam branch: the client asks this for wait_for_engines()'s default (it no longer reads self.n)
+        kwargs.setdefault("expected_engines", self._expected_engines)
         client = await asyncio.to_thread(Client, url_file=str(self.connection_file("client")), **kwargs)
         self._clients.append(client)
         return client

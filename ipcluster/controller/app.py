@@ -171,7 +171,7 @@ class ControllerApp(Application):
                     shutil.rmtree(folder, ignore_errors=True)
 
     async def _serve(self, previous: dict[str, Any], ipc_dir: str, shm_dir: str) -> None:
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context[zmq.Socket[Any]] = zmq.Context.instance()
         key = previous.get("key", "").encode() or new_key()
         session = Session(key, username="controller")
         kinds = {

@@ -13,23 +13,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
 
 from ..error import EngineError, ProtocolError, error_content
 from ..protocol import messages
-from ..protocol.session import DELIM, Packet, Session, dumps
-from ..protocol.wire import NOBLOCK, recv_frames, send_frames
+from ..protocol.receive import Handlers, Reply, drain
+from ..protocol.session import DELIM, Packet, Session
+from ..protocol.wire import fd, send_frames
 from .heartbeat import HeartMonitor
 from .hub import Action, Assign, Fail, Hub
 from .db import TaskRecord
+from .queries import Queries
 
 BATCH = 256  # messages taken from one socket before looking at the others
 OUTBOX_MAX = 512  # messages batched for one peer before they are sent anyway
 
-Handler = Callable[[bytes, dict[str, Any]], tuple[dict[str, Any], list[Any]]]
 #: frames smaller than this are kept as bytes: a received zmq.Frame pins libzmq's whole receive
 #: buffer (about 8 KiB), so 20,000 kept 500-byte frames would hold 180 MB instead of 11 MB
 COMPACT_LIMIT = 64 * 1024
@@ -66,28 +67,20 @@ class Router:
         self.iopub_out = sockets["iopub_out"]
         self.hb_ping = sockets["hb_ping"]
         self.hb_pong = sockets["hb_pong"]
-        self._receivers: list[tuple[zmq.Socket, Callable[[list[Any]], None]]] = [
-            (self.engine, self.on_engine),
-            (self.client, self.on_client),
-            (self.hb_pong, self.on_pong),
-            (self.iopub_in, self.on_iopub),
-            (self.iopub_out, self.on_subscription),
-        ]
-        self._handlers = dict(self._receivers)
-        self._poller = zmq.Poller()
-        for sock, _ in self._receivers:
-            self._poller.register(sock, zmq.POLLIN)
-        self.queries: dict[str, Handler] = {
-            "connection_request": self.connection_request,
-            "queue_request": self.queue_request,
-            "result_request": self.result_request,
-            "purge_request": self.purge_request,
-            "history_request": self.history_request,
-            "abort_request": self.abort_request,
-            "resubmit_request": self.resubmit_request,
-            "signal_request": self.signal_request,
-            "shutdown_request": self.shutdown_request,
+        # socket -> (what handles one message from it, whether it carries batches)
+        self._receivers: dict[zmq.Socket, tuple[Callable[[list[Any]], None], bool]] = {
+            self.engine: (self.on_engine, True),
+            self.client: (self.on_client, True),
+            self.hb_pong: (self.on_pong, False),
+            self.iopub_in: (self.on_iopub, False),
+            self.iopub_out: (self.on_subscription, False),
         }
+        self._poller = zmq.Poller()
+        for sock in self._receivers:
+            self._poller.register(sock, zmq.POLLIN)
+        self._answers = Queries(self)
+        self.queries: Handlers[Callable[..., Reply]] = Handlers(Queries.TABLE, "the controller", self.log)
+        self.engine_messages: Handlers[Callable[..., None]] = Handlers(self.ENGINE_MESSAGES, "the controller", self.log)
         # unsigned on purpose: a peer with the wrong key cannot verify ours, but it must learn why
         self.auth_error = Session(b"").serialize("auth_error", {
             "evalue": "message signature did not verify: the client's key does not match the cluster's"})[1]
@@ -101,16 +94,16 @@ class Router:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.iopub_in.send(b"\x01")  # subscribe to every engine's output
-        for sock, _ in self._receivers:
-            self._loop.add_reader(sock.getsockopt(zmq.FD), self.pump)
+        for sock in self._receivers:
+            self._loop.add_reader(fd(sock), self.pump)
         self._loop.call_soon(self.pump)  # ZeroMQ's fd is edge-triggered: look once now
         self._hb_handle = self._loop.call_later(self.hb_period, self.beat)
 
     def stop(self) -> None:
         if self._loop is not None:
-            for sock, _ in self._receivers:
+            for sock in self._receivers:
                 try:
-                    self._loop.remove_reader(sock.getsockopt(zmq.FD))
+                    self._loop.remove_reader(fd(sock))
                 except (zmq.ZMQError, ValueError):
                     pass
         if self._hb_handle is not None:
@@ -125,7 +118,8 @@ class Router:
         at most BATCH messages are taken from one socket before the others get a turn.
         """
         poll = self._poller.poll
-        handlers = self._handlers
+        receivers = self._receivers
+        log = self.log
         while True:
             ready = poll(0)
             if not ready:
@@ -134,18 +128,14 @@ class Router:
                     continue  # a failed send may have produced more to do
                 return
             for sock, _ in ready:
-                handler = handlers[sock]
-                for _ in range(BATCH):
-                    try:
-                        frames = recv_frames(sock, NOBLOCK)
-                    except zmq.Again:
-                        break
-                    try:
-                        handler(frames)
-                    except Exception:
-                        self.log.exception("error handling a message (%d frames)", len(frames))
+                handler, batches = receivers[sock]
+                drain(sock, handler, BATCH, log, batches=batches)
 
     # -- sending helpers -------------------------------------------------------------------
+    def to_engine(self, frames: list[Any]) -> bool:
+        """Send a message of the controller's own to an engine now; False when it is unreachable."""
+        return self._send(self.engine, frames)
+
     def _send(self, sock: zmq.Socket, frames: list[Any]) -> bool:
         """Send one message now (after whatever waits in the outbox, to keep the order)."""
         if self._outbox:
@@ -191,7 +181,7 @@ class Router:
                         self.engine_gone(idents[0], "unreachable")
 
     def reply(self, sock: zmq.Socket, ident: bytes, msg_type: str, content: dict[str, Any],
-              parent: dict[str, Any], buffers: list[Any] = (), metadata: dict[str, Any] | None = None) -> list[Any]:
+              parent: dict[str, Any], buffers: Sequence[Any] = (), metadata: dict[str, Any] | None = None) -> list[Any]:
         """Send a signed message; return its frames after the delimiter (for the record store)."""
         _, frames = self.session.serialize(msg_type, content, parent, metadata, buffers, idents=[ident])
         self.post(sock, (ident,), frames[1:])
@@ -233,11 +223,6 @@ class Router:
 
     # -- client channel --------------------------------------------------------------------
     def on_client(self, frames: list[Any]) -> None:
-        batch = Session.split_batch(frames)
-        if batch is not None:
-            for part in batch:
-                self.on_client(part)
-            return
         try:
             idents, i, packet = self.session.peek(frames)
         except ProtocolError as e:
@@ -250,16 +235,13 @@ class Router:
         if msg_type in messages.ENGINE_REQUESTS:
             self.route_request(client, packet, frames, i)
             return
-        handler = self.queries.get(msg_type)
         try:
-            if handler is None:
-                raise ProtocolError(f"unknown request type {msg_type!r}")
             _, msg = self.session.unpack(frames, verify=False)
-            content, buffers = handler(client, msg)
-            content.setdefault("status", "ok")
-        except Exception as e:
-            self.log.warning("%s from %r failed: %s", msg_type, client, e)
-            content, buffers = error_content(e), []
+        except ProtocolError as e:
+            self.log.warning("%s from %r does not unpack: %s", msg_type, client, e)
+            content, buffers = error_content(e), list[Any]()
+        else:
+            content, buffers = self.queries.answer(msg_type, self._answers, client, msg["content"])
         reply_type = messages.reply_type(msg_type) if msg_type.endswith("_request") else "error_reply"
         self.reply(self.client, client, reply_type, content, header, buffers)
 
@@ -305,11 +287,6 @@ class Router:
 
     # -- engine channel --------------------------------------------------------------------
     def on_engine(self, frames: list[Any]) -> None:
-        batch = Session.split_batch(frames)
-        if batch is not None:
-            for part in batch:
-                self.on_engine(part)
-            return
         try:
             idents, i, packet = self.session.peek(frames)
         except ProtocolError as e:
@@ -336,28 +313,28 @@ class Router:
         except ProtocolError as e:
             self._note_bad(frames, e, "an engine")
             return
-        msg_type = msg["msg_type"]
-        if msg_type == "registration_request":
-            self.register(euuid, msg)
-        elif msg_type == "unregistration_request":
-            self.engine_gone(euuid, "it unregistered")
+        handler = self.engine_messages.get(msg["msg_type"])
+        if handler is None:
+            self.log.warning("unexpected %s from engine %r", msg["msg_type"], euuid)
         else:
-            self.log.warning("unexpected %s from engine %r", msg_type, euuid)
+            handler(self, euuid, msg["content"], msg["header"])
 
-    def register(self, euuid: bytes, msg: dict[str, Any]) -> None:
-        content = msg["content"]
+    def register(self, euuid: bytes, content: messages.RegistrationRequest, header: dict[str, Any]) -> None:
         try:
             info = self.hub.register_engine(euuid, str(content.get("hostname", "")), int(content.get("pid", 0)),
                                             str(content.get("data_url") or ""))
         except ValueError as e:
-            self.reply(self.engine, euuid, "registration_reply", error_content(e), msg["header"])
+            self.reply(self.engine, euuid, "registration_reply", error_content(e), header)
             return
         self.heart.add(euuid)
         self.reply(self.engine, euuid, "registration_reply",
-                   {"status": "ok", "id": info.id, "hb_period": self.hb_period}, msg["header"])
+                   {"status": "ok", "id": info.id, "hb_period": self.hb_period}, header)
         self.log.info("engine %i registered (pid %s on %s)", info.id, info.pid, info.hostname)
         self.publish("registration_notification", info.details())
         self.carry_out(self.hub.drain_unassigned())
+
+    def unregister(self, euuid: bytes, content: messages.UnregistrationRequest, header: dict[str, Any]) -> None:
+        self.engine_gone(euuid, "it unregistered")
 
     def engine_gone(self, euuid: bytes, reason: str) -> None:
         gone = self.hub.unregister_engine(euuid)
@@ -401,128 +378,8 @@ class Router:
             # a client subscribed: tell it (and anyone listening) that output now reaches it
             self.publish("iopub_welcome", {})
 
-    # -- controller queries ----------------------------------------------------------------
-    def connection_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        self.hub.clients[client] = time.time()
-        return {"engines": self.hub.engine_table(), "engine_info": self.hub.engine_details(),
-                "cluster_id": self.cluster_id,
-                "task_scheme": self.hub.scheduler.name}, []
-
-    def queue_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        c = msg["content"]
-        return self.hub.queue_status(c.get("targets"), bool(c.get("verbose"))), []
-
-    def result_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        c = msg["content"]
-        msg_ids = c.get("msg_ids") or []
-        status_only = bool(c.get("status_only"))
-        pending, completed, results, buffers = [], [], {}, []
-        for msg_id in msg_ids:
-            rec = self.hub.store.get(msg_id)
-            if rec is None:
-                raise KeyError(f"no task with msg_id {msg_id!r} (never submitted, or purged)")
-            if not rec.completed:
-                pending.append(msg_id)
-                continue
-            completed.append(msg_id)
-            if status_only:
-                continue
-            entry: dict[str, Any] = {"result_dropped": rec.result_dropped, "engine_id": rec.engine_id,
-                                     "submitted": rec.submitted, "received": rec.received}
-            if rec.reply is None:
-                entry.update(header=None, content={"status": rec.status, "ename": rec.ename},
-                             metadata={"engine_id": rec.engine_id}, nbuffers=0)
-            else:
-                _, reply = self.session.unpack([DELIM, *rec.reply], verify=False)
-                entry.update(header=reply["header"], content=reply["content"], metadata=reply["metadata"],
-                             nbuffers=len(reply["buffers"]))
-                buffers.extend(reply["buffers"])
-            results[msg_id] = entry
-        return {"pending": pending, "completed": completed, "results": results}, buffers
-
-    def purge_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        c = msg["content"]
-        msg_ids, engine_ids = c.get("msg_ids") or [], c.get("engine_ids") or []
-        store = self.hub.store
-        if msg_ids == "all":
-            store.drop(store.completed_ids())
-        else:
-            for msg_id in msg_ids:
-                rec = store.get(msg_id)
-                if rec is None:
-                    raise KeyError(f"no task with msg_id {msg_id!r}")
-                if not rec.completed:
-                    raise ValueError(f"task {msg_id!r} is still pending; it cannot be purged")
-            store.drop(msg_ids)
-        if engine_ids:
-            store.drop(store.completed_ids(engine_ids))
-        return {}, []
-
-    def history_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        return {"history": self.hub.store.history()}, []
-
-    def abort_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        c = msg["content"]
-        msg_ids = c.get("msg_ids")
-        targets = c.get("targets")
-        self.carry_out(self.hub.abort(msg_ids))
-        engines = self.hub.engines.values() if targets is None else [self.hub.engine(t) for t in targets]
-        for info in engines:
-            _, frames = self.session.serialize("abort_request", {"msg_ids": msg_ids}, idents=[info.uuid])
-            self._send(self.engine, frames)
-        return {}, []
-
-    def resubmit_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        """Run finished tasks again, as new tasks answered to the asking client."""
-        msg_ids = msg["content"].get("msg_ids") or []
-        recs = []
-        for msg_id in msg_ids:
-            rec = self.hub.store.get(msg_id)
-            if rec is None:
-                raise KeyError(f"no task with msg_id {msg_id!r}")
-            if not rec.completed:
-                raise ValueError(f"task {msg_id!r} has not finished; only finished tasks can be resubmitted")
-            if rec.request is None:
-                raise ValueError(f"the request of task {msg_id!r} is no longer stored (too large, sent straight to its engine, or evicted)")
-            recs.append(rec)
-        mapping = {}
-        for rec in recs:
-            assert rec.request is not None
-            _, _, old = self.session.peek(rec.request, verify=False)
-            header = dict(rec.header, msg_id=self.session.new_msg_id(), date=time.time())
-            _, req = self.session.unpack(rec.request, verify=False)  # the buffers, in order
-            frames = self.session.pack(dumps(header), old.part(1), old.part(2), old.part(3), req["buffers"])
-            mapping[rec.msg_id] = header["msg_id"]
-            _, i, packet = self.session.peek(frames)
-            self.route_request(client, packet, frames, i)
-        return {"resubmitted": mapping}, []
-
-    def signal_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        """Deliver a signal (SIGINT to interrupt) to engines, through each engine's control thread,
-        which answers even while the engine runs user code."""
-        c = msg["content"]
-        signum = int(c.get("signum", 2))
-        targets = c.get("targets")
-        engines = list(self.hub.engines.values()) if targets is None else [self.hub.engine(t) for t in targets]
-        missed = []
-        for info in engines:
-            _, frames = self.session.serialize("signal_request", {"signum": signum}, idents=[info.uuid + messages.CONTROL_SUFFIX])
-            if not self._send(self.engine, frames):
-                missed.append(info.id)
-        if missed:
-            raise EngineError(f"could not reach the control channel of engine(s) {missed}")
-        return {}, []
-
-    def shutdown_request(self, client: bytes, msg: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        c = msg["content"]
-        targets = c.get("targets")
-        engines = list(self.hub.engines.values()) if targets is None else [self.hub.engine(t) for t in targets]
-        for info in engines:
-            _, frames = self.session.serialize("shutdown_request", {}, idents=[info.uuid])
-            self._send(self.engine, frames)
-        if c.get("hub"):
-            self.log.info("shutdown requested by a client")
-            assert self._loop is not None
-            # answer first, then stop once the reply has been handed to ZeroMQ
-            self._loop.call_soon(self.stop)
-        return {}, []
+    #: what the controller does with each message an engine sends it (not a reply to a client)
+    ENGINE_MESSAGES: dict[str, Callable[..., None]] = {
+        "registration_request": register,
+        "unregistration_request": unregister,
+    }

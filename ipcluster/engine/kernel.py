@@ -10,7 +10,7 @@ identity, and output goes to the controller's IOPub. Adapting ipykernel would me
 most of it, and importing it alone costs more than our whole start-up. What users actually want
 from it is *IPython semantics* for ``execute`` (magics, ``display``, rich results, IPython
 tracebacks, top-level ``await``), and those come from IPython's ``InteractiveShell``, which we
-use directly (:mod:`.shell`), created on the first ``execute_request``. ``apply`` never needs
+use directly (:mod:`.shell`, run by :mod:`.cells`), created on the first ``execute_request``. ``apply`` never needs
 it, so an engine that only maps functions never imports IPython.
 
 How the loop runs
@@ -33,30 +33,33 @@ produced (``iopub_count``).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 import time
-from asyncio.events import _set_running_loop
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import zmq
 import zmq.asyncio
 from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
 
-from ..error import wrap_exception
+from ..error import error_content, wrap_exception
 from ..protocol.data import TTL, DataChannel, keep_for, wait_for
-from ..protocol.messages import reply_type
+from ..protocol.messages import AbortRequest, ExecuteRequest, RegistrationReply, ShutdownRequest, reply_type
+from ..protocol.receive import Handlers, drain
 from ..protocol.serialize import serialize_result
 from ..protocol.session import DIRECT_MIN, DataMissing, Message, Session, external, nbytes
-from ..protocol.wire import NOBLOCK, readable, recv_frames, send_frames
+from ..protocol.wire import NOBLOCK, readable, send_frames
+from ..protocol.wire import fd as wire_fd
+from .cells import Cells
 from .interrupts import Interrupts
-from .iopub import IOPub, safe_str
+from .iopub import IOPub
 from .namespace import FunctionCache, clear_namespace, resolve_references
+from .running_loop import hide_running_loop, restore_running_loop
 
-TASK_TYPES = frozenset({"apply_request", "execute_request", "clear_request"})
+#: ZeroMQ messages taken per receive pass before the queue gets a look (see protocol.receive)
+DRAIN_LIMIT = 512
 
 #: longest a finished task's reply waits for the replies of the tasks queued behind it (seconds)
 REPLY_HOLD = 0.002
@@ -64,7 +67,7 @@ REPLY_HOLD = 0.002
 TINY_TASK = 0.0005
 
 
-class _Waiting(dict):  # type: ignore[type-arg]
+class _Waiting(Message):
     """A queued request whose buffers are still on their way over the data channel. Reads like
     a message's header fields, so aborting it or answering it with an error needs nothing else."""
 
@@ -129,14 +132,14 @@ class Kernel(LoggingConfigurable):
         self._on_stop = on_stop
         self.data = data
         self.stopping = False
-        self.shell: Any = None
+        self.cells = Cells(self, user_module, iopub, interrupts,
+                           {"engine_id": engine_id, "engine_uuid": engine_uuid}, self._error_content, self.log)
         self._queue: deque[tuple[list[bytes], Message]] = deque()
         self._aborted: OrderedDict[str, None] = OrderedDict()
-        self._reply_types = {t: reply_type(t) for t in TASK_TYPES}
+        self._reply_types = {t: reply_type(t) for t in self.TASKS}
+        self.control: Handlers[Callable[..., None]] = Handlers(self.CONTROL, f"engine {engine_id}", self.log)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Future[None] | None = None  # set while serve() waits for a message
-        self._import_hook: _ShellOnImport | None = None
-        self._cell_interrupted = False
         self._outbox: list[Any] = []  # reply packets held back for one batch
         self._outbox_idents: tuple[bytes, ...] = ()
         self._outbox_since = 0.0
@@ -145,13 +148,11 @@ class Kernel(LoggingConfigurable):
     async def serve(self) -> None:
         """Receive and run requests until stopped (or cancelled)."""
         self._loop = asyncio.get_running_loop()
-        if "IPython" not in sys.modules:
-            self._import_hook = _ShellOnImport(self._shell_on_import)
-            sys.meta_path.insert(0, self._import_hook)
+        self.cells.watch_imports()
         # The socket's descriptor is watched directly rather than through zmq.asyncio's awaited
         # receives: one Future per idle wait instead of per message, and no reader churn.
         raw = self._raw
-        fd = raw.getsockopt(zmq.FD)
+        fd = wire_fd(raw)
         self._loop.add_reader(fd, self._on_readable)
         if self.data is not None:
             self._loop.add_reader(self.data.fd, self._on_data)
@@ -170,8 +171,7 @@ class Kernel(LoggingConfigurable):
             self._loop.remove_reader(fd)
             if self.data is not None:
                 self._loop.remove_reader(self.data.fd)
-            if self._import_hook is not None:
-                self._import_hook.remove()
+            self.cells.unwatch_imports()
 
     def _on_readable(self) -> None:
         """The descriptor fired. Asking ZeroMQ whether a message waits also consumes the edge,
@@ -203,20 +203,16 @@ class Kernel(LoggingConfigurable):
     def _drain(self) -> None:
         """Take every message already waiting on the socket, without blocking."""
         raw = self._raw
-        while readable(raw):
-            self._accept(recv_frames(raw, NOBLOCK))
+        # asking first is half the cost of a receive that fails, and after a task usually nothing waits
+        while readable(raw) and drain(raw, self._accept, DRAIN_LIMIT, self.log):
+            pass
 
     def _accept(self, frames: list[Any]) -> None:
-        """Queue a task, or apply a control message at once; never raises."""
-        batch = Session.split_batch(frames)  # the controller batches tasks for one engine
-        if batch is not None:
-            for part in batch:
-                self._accept(part)
-            return
+        """Queue a task, or apply a control message at once (one message: batches are split)."""
         try:
             idents, msg = self.session.unpack(frames)
         except DataMissing as e:  # its buffers come over the data channel: wait for them in order
-            if self.data is None or e.header["msg_type"] not in TASK_TYPES:
+            if self.data is None or e.header["msg_type"] not in self.TASKS:
                 self.log.warning("dropped %s: %s", e.header["msg_type"], e)
                 return
             wait = wait_for(e.size, self.data_wait)
@@ -228,29 +224,20 @@ class Kernel(LoggingConfigurable):
             self.log.warning("dropped a message that does not unpack (%d frames): %s", len(frames), e)
             return
         msg_type = msg["msg_type"]
-        try:
-            if msg_type in TASK_TYPES:
-                self._queue.append((idents, msg))
-            elif not idents and msg_type == "abort_request":  # control: from the controller itself
-                self._abort(msg["content"].get("msg_ids"))
-            elif not idents and msg_type == "shutdown_request":
-                self.log.info("shutdown requested by the controller")
-                self.stop(0, "shutdown_request")
-            elif not idents and msg_type == "registration_reply":
-                self.log.debug("ignored a late registration_reply")
-            elif idents and msg_type.endswith("_request"):
-                self.log.warning("unsupported request %s from %r", msg_type, idents[0])
-                content = {
-                    "status": "error",
-                    "ename": "NotImplementedError",
-                    "evalue": f"engines do not handle {msg_type}",
-                    "traceback": "",
-                }
-                self._reply(idents, msg, reply_type(msg_type), content, (), time.time(), 0)
-            else:
+        if msg_type in self.TASKS:
+            self._queue.append((idents, msg))
+        elif not idents:  # from the controller itself
+            handler = self.control.get(msg_type)
+            if handler is None:
                 self.log.warning("ignored unexpected %s message", msg_type)
-        except Exception:
-            self.log.exception("could not handle %s %s", msg_type, msg.get("msg_id"))
+            else:
+                handler(self, msg["content"])
+        elif msg_type.endswith("_request"):  # a client's request engines do not serve
+            self.log.warning("unsupported request %s from %r", msg_type, idents[0])
+            content = error_content(NotImplementedError(f"engines do not handle {msg_type}"))
+            self._reply(idents, msg, reply_type(msg_type), content, (), time.time(), 0)
+        else:
+            self.log.warning("ignored unexpected %s message", msg_type)
 
     async def _run_queue(self) -> None:
         queue = self._queue
@@ -273,12 +260,10 @@ class Kernel(LoggingConfigurable):
             started_mono = time.monotonic()
             buffers: Any = ()
             try:
-                if msg_type == "apply_request":
-                    content, buffers = self._apply(msg)
-                elif msg_type == "execute_request":
-                    content = await self._execute(msg)
-                else:
-                    content = self._clear(msg)
+                done = self.TASKS[msg_type](self, msg)
+                if type(done) is not tuple:  # execute is a coroutine: a cell may await
+                    done = await done
+                content, buffers = done
             except Exception:  # a bug of ours, not the user's: still answer
                 self.log.exception("%s %s failed", msg_type, msg["msg_id"])
                 content = self._error_content("engine")
@@ -300,7 +285,7 @@ class Kernel(LoggingConfigurable):
                 self.flush()
         self.flush()
 
-    def _join_data(self, idents: list[bytes], waiting: _Waiting) -> Message | bool | None:
+    def _join_data(self, idents: list[bytes], waiting: _Waiting) -> Message | Literal[False] | None:
         """The message with its buffers from the data channel; None while they are on their way;
         False when they never came (the request is answered with the error)."""
         assert self.data is not None
@@ -326,6 +311,16 @@ class Kernel(LoggingConfigurable):
         self._on_stop(code, reason)
 
     # -- control -------------------------------------------------------------------------
+    def _on_abort(self, content: AbortRequest) -> None:
+        self._abort(content.get("msg_ids"))
+
+    def _on_shutdown(self, content: ShutdownRequest) -> None:
+        self.log.info("shutdown requested by the controller")
+        self.stop(0, "shutdown_request")
+
+    def _on_registration_reply(self, content: RegistrationReply) -> None:
+        self.log.debug("ignored a late registration_reply")
+
     def _abort(self, msg_ids: list[str] | None) -> None:
         queue = self._queue
         if msg_ids is None:
@@ -352,7 +347,7 @@ class Kernel(LoggingConfigurable):
     def _reply_aborted(self, idents: list[bytes], msg: Message) -> None:
         content: dict[str, Any] = dict(_ABORTED)
         if msg["msg_type"] == "execute_request":
-            content["execution_count"] = self.shell.execution_count if self.shell is not None else 0
+            content["execution_count"] = self.cells.execution_count
         now = time.time()
         self._reply(idents, msg, self._reply_types[msg["msg_type"]], content, (), now, 0)
 
@@ -444,171 +439,46 @@ class Kernel(LoggingConfigurable):
         try:
             f, args, kwargs = self.functions.load(msg["buffers"])
             args, kwargs = resolve_references(args, kwargs, self.user_ns)
-            _set_running_loop(None)  # user code may asyncio.run(), as in a script
+            hide_running_loop()  # user code may asyncio.run(), as in a script
             intr.armed = True
             try:
                 result = f(*args, **kwargs)
             finally:
                 intr.disarm()
-                _set_running_loop(loop)
+                restore_running_loop(loop)
             return {"status": "ok"}, serialize_result(result)
         except BaseException as e:  # user code: KeyboardInterrupt and SystemExit are replies too
             intr.disarm()
-            _set_running_loop(loop)
+            restore_running_loop(loop)
             tb = e.__traceback__
             if tb is not None and tb.tb_next is not None:
                 e.__traceback__ = tb.tb_next  # drop this frame: users see their code first
             return self._error_content("apply"), []
 
-    async def _execute(self, msg: Message) -> dict[str, Any]:
+    async def _execute(self, msg: Message) -> tuple[dict[str, Any], tuple[()]]:
         """Run a cell in the IPython shell; output and errors go out on IOPub."""
         self.iopub.begin(msg["header"])
-        content = msg["content"]
-        code = content.get("code", "")
-        silent = bool(content.get("silent", False))
-        store_history = bool(content.get("store_history", not silent))
-        try:
-            shell = self.get_shell()
-        except Exception:
-            self.log.exception("could not start the IPython shell")
-            return {**self._error_content("execute"), "execution_count": 0}
-        count = shell.execution_count
-        if not silent:
-            self.iopub.publish("execute_input", {"code": code, "execution_count": count})
-        shell.last_traceback = None
-        try:
-            transformed = shell.transform_cell(code)
-            exc_tuple = None
-        except Exception:
-            transformed, exc_tuple = code, sys.exc_info()
-        if shell.should_run_async(code, transformed_cell=transformed, preprocessing_exc_tuple=exc_tuple):
-            try:
-                result = await self._run_cell_async(shell, code, store_history, silent, transformed)
-            except KeyboardInterrupt:
-                return {**self._error_content("execute"), "execution_count": count}
-        else:
-            loop = self._loop
-            intr = self.interrupts
-            _set_running_loop(None)
-            intr.armed = True
-            try:
-                result = shell.run_cell(code, store_history=store_history, silent=silent)
-            except BaseException:  # an interrupt that landed in IPython's code around the cell
-                return {**self._error_content("execute"), "execution_count": count}
-            finally:
-                intr.disarm()
-                _set_running_loop(loop)
-        error = result.error_before_exec or result.error_in_exec
-        if error is None:
-            return {"status": "ok", "execution_count": count}
-        tb = shell.last_traceback or []
-        ename, evalue = type(error).__name__, safe_str(error)
-        if isinstance(error, asyncio.CancelledError) and self._cell_interrupted:
-            ename, evalue = "KeyboardInterrupt", "cell interrupted"  # SIGINT cancelled the awaiting cell
-        return {
-            "status": "error",
-            "execution_count": count,
-            "ename": ename,
-            "evalue": evalue,
-            "traceback": "\n".join(tb),
-            "engine_info": {"engine_id": self.engine_id, "engine_uuid": self.engine_uuid, "method": "execute"},
-        }
+        content: ExecuteRequest = msg["content"]
+        return await self.cells.execute(content), ()
 
-    async def _run_cell_async(self, shell: Any, code: str, store_history: bool, silent: bool, transformed: str) -> Any:
-        """A cell with top-level ``await`` runs as a task on our loop; SIGINT cancels it."""
-        loop = asyncio.get_running_loop()
-        cell = loop.create_task(
-            shell.run_cell_async(
-                code,
-                store_history=store_history,
-                silent=silent,
-                transformed_cell=transformed,
-                preprocessing_exc_tuple=None,
-            )
-        )
-        def interrupt() -> None:
-            self._cell_interrupted = True
-            loop.call_soon_threadsafe(cell.cancel)
-
-        self._cell_interrupted = False
-        self.interrupts.cancel = interrupt
-        try:
-            return await cell
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # the engine is shutting down
-            raise KeyboardInterrupt("cell interrupted") from None
-        finally:
-            self.interrupts.cancel = None
-            shell.events.trigger("post_execute")
-            if not silent:
-                shell.events.trigger("post_run_cell", cell.result() if cell.done() and not cell.cancelled() else None)
-
-    def _clear(self, msg: Message) -> dict[str, Any]:
+    def _clear(self, msg: Message) -> tuple[dict[str, Any], tuple[()]]:
         """Reset the user namespace (builtins stay)."""
         self.iopub.begin(msg["header"])
         self.functions.clear()
-        if self.shell is not None:
-            self.shell.reset(new_session=False)
-        else:
+        if not self.cells.reset():
             clear_namespace(self.user_ns)
-        return {"status": "ok"}
+        return {"status": "ok"}, ()
 
-    # -- the shell -----------------------------------------------------------------------
-    def get_shell(self) -> Any:
-        """The IPython shell, created on first use (importing IPython costs ~0.3 s)."""
-        if self.shell is None:
-            if self._import_hook is not None:
-                self._import_hook.remove()  # we import IPython ourselves now
-                self._import_hook = None
-            t0 = time.perf_counter()
-            from .shell import make_shell
-
-            self.shell = make_shell(self, self.user_module, self.iopub)
-            self.log.info("IPython shell ready in %.0f ms", (time.perf_counter() - t0) * 1000)
-        return self.shell
-
-    def _shell_on_import(self) -> None:
-        """User code imported IPython: start the shell now, so ``display()`` publishes."""
-        try:
-            self.get_shell()
-        except Exception:
-            self.log.warning("could not start the IPython shell on import", exc_info=True)
-
-
-class _ShellOnImport:
-    """A one-shot ``sys.meta_path`` finder: runs a callback right after ``IPython`` is imported.
-
-    ``IPython.display.display()`` prints plain text unless an IPython shell exists. The engine
-    creates its shell lazily, so when user code run by ``apply`` imports IPython, this hook
-    creates the shell as soon as the ``IPython`` package has finished loading, before the
-    user's ``display`` call, and rich output is published as it would be from ``execute``.
-    """
-
-    def __init__(self, callback: Callable[[], None]) -> None:
-        self._callback = callback
-
-    def remove(self) -> None:
-        try:
-            sys.meta_path.remove(self)
-        except ValueError:
-            pass
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != "IPython":
-            return None
-        self.remove()
-        spec = importlib.util.find_spec(fullname)
-        loader = spec.loader if spec is not None else None
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        exec_module = loader.exec_module
-        callback = self._callback
-
-        def exec_then_start(module: Any) -> None:
-            exec_module(module)
-            callback()
-
-        loader.exec_module = exec_then_start  # type: ignore[method-assign]
-        return spec
+    #: what the engine runs, by request type; each returns the reply's content and buffers
+    #: (execute is a coroutine, since a cell may ``await``)
+    TASKS: dict[str, Callable[..., Any]] = {
+        "apply_request": _apply,
+        "execute_request": _execute,
+        "clear_request": _clear,
+    }
+    #: what the engine does with each message from the controller itself (not a client's)
+    CONTROL: dict[str, Callable[..., None]] = {
+        "abort_request": _on_abort,
+        "shutdown_request": _on_shutdown,
+        "registration_reply": _on_registration_reply,
+    }

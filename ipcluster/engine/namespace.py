@@ -8,10 +8,8 @@ A function defined interactively on a client (``__module__ == "__main__"``, whic
 closures and everything marked ``@interactive``) arrives pickled by value. Users expect it to run
 *in the engine's namespace*: ``execute("a = 5")`` then ``apply(lambda: a)`` returns 5, and a
 ``global`` statement assigns into the namespace. :func:`rebind` gives the function the user
-namespace as its globals. cloudpickle also captured the client-side globals the function
-referenced (typically imported modules such as ``np``); those stay reachable as a fallback,
-behind the user namespace, through the function's builtins. Nothing of the client leaks into the
-engine's namespace.
+namespace as its globals (it is shared with the client-side helpers that rebind nested functions,
+in :mod:`ipcluster.protocol.interactive`).
 
 Functions are cached (:class:`FunctionCache`): a map or a loop of applies sends the same function
 pickle again and again, and rebuilding a function by value (cloudpickle) costs several times a
@@ -29,13 +27,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from ..protocol.interactive import rebind
+from ..protocol.reference import REFERENCE_ATTR
 from ..protocol.serialize import deserialize_object, unpack_apply
 
-_FunctionType = types.FunctionType
-_builtins_dict = builtins.__dict__
-
-#: attribute marking an argument that names a variable in the engine's namespace
-REFERENCE_ATTR = "__ipcluster_reference__"
+__all__ = ["FunctionCache", "clear_namespace", "make_user_module", "rebind", "resolve_references"]
 
 
 def make_user_module() -> types.ModuleType:
@@ -52,39 +48,6 @@ def clear_namespace(ns: dict[str, Any]) -> None:
     keep: dict[str, Any] = {k: ns[k] for k in ("__name__", "__doc__", "__builtins__") if k in ns}
     ns.clear()
     ns.update(keep)
-
-
-def rebind(f: Any, user_ns: dict[str, Any]) -> Any:
-    """Return ``f`` running in ``user_ns`` if it was defined in a client's ``__main__``.
-
-    Names the function reads resolve in ``user_ns`` first; names cloudpickle captured from the
-    client (and not defined on the engine) come next, then the real builtins.
-    """
-    if type(f) is not _FunctionType or f.__module__ != "__main__":
-        return f
-    captured = f.__globals__
-    if captured is user_ns:
-        return f
-    extra = [k for k in captured if not k.startswith("__")]
-    if extra:
-        # a function's builtins are fixed when it is created (from its globals' __builtins__):
-        # build it with builtins that fall back on what the client captured
-        fallback = {k: captured[k] for k in extra}
-        fallback.update(_builtins_dict)
-        saved = user_ns.get("__builtins__", builtins)
-        user_ns["__builtins__"] = fallback
-        try:
-            g = _FunctionType(f.__code__, user_ns, f.__name__, f.__defaults__, f.__closure__)
-        finally:
-            user_ns["__builtins__"] = saved
-    else:
-        g = _FunctionType(f.__code__, user_ns, f.__name__, f.__defaults__, f.__closure__)
-    g.__kwdefaults__ = f.__kwdefaults__
-    g.__qualname__ = f.__qualname__
-    g.__doc__ = f.__doc__
-    if f.__dict__:
-        g.__dict__.update(f.__dict__)
-    return g
 
 
 def resolve_references(

@@ -148,7 +148,7 @@ def pickler_class() -> Any:
 
         base = getattr(cloudpickle.Pickler, "dispatch_table", None) or copyreg.dispatch_table
 
-        class Pickler(cloudpickle.Pickler):  # type: ignore[misc,name-defined]
+        class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
             dispatch_table = ChainMap({types.CodeType: reduce_code}, base)
 
         _pickler_class = Pickler

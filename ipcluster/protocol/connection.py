@@ -74,7 +74,7 @@ def read_json_file(path: str | os.PathLike[str], what: str, if_missing: str) -> 
 
 def read_connection_file(path: str | os.PathLike[str], role: Role = "client") -> dict[str, Any]:
     """Load and check a connection file, with an error that says what is wrong."""
-    info = read_json_file(path, "connection file", "is the controller running?")
+    info: dict[str, Any] = read_json_file(path, "connection file", "is the controller running?")
     needed = CLIENT_KEYS if role == "client" else ENGINE_KEYS
     missing = [k for k in needed if k not in info]
     if missing:

@@ -41,6 +41,7 @@ import zmq
 
 from . import shm
 from .session import nbytes
+from .wire import fd
 from .wire import NOBLOCK, readable, recv_frames, send_frames
 
 #: seconds unclaimed buffers are kept, plus one per 100 MB (their message may still be on its way)
@@ -83,7 +84,7 @@ class DataChannel:
         sock.setsockopt(zmq.RCVHWM, 0)
         sock.setsockopt(zmq.LINGER, 0)
         self.sock = sock
-        self.fd: int = sock.getsockopt(zmq.FD)
+        self.fd = fd(sock)
         self._inbox: OrderedDict[str, tuple[list[Any], float]] = OrderedDict()  # msg_id -> frames, expiry
 
     def bind(self, folder: str, name: str) -> None:

@@ -39,6 +39,7 @@ class ApplyReply(TypedDict):
 class ExecuteRequest(TypedDict):
     code: str
     silent: bool
+    store_history: NotRequired[bool]  # default: not silent
 
 
 class ExecuteReply(TypedDict):
@@ -117,6 +118,10 @@ class ResultReply(TypedDict):
 class PurgeRequest(TypedDict):
     msg_ids: list[str] | Literal["all"]
     engine_ids: list[int]
+
+
+class PurgeReply(TypedDict):
+    status: str
 
 
 class HistoryRequest(TypedDict):
@@ -268,7 +273,7 @@ MSG_TYPES: dict[str, type] = {
     "result_request": ResultRequest,
     "result_reply": ResultReply,
     "purge_request": PurgeRequest,
-    "purge_reply": AbortReply,
+    "purge_reply": PurgeReply,
     "history_request": HistoryRequest,
     "history_reply": HistoryReply,
     "abort_request": AbortRequest,

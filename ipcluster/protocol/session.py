@@ -130,7 +130,7 @@ class DataMissing(ProtocolError):
         self.size = size  # bytes of those frames, from the signed table
 
 
-class Message(dict):
+class Message(dict[str, Any]):
     """An unpacked message: a dict with ``header``, ``parent_header``, ``metadata``, ``content``,
     ``buffers`` and ``msg_type``/``msg_id`` for convenience."""
 
@@ -154,15 +154,18 @@ class Packet:
 
     @property
     def parent(self) -> dict[str, Any]:
-        return loads(self.part(1))
+        parent: dict[str, Any] = loads(self.part(1))
+        return parent
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return loads(self.part(2))
+        metadata: dict[str, Any] = loads(self.part(2))
+        return metadata
 
     @property
     def content(self) -> dict[str, Any]:
-        return loads(self.part(3))
+        content: dict[str, Any] = loads(self.part(3))
+        return content
 
 
 class Session:

@@ -9,7 +9,7 @@ objects (``copy=False``), so large buffers are never copied; small ones are read
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import zmq
 from zmq.backend import Socket as _CSocket
@@ -24,7 +24,7 @@ _POLLIN = int(zmq.POLLIN)
 NOBLOCK = int(zmq.NOBLOCK)
 
 
-def send_frames(sock: zmq.Socket, frames: Sequence[Any], flags: int = 0) -> None:
+def send_frames(sock: zmq.Socket[Any], frames: Sequence[Any], flags: int = 0) -> None:
     """Send one multipart message (frames: bytes, memoryviews or zmq.Frames; never copied
     in Python; ZeroMQ copies those under its copy threshold, which is cheaper than tracking them)."""
     last = len(frames) - 1
@@ -33,7 +33,7 @@ def send_frames(sock: zmq.Socket, frames: Sequence[Any], flags: int = 0) -> None
         _send(sock, frame, more if n < last else flags, False, False)
 
 
-def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[Any]:
+def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[Any]:
     """Receive one multipart message as zmq.Frames (raises zmq.Again with NOBLOCK and nothing there)."""
     frames = [_recv(sock, flags, False, False)]
     while _get(sock, _RCVMORE):
@@ -41,6 +41,12 @@ def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[Any]:
     return frames
 
 
-def readable(sock: zmq.Socket) -> bool:
+def readable(sock: zmq.Socket[Any]) -> bool:
     """Whether a message is waiting (cheaper than a failing non-blocking receive)."""
-    return bool(_get(sock, _EVENTS) & _POLLIN)
+    return bool(cast(int, _get(sock, _EVENTS)) & _POLLIN)
+
+
+def fd(sock: zmq.Socket[Any]) -> int:
+    """The socket's descriptor for an event loop's ``add_reader`` (edge-triggered: drain on each
+    wake-up until ``EAGAIN``)."""
+    return cast(int, sock.getsockopt(zmq.FD))

@@ -36,6 +36,7 @@ from ipcluster.client.namespace import in_user_namespace
 from ipcluster.error import wrap_exception
 from ipcluster.protocol.connection import write_private_json
 from ipcluster.protocol.serialize import serialize_result, unpack_apply
+from ipcluster.protocol.receive import messages
 from ipcluster.protocol.session import Session, new_key
 
 
@@ -164,12 +165,11 @@ class FakeCluster:
             for sock in (self.router, self.pub, self._wake_rx):
                 sock.close(linger=0)
 
-    def _on_client(self, frames: list[bytes]) -> None:
-        batch = Session.split_batch(frames)  # a client batches bursts of small requests
-        if batch is not None:
-            for part in batch:
-                self._on_client(part)
-            return
+    def _on_client(self, received: list[bytes]) -> None:
+        for frames in messages(received):  # a client batches bursts of small requests
+            self._on_message(frames)
+
+    def _on_message(self, frames: list[bytes]) -> None:
         client = frames[0]
         try:
             _, msg = self.session.unpack(frames)

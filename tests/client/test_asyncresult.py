@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ipcluster import error
-from ipcluster.client import _io
+from ipcluster.client import replies
 from ipcluster.client._io import ClientIO
 from ipcluster.client.asyncresult import AsyncMapResult, AsyncResult
 from ipcluster.client.task import Task
@@ -40,14 +40,14 @@ class Harness:
         for i in range(n):
             self._n += 1
             t = Task(f"m{self._n}", method, i, time.time())
-            self._io.pending[t.msg_id] = t
+            self._io.replies.pending[t.msg_id] = t
             out.append(t)
         return out
 
     def _in_loop(self, fn: Any, *args: Any) -> None:
         async def run() -> None:
             fn(*args)
-            self._io.notify()
+            self._io.replies.notify()
 
         self._io.run(run(), 5)
 
@@ -96,7 +96,7 @@ def test_result_waits_for_the_output_the_reply_announces(h: Harness) -> None:
     assert ar.stdout == "one\n" and ar.outputs == [{"data": {"text/plain": "x"}, "metadata": {}}]
     assert ar.engine_id == 0 and ar.metadata["engine_id"] == 0 and ar["engine_id"] == 0
     assert ar.wall_time >= 0 and ar.serial_time >= 0 and ar.elapsed >= 0
-    assert t.msg_id not in h._io.pending and h._io.finished[t.msg_id] is t
+    assert t.msg_id not in h._io.replies.pending and h._io.replies.finished[t.msg_id] is t
 
 
 def test_output_before_the_reply_counts(h: Harness) -> None:
@@ -109,10 +109,10 @@ def test_output_before_the_reply_counts(h: Harness) -> None:
 
 def test_missing_output_is_given_up_after_a_bound(h: Harness, monkeypatch: pytest.MonkeyPatch,
                                                   caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(_io, "OUTPUT_GRACE", 0.05)
+    monkeypatch.setattr(replies, "OUTPUT_GRACE", 0.05)
     (t,) = h.tasks(1)
     ar = AsyncResult(h, t)  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, logger="ipcluster.client._io"):
+    with caplog.at_level(logging.WARNING, logger="ipcluster.client.replies"):
         h.reply(t, 1, iopub=3)
         assert ar.get(timeout=5) == 1
     assert "not waiting for the rest" in caplog.text
@@ -173,7 +173,7 @@ def test_infrastructure_failures_are_raised_as_themselves(h: Harness) -> None:
     h._in_loop(h._io._fail_all, error.ControllerError("gone"))
     with pytest.raises(error.ControllerError):
         ar.get(timeout=5)
-    assert h._io.pending == {}
+    assert h._io.replies.pending == {}
 
 
 def test_map_result_iterates_in_order_or_as_parts_finish(h: Harness) -> None:

@@ -88,11 +88,21 @@ def test_engine_notifications_update_ids_and_wake_waiters(rc: ipp.Client, fake: 
     fake.remove_engine(2)
     deadline = time.monotonic() + 5
     while rc.ids != [0, 1] and time.monotonic() < deadline:  # bounded poll of a notice
-        rc._io.wait_until(lambda: 2 not in rc._io.engines, 0.5)
+        rc._io.replies.wait_until(lambda: 2 not in rc._io.engines, 0.5)
     assert rc.ids == [0, 1]
     with pytest.raises(error.TimeoutError, match="2 engine"):
         rc.wait_for_engines(3, timeout=0.2)
     rc.wait_for_engines(2, timeout=1)
+
+
+def test_wait_for_engines_defaults_to_what_its_maker_expects(rc: ipp.Client) -> None:
+    with pytest.raises(ValueError, match="number of engines"):
+        rc.wait_for_engines(timeout=0.2)
+    rc.expected_engines = 2
+    rc.wait_for_engines(timeout=1)
+    rc.expected_engines = lambda: 3  # a Cluster passes its own count, asked at each wait
+    with pytest.raises(error.TimeoutError, match="waited for 3"):
+        rc.wait_for_engines(timeout=0.2)
 
 
 def test_apply_on_one_all_and_load_balanced(rc: ipp.Client) -> None:
@@ -394,7 +404,7 @@ def test_closed_client_fails_what_it_waited_for(make_client: Any, fake: FakeClus
 def test_shutdown_asks_the_controller(rc: ipp.Client, fake: FakeCluster) -> None:
     rc.shutdown(targets=[1], block=True)
     assert "shutdown_request" in fake.received
-    rc._io.wait_until(lambda: 1 not in rc._io.engines, 5)
+    rc._io.replies.wait_until(lambda: 1 not in rc._io.engines, 5)
     assert rc.ids == [0]
 
 

@@ -256,3 +256,12 @@ def test_adaptive_chunks_grow_for_cheap_items_and_shrink_for_slow_ones() -> None
     assert sizer() == 32
     chunks = list(iter_chunks(([1, 2, 3, 4, 5], "abcde"), sizer))
     assert chunks == [([1, 2, 3, 4, 5], ["a", "b", "c", "d", "e"])]
+
+
+def test_activating_a_view_finds_the_magics_through_the_registry_they_fill() -> None:
+    from ipcluster.client import activation
+    from ipcluster.error import IPClusterError
+
+    with pytest.raises(IPClusterError, match="running IPython"):  # no IPython here: the magics say so
+        activation.activate(object())
+    assert activation._activator is not None, "loading the magics registered how to activate a view"

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import zmq
 
+import ipcluster
 from ipcluster.engine import iopub as iopub_mod
 from ipcluster.engine.interrupts import Interrupts
 from ipcluster.engine.iopub import IOPub
+from ipcluster.engine.running_loop import hide_running_loop, restore_running_loop
 from ipcluster.engine.namespace import FunctionCache, clear_namespace, make_user_module, rebind, resolve_references
 from ipcluster.engine.streams import Flusher, OutStream
 from ipcluster.protocol.serialize import pack_apply
@@ -227,3 +231,26 @@ def test_sigint_is_deferred_during_a_send() -> None:
     finally:
         intr.uninstall()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_user_code_sees_no_running_loop_while_the_engine_hides_it() -> None:
+    """Guards engine/running_loop.py, the one use of asyncio's private _set_running_loop."""
+
+    async def engine() -> str:
+        loop = asyncio.get_running_loop()
+        hide_running_loop()
+        try:
+            with pytest.raises(RuntimeError):
+                asyncio.get_running_loop()
+            return asyncio.run(asyncio.sleep(0, "ran"))  # what user code does, as in a script
+        finally:
+            restore_running_loop(loop)
+            assert asyncio.get_running_loop() is loop
+
+    assert asyncio.run(engine()) == "ran"
+
+
+def test_only_running_loop_touches_asyncio_privates() -> None:
+    root = Path(ipcluster.__file__).parent
+    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "_set_running_loop" in p.read_text())
+    assert users == ["engine/running_loop.py"]

@@ -1,0 +1,41 @@
+"""Making a view the target of the ``%px`` magics, without the client importing them.
+
+The magics use the client (``magics/`` imports ``ipcluster.client``), so the client must not
+import the magics back. Instead the magics package registers how to activate a view here when
+it is loaded (by ``%load_ext ipcluster``, or by :func:`activate` loading it by name when nothing
+is registered yet). Loading it registers no magics by itself: ``rc[1].activate("one")``
+registers ``%pxone`` and nothing else, as the user asked.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from ..error import IPClusterError
+
+#: the IPython extension holding the magics (installed as ``ipcluster.magics``)
+MAGICS_EXTENSION = "ipcluster.magics"
+
+Activator = Callable[[Any, str], Any]
+_activator: Activator | None = None
+
+
+def register_activator(activator: Activator) -> None:
+    """Called by the magics package when it loads: ``activator(view, suffix)`` binds the
+    ``%px{suffix}`` magics to ``view``."""
+    global _activator
+    _activator = activator
+
+
+def activate(view: Any, suffix: str = "") -> Any:
+    """Bind the ``%px{suffix}`` magics of the running IPython to ``view``; return the view."""
+    if _activator is None:
+        try:
+            importlib.import_module(MAGICS_EXTENSION)
+        except ImportError as e:
+            raise IPClusterError(f"the %px magics are not available in this installation ({e})") from e
+        if _activator is None:
+            raise IPClusterError(f"{MAGICS_EXTENSION} loaded but registered no way to activate a view")
+    return _activator(view, suffix)
