@@ -369,7 +369,7 @@ class AsyncResult(Future):  # type: ignore[type-arg]
                     q.put(t)
 
         try:
-            self._client._io.run(arm(), self._client.timeout)
+            self._client.submitter.on_io_thread(arm())
         except error.IPClusterError:  # closed client: everything has finished
             yield from self._tasks
             return
@@ -489,10 +489,10 @@ class AsyncHubResult(AsyncResult):
     """
 
     def _own(self) -> None:
-        self._client._io.run(self._adopt(), self._client.timeout)
+        self._client.submitter.on_io_thread(self._adopt())
 
     async def _adopt(self) -> None:
-        io = self._client._io
-        self._remaining = sum(1 for t in self._tasks if io.replies.attach(self, t))
+        submitter = self._client.submitter
+        self._remaining = sum(1 for t in self._tasks if submitter.attach(self, t))
         if self._remaining == 0:
             self._finish()

@@ -12,7 +12,7 @@ function's pickle while it is unchanged), sign, make the AsyncResult, register, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..error import IPClusterError, NoEnginesError, SerializationError
@@ -96,6 +96,16 @@ class Submitter:
 
     def is_pending(self, msg_id: str) -> bool:
         return msg_id in self.io.replies.pending
+
+    # -- results that wait on the I/O thread ----------------------------------------------------
+    def on_io_thread(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` on the I/O thread, which owns every task's state, and wait for it (at most
+        the client's ``timeout``); IPClusterError once the client is closed."""
+        return self.io.run(coro, self.client.timeout)
+
+    def attach(self, result: Any, task: Task) -> bool:
+        """Make ``result`` wait for ``task`` too (on the I/O thread); False when it has finished."""
+        return self.io.replies.attach(result, task)
 
     # -- submitting -------------------------------------------------------------------------
     def submit_one(self, msg_type: str, bufs: list[Any], target: int | None, fname: str, *,

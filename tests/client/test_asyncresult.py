@@ -16,6 +16,7 @@ from ipcluster import error
 from ipcluster.client import replies
 from ipcluster.client._io import ClientIO
 from ipcluster.client.asyncresult import AsyncMapResult, AsyncResult
+from ipcluster.client.submit import Submitter
 from ipcluster.client.task import Task
 from ipcluster.protocol.serialize import serialize_result
 from ipcluster.protocol.session import Session
@@ -29,6 +30,7 @@ class Harness:
     def __init__(self) -> None:
         self.session = Session(b"k")
         self._io = ClientIO(self.session, "tcp://127.0.0.1:9", "tcp://127.0.0.1:9")
+        self.submitter = Submitter(self, self.session, self._io, [])  # type: ignore[arg-type]
         self.aborted: list[Any] = []
         self._n = 0
 
