@@ -27,6 +27,7 @@ from traitlets.config import LoggingConfigurable
 from .._aio import LoopThread, run_sync
 from ..error import ClusterTimeout, IPClusterError, LauncherError
 from ..launchers import Launcher, find_launcher_class, launcher_class_name
+from ..launchers.batch import BatchLauncher
 from ..launchers.process import Process
 from ..protocol.connection import (
     connection_file_name,
@@ -275,14 +276,7 @@ class Cluster(LoggingConfigurable):
         set_id = engine_set_id or state_mod.new_cluster_id()
         if set_id in self.engines:
             raise IPClusterError(f"engine set {set_id!r} already exists")
-        argv = [
-            sys.executable, "-m", "ipcluster.engine",
-            f"--file={self.connection_file('engine')}",
-            f"--timeout={self.controller_timeout}",
-            f"--log-level={self._log_level_name()}",
-            *self.engine_args,
-        ]
-        launcher = self._make_launcher(self.engine_launcher_class, argv=argv, name=f"engines-{set_id}")
+        launcher = self._make_launcher(self.engine_launcher_class, argv=self._engine_argv(), name=f"engines-{set_id}")
         self.engines[set_id] = launcher
         self._removed_engine_sets.discard(set_id)
         try:
@@ -296,6 +290,15 @@ class Cluster(LoggingConfigurable):
         return set_id
 
     add_engines = start_engines
+
+    def _engine_argv(self) -> list[str]:
+        return [
+            sys.executable, "-m", "ipcluster.engine",
+            f"--file={self.connection_file('engine')}",
+            f"--timeout={self.controller_timeout}",
+            f"--log-level={self._log_level_name()}",
+            *self.engine_args,
+        ]
 
     async def start_cluster(self, n: int | None = None) -> None:
         """Start the controller and ``n`` engines (default :attr:`n`; 0: the controller alone).
@@ -315,6 +318,7 @@ class Cluster(LoggingConfigurable):
                 await asyncio.sleep(self.delay)  # user-requested; not synchronisation
                 await self._spawn_engines(count)
             self._write_state()
+            await self._check_jobs()
         except BaseException:
             await self.stop_cluster()
             raise
@@ -332,7 +336,7 @@ class Cluster(LoggingConfigurable):
         return client
 
     def _expected_engines(self) -> int:
-        return sum(len(launcher.running_pids) for launcher in self.engines.values())
+        return sum(_expected(launcher) for launcher in self.engines.values())
 
     async def wait_for_engines(self, client: Any, n: int | None = None, timeout: float | None = None) -> None:
         """Wait until ``client`` sees ``n`` engines (default: all started), failing fast.
@@ -356,8 +360,12 @@ class Cluster(LoggingConfigurable):
             for proc in launcher.processes
             if proc.running
         }
+        # batch jobs: the launcher polls the queue and returns the error of a job that ended
+        jobs = {asyncio.ensure_future(launcher.watch_jobs()) for launcher in launchers if isinstance(launcher, BatchLauncher)}
         try:
-            done, _ = await asyncio.wait({ready, *exits}, timeout=timeout + 1, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {ready, *exits, *jobs}, timeout=timeout + 1, return_when=asyncio.FIRST_COMPLETED
+            )
             if ready in done:
                 ready.result()
                 self._unconfirmed.clear()
@@ -365,12 +373,14 @@ class Cluster(LoggingConfigurable):
             for exit_task, (launcher, proc) in exits.items():
                 if exit_task in done:
                     raise launcher.exited_error(proc, " while waiting for engines to register")
+            for job_task in jobs & done:
+                raise job_task.result()
             raise ClusterTimeout(f"{n} engine(s) did not register within {timeout} s")
         finally:
             ready.cancel()
-            for exit_task in exits:
-                exit_task.cancel()
-            await asyncio.gather(ready, *exits, return_exceptions=True)
+            for task in (*exits, *jobs):
+                task.cancel()
+            await asyncio.gather(ready, *exits, *jobs, return_exceptions=True)
 
     async def start_and_connect(self, n: int | None = None, activate: bool = False) -> "Client":
         """Start the cluster, connect a client and wait for the engines; return the client.
@@ -388,6 +398,35 @@ class Cluster(LoggingConfigurable):
         if activate:
             client.activate()
         return client
+
+    # -- batch jobs ------------------------------------------------------------------------------------
+
+    def job_states(self) -> dict[str, list[dict[str, Any]]]:
+        """The batch jobs of each batch engine set (and ``"controller"``), as of the last status poll.
+
+        Each job is a dict with ``job_id``, ``state`` (pending, running, done, failed, cancelled,
+        timeout, ended), ``reason``, ``exit_code``, ``processes`` and ``output`` (its output file).
+        """
+        sets = {"controller": self.controller, **self.engines}
+        return {k: v.job_states() for k, v in sets.items() if isinstance(v, BatchLauncher)}
+
+    def job_script(self, n: int | None = None) -> str:
+        """The job script that starting ``n`` engines (default :attr:`n`) would submit, exactly.
+
+        Needs a batch engine launcher (``engine_launcher_class = "slurm"``, ...); nothing is submitted.
+        """
+        count = n if n is not None else (self.n or os.cpu_count() or 1)
+        launcher = self._make_launcher(self.engine_launcher_class, argv=self._engine_argv(), name="engines-<id>")
+        if not isinstance(launcher, BatchLauncher):
+            raise IPClusterError(f"engine launcher {_launcher_name(self.engine_launcher_class)!r} does not submit job scripts")
+        return launcher.job_script(count)
+
+    async def _check_jobs(self) -> None:
+        """Raise the error of a batch job that is already known to have ended (one status poll)."""
+        for launcher in (self.controller, *self.engines.values()):
+            if isinstance(launcher, BatchLauncher):
+                await launcher.refresh()
+                launcher.check_running()
 
     # -- stopping ------------------------------------------------------------------------------------
 
@@ -663,6 +702,13 @@ class Cluster(LoggingConfigurable):
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.stop_cluster()
+
+
+def _expected(launcher: Launcher) -> int:
+    """Engines a launcher can still bring: running processes, or batch jobs' processes."""
+    if isinstance(launcher, BatchLauncher):
+        return launcher.expected_processes()
+    return len(launcher.running_pids)
 
 
 def _launcher_name(value: Any) -> str:

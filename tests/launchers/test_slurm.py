@@ -1,0 +1,74 @@
+"""Engines as real Slurm jobs (sbatch) on a single-node Slurm started by the fixture."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from ipcluster.error import ProcessExited
+
+from .batch_scenarios import READY_TIMEOUT, make_cluster, run_px_and_map, stop_and_check, stop_from_another_process
+from .infra_batch import Slurm, slurm  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]
+
+
+def test_engines_in_a_job_array_run_px_and_map_then_nothing_is_left(slurm: Slurm, tmp_path: Path) -> None:
+    cluster = make_cluster(tmp_path, "slurm", n=4, engines_per_job=2, fanout="processes")
+    t0 = time.monotonic()
+    try:
+        rc = cluster.start_and_connect_sync()
+        ready = time.monotonic() - t0
+        states = cluster.job_states()
+        [jobs] = states.values()
+        assert len(jobs) == 2 and {j["processes"] for j in jobs} == {2}  # one array of two tasks
+        assert all(j["job_id"].count("_") == 1 for j in jobs)
+        run_px_and_map(rc, 4)
+        launcher = next(iter(cluster.engines.values()))
+        assert launcher.command_counts["submit"] == 1
+        print(f"slurm: 4 engines ready {ready:.1f} s after start; queue commands {dict(launcher.command_counts)}")
+        rc.close()
+        took = stop_from_another_process(cluster)  # from the state in the cluster file
+        print(f"slurm: stopped from another process in {took:.1f} s")
+        assert slurm.jobs_left() == []
+    finally:
+        stop_and_check(cluster, slurm)
+
+
+def test_a_job_with_a_bad_prologue_is_reported_with_exit_code_and_output(slurm: Slurm, tmp_path: Path) -> None:
+    cluster = make_cluster(tmp_path, "slurm", n=2, prologue=["echo loading modules", "no-such-module-command"])
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ProcessExited) as info:
+            cluster.start_and_connect_sync()
+        took = time.monotonic() - t0
+        err = info.value
+        assert err.exit_code == 127
+        assert "failed with exit code 127" in str(err)
+        assert "no-such-module-command" in err.output and "loading modules" in err.output
+        assert took < READY_TIMEOUT / 3, f"took {took:.1f} s to report a job that failed at once"
+        print(f"slurm: failing job reported {took:.1f} s after start: {str(err).splitlines()[0]}")
+    finally:
+        stop_and_check(cluster, slurm)
+
+
+def test_a_job_cancelled_from_outside_is_reported(slurm: Slurm, tmp_path: Path) -> None:
+    # the prologue holds the job before its engines start, so scancel always comes first
+    cluster = make_cluster(tmp_path, "slurm", n=1, prologue=["sleep 120"])
+    try:
+        cluster.start_cluster_sync()
+        [launcher] = cluster.engines.values()
+        [job_id] = launcher.submitted
+        slurm.run("scancel", job_id).check_returncode()
+        rc = cluster.connect_client_sync()
+        t0 = time.monotonic()
+        with pytest.raises(ProcessExited, match="cancelled from outside ipcluster"):
+            cluster.wait_for_engines_sync(rc, 1, timeout=60)
+        assert time.monotonic() - t0 < 10
+        [jobs] = cluster.job_states().values()
+        assert jobs[0]["state"] == "cancelled"
+        rc.close()
+    finally:
+        stop_and_check(cluster, slurm)
