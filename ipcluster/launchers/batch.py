@@ -473,7 +473,7 @@ class BatchLauncher(Launcher):
         update = self.jobs.update(self.system.parse_status(out) if rc == 0 else {})
         for job_id in update.vanished:
             code = exit_code_from_output(self._output_tail(job_id))
-            self.jobs.resolve(job_id, code, "left the queue" if code is None else "")
+            self.jobs.resolve(job_id, code)
         for status in update.changed:
             status = self.jobs.jobs[status.job_id]
             level = 30 if status.state.finished and not self.jobs.is_stopping and status.state is not JobState.DONE else 20

@@ -21,6 +21,10 @@ from dataclasses import dataclass, field, replace
 #: output when the queue itself forgets a finished job's exit code (SGE without accounting)
 EXIT_MARKER = "ipcluster-batch: job script exiting with code"
 _EXIT_RE = re.compile(re.escape(EXIT_MARKER) + r" (-?\d+)")
+#: reason a status parser gives a job the queue is deleting; if it then leaves the queue without an
+#: exit code, it was cancelled (SGE lists such jobs as "dr" until they are gone)
+DELETING = "being deleted"
+LEFT = "left the queue"
 
 
 class JobState(str, enum.Enum):
@@ -115,7 +119,8 @@ class JobTable:
             old = self.jobs[job_id]
             new = listed.get(job_id)
             if new is None:
-                new = JobStatus(job_id, JobState.ENDED, "left the queue")
+                deleting = old.reason.startswith(DELETING)
+                new = JobStatus(job_id, JobState.ENDED, old.reason if deleting else LEFT)
                 result.vanished.append(job_id)
             if (new.state, new.reason, new.exit_code) != (old.state, old.reason, old.exit_code):
                 self.jobs[job_id] = new
@@ -127,7 +132,12 @@ class JobTable:
         old = self.jobs[job_id]
         if old.state is not JobState.ENDED:
             return old
-        new = replace(old, state=state_for_exit(exit_code), exit_code=exit_code, reason=reason or old.reason)
+        state = state_for_exit(exit_code)
+        if exit_code is None and old.reason.startswith(DELETING):
+            state = JobState.CANCELLED
+        if not reason and exit_code is not None and old.reason == LEFT:
+            reason = " "  # the exit code says it all
+        new = replace(old, state=state, exit_code=exit_code, reason=(reason or old.reason).strip())
         self.jobs[job_id] = new
         return new
 
@@ -156,10 +166,10 @@ class JobTable:
         """Popen-style: ``None`` while any job may run, else the first non-zero exit code, else 0."""
         if self.active:
             return None
-        for status in self.jobs.values():
-            if status.state is not JobState.DONE:
-                return status.exit_code if status.exit_code else 1
-        return 0
+        codes = [s.exit_code for s in self.jobs.values() if s.exit_code]
+        if codes:
+            return codes[0]
+        return 0 if all(s.state is JobState.DONE for s in self.jobs.values()) else 1
 
     # -- persistence ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import ClassVar
 from traitlets import Unicode
 
 from .batch import BatchLauncher, BatchSystem, JobRequest
-from .jobs import JobState, JobStatus
+from .jobs import DELETING, JobState, JobStatus
 
 
 def _expand_tasks(spec: str) -> list[int]:
@@ -34,8 +34,8 @@ def _expand_tasks(spec: str) -> list[int]:
 def _state(code: str) -> tuple[JobState, str]:
     if "E" in code:
         return JobState.FAILED, f"error state {code} (see qstat -j)"
-    if "d" in code:
-        return JobState.CANCELLED, f"being deleted ({code})"
+    if "d" in code:  # still listed (and maybe running) until the deletion is done
+        return JobState.RUNNING, f"{DELETING} ({code})"
     if any(c in code for c in "sST"):
         return JobState.PENDING, f"suspended ({code})"
     if any(c in code for c in "rtR"):
