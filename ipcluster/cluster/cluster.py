@@ -421,6 +421,11 @@ class Cluster(LoggingConfigurable):
             raise IPClusterError(f"engine launcher {_launcher_name(self.engine_launcher_class)!r} does not submit job scripts")
         return launcher.job_script(count)
 
+    def _active_jobs(self) -> list[str]:
+        """Ids of batch jobs this cluster submitted that may still be pending or running."""
+        launchers = (self.controller, *self.engines.values())
+        return [j for launcher in launchers if isinstance(launcher, BatchLauncher) for j in launcher.jobs.active]
+
     async def _check_jobs(self) -> None:
         """Raise the error of a batch job that is already known to have ended (one status poll)."""
         for launcher in (self.controller, *self.engines.values()):
@@ -643,7 +648,7 @@ class Cluster(LoggingConfigurable):
             self._atexit_registered = False
 
     def _stop_at_exit(self) -> None:
-        if not self.running_pids():
+        if not self.running_pids() and not self._active_jobs():
             return
         self.log.info("stopping cluster %s at exit", self.cluster_id or "''")
         try:

@@ -20,7 +20,7 @@ from .infra_batch import Infra
 READY_TIMEOUT = 90.0  # seconds for engines in jobs to register on 2 busy cores
 
 
-def make_cluster(tmp_path: Path, system: str, n: int, **launcher: Any) -> ipp.Cluster:
+def make_cluster(tmp_path: Path, system: str, n: int, shutdown_atexit: bool = False, **launcher: Any) -> ipp.Cluster:
     """A Cluster whose engines are batch jobs, configured the way a user's ipcluster_config.py would."""
     from traitlets.config import Config
 
@@ -33,7 +33,7 @@ def make_cluster(tmp_path: Path, system: str, n: int, **launcher: Any) -> ipp.Cl
         c[section][key] = value
     return ipp.Cluster(
         config=c, n=n, profile_dir=str(tmp_path / "profile"), log_level="WARN",
-        engine_timeout=READY_TIMEOUT, controller_timeout=30, shutdown_atexit=False,
+        engine_timeout=READY_TIMEOUT, controller_timeout=30, shutdown_atexit=shutdown_atexit,
     )
 
 

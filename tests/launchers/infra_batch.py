@@ -60,9 +60,11 @@ def _run(argv: list[str], env: dict[str, str], timeout: float = 10.0) -> subproc
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def _wait_until(check: Callable[[], bool], what: str, timeout: float, logs: list[Path]) -> None:
+def _wait_until(
+    check: Callable[[], bool], what: str, timeout: float, logs: list[Path], proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (proc is None or proc.poll() is None):
         try:
             if check():
                 return
@@ -70,7 +72,8 @@ def _wait_until(check: Callable[[], bool], what: str, timeout: float, logs: list
             pass
         time.sleep(0.2)  # bounded poll of a CLI: the daemons signal readiness no other way
     tails = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-2000:]}" for p in logs if p.exists())
-    raise RuntimeError(f"{what} not ready within {timeout} s\n{tails}")
+    died = f" (it exited with code {proc.returncode})" if proc is not None and proc.poll() is not None else ""
+    raise RuntimeError(f"{what} not ready within {timeout} s{died}\n{tails}")
 
 
 class Infra:
@@ -159,7 +162,7 @@ def slurm_up(folder: Path | None = None) -> Slurm:
     shutil.chown(munge_dir, "munge", "munge")
     shutil.chown(key, "munge", "munge")
     key.chmod(0o400)
-    munge_dir.chmod(0o700)
+    munge_dir.chmod(0o755)  # munged wants every folder on its socket's path searchable by all
     infra = Slurm(folder)
     infra.env = {"SLURM_CONF": str(folder / "slurm.conf")}
     sock = munge_dir / "munge.socket"
@@ -173,8 +176,8 @@ def slurm_up(folder: Path | None = None) -> Slurm:
             "munged.out",
             env=dict(os.environ),
         )
-        munge_dir.chmod(0o755)  # munged refuses a world-readable key folder only at start
-        _wait_until(sock.exists, "munged", READY_TIMEOUT, [folder / "munged.out"])
+        munged = infra.daemons[-1]
+        _wait_until(sock.exists, "munged", READY_TIMEOUT, [folder / "munged.out"], munged)
         ctld, slurmd = free_port_pair(), free_port()
         host = socket.gethostname().split(".")[0]
         (folder / "state").mkdir(exist_ok=True)
@@ -297,8 +300,9 @@ initial_state default
 def sge_up(folder: Path | None = None) -> SGE:
     """Start sge_qmaster and sge_execd on free ports; return the running :class:`SGE`."""
     folder = Path(folder or tempfile.mkdtemp(prefix="ipcluster-sge-"))
-    if not (SGE_ROOT / SGE_CELL / "common" / "host_aliases").exists() or \
-            not (SGE_ROOT / SGE_CELL / "common" / "act_qmaster").read_text().strip():
+    common = SGE_ROOT / SGE_CELL / "common"
+    master = common / "act_qmaster"
+    if not (common / "host_aliases").exists() or not master.exists() or not master.read_text().strip():
         sge_prepare_cell()
     infra = SGE(folder)
     qport = free_port_pair()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -72,3 +74,21 @@ def test_a_job_cancelled_from_outside_is_reported(slurm: Slurm, tmp_path: Path) 
         rc.close()
     finally:
         stop_and_check(cluster, slurm)
+
+
+def test_a_python_process_that_exits_leaves_no_job_behind(slurm: Slurm, tmp_path: Path) -> None:
+    """A script that starts a cluster and exits without stopping it: its jobs are cancelled at exit
+    (they would otherwise sit in their 120 s prologue)."""
+    script = f"""
+import sys
+from tests.launchers.batch_scenarios import make_cluster
+from pathlib import Path
+cluster = make_cluster(Path({str(tmp_path)!r}), "slurm", n=2, shutdown_atexit=True, prologue=["sleep 120"])
+cluster.start_cluster_sync()
+print("jobs", cluster.engines[next(iter(cluster.engines))].submitted, flush=True)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=str(Path(__file__).parents[2]))
+    assert proc.returncode == 0, proc.stderr
+    assert "jobs ['" in proc.stdout
+    assert slurm.jobs_left() == [], slurm.jobs_left()
