@@ -20,6 +20,7 @@ import asyncio
 import math
 import re
 import shlex
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,11 +31,13 @@ from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, observ
 
 from ..error import ClusterTimeout, LauncherError, ProcessExited
 from .base import Launcher
-from .fanout import COUNT_VAR, FANOUTS, render_fanout
+from .fanout import COUNT_VAR, DRAIN_MARKER, FANOUTS, START_VAR, render_fanout
 from .jobs import EXIT_MARKER, JobState, JobStatus, JobTable, exit_code_from_output
 from .process import TAIL_BYTES
 from .template import fill_template
 
+#: reason given to a job whose processes were drained before its walltime
+DRAINED = "drained before its walltime"
 #: seconds between status commands while cancelled jobs wind down (a one-off, so it may be brisk)
 _STOP_POLL_INTERVAL = 1.0
 
@@ -231,6 +234,13 @@ class BatchLauncher(Launcher):
         (Slurm's step launcher) or 'mpiexec' (ranks of one MPI world); 'auto': the system's usual way.""",
     )
     fanout_args = List(Unicode(), config=True, help="Extra arguments for srun or mpiexec inside the job.")
+    drain_time = Float(
+        60.0, config=True,
+        help="""Seconds before the walltime at which a job's processes are asked to stop (SIGTERM). An engine
+        then finishes the task it is running, unregisters (tasks queued on it are retried on other engines
+        if submitted with `retries`, else failed) and exits, instead of being killed mid-task by the queue.
+        Only with a `walltime`, and only if shorter than it; 0: never.""",
+    )
     job_name = Unicode(
         "", config=True, help="Job name shown by the queue; default 'ipcluster-<cluster id>-<engines|controller>'."
     )
@@ -360,13 +370,15 @@ class BatchLauncher(Launcher):
             count.append(f'[ "${self.system.array_index_var}" != "{last}" ] || {COUNT_VAR}={counts[-1]}')
         setup = [
             f"# ipcluster {self.role}: {sum(counts)} process(es) in {len(counts)} job(s), cluster {self._cluster_id()}",
+            f"{START_VAR}=$(date +%s)",
             f"trap 'echo \"{EXIT_MARKER} $?\" >&2' EXIT",
             "export PYTHONUNBUFFERED=1",
             *(f"export {k}={shlex.quote(v)}" for k, v in sorted(self.env.items())),
         ]
         prologue = ["set -e", *self.prologue, "set +e"] if self.prologue else []
         kind = self.system.default_fanout if self.fanout == "auto" else self.fanout
-        launch = [*count, *render_fanout(kind, self.argv, self.fanout_args)]
+        python = self.argv[0] if len(self.argv) > 2 and self.argv[1] == "-m" else sys.executable
+        launch = [*count, *render_fanout(kind, self.argv, self.fanout_args, python, self._drain_after())]
         values = {
             "n": str(per_job), "cluster_id": self._cluster_id(), "profile_dir": self._profile_dir(),
             "queue": self.queue, "account": self.account, "walltime": self.walltime, "timelimit": self.walltime,
@@ -376,6 +388,17 @@ class BatchLauncher(Launcher):
         }
         text = fill_template(self._template_text(), values)
         return re.sub(r"\n{3,}", "\n\n", text)
+
+    def _drain_after(self) -> int | None:
+        """Seconds after the job script starts at which its processes are drained, or None."""
+        if not self.walltime or self.drain_time <= 0:
+            return None
+        seconds = walltime_seconds(self.walltime)
+        if self.drain_time >= seconds:
+            self.log.warning("%s: drain_time %s s is not shorter than walltime %s; not draining",
+                             self.name, self.drain_time, self.walltime)
+            return None
+        return int(seconds - self.drain_time)
 
     def _cluster_id(self) -> str:
         return str(getattr(self.parent, "cluster_id", "") or "")
@@ -476,6 +499,8 @@ class BatchLauncher(Launcher):
             self.jobs.resolve(job_id, code)
         for status in update.changed:
             status = self.jobs.jobs[status.job_id]
+            if status.state in (JobState.DONE, JobState.TIMEOUT) and DRAIN_MARKER in self._output_tail(status.job_id):
+                status.reason = DRAINED
             level = 30 if status.state.finished and not self.jobs.is_stopping and status.state is not JobState.DONE else 20
             self.log.log(level, "%s: %s job %s %s", self.name, self.system.name, status.job_id, status.describe())
 
@@ -497,7 +522,9 @@ class BatchLauncher(Launcher):
             JobState.FAILED: f"failed with exit code {status.exit_code}" if status.exit_code is not None else "failed",
             JobState.CANCELLED: "was cancelled from outside ipcluster (scancel, qdel or an administrator)",
             JobState.TIMEOUT: f"was stopped at its walltime ({self.walltime or 'the queue default'})",
-            JobState.DONE: "ended (exit code 0) although its processes were still needed",
+            JobState.DONE: "ended (exit code 0) although its processes were still needed"
+            if status.reason != DRAINED else f"stopped its processes {self.drain_time:g} s before its walltime "
+            f"({self.walltime}) and ended",
             JobState.ENDED: "left the queue; its exit code is unknown",
         }.get(status.state, status.state.value)
         reason = f" ({status.reason})" if status.reason and status.reason.lower() not in ("none", "") else ""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from ipcluster.cluster import Cluster
 from ipcluster.error import LauncherError, ProcessExited
 from ipcluster.launchers import find_launcher_class
 from ipcluster.launchers.batch import BatchLauncher, JobRequest, walltime_seconds
-from ipcluster.launchers.fanout import render_fanout
+from ipcluster.launchers.fanout import DRAIN_MARKER, render_fanout
 from ipcluster.launchers.htcondor import HTCondorLauncher, HTCondorSystem
 from ipcluster.launchers.jobs import EXIT_MARKER, JobState, JobStatus, JobTable
 from ipcluster.launchers.lsf import LSFLauncher, LSFSystem
@@ -114,7 +116,10 @@ def test_slurm_script_has_every_option(tmp_path: Path) -> None:
                  "#SBATCH --time=00:10:00", "#SBATCH --mem=8G", "#SBATCH --gres=gpu:1", "#SBATCH --qos=high",
                  "#SBATCH --exclusive", "module load python/3.11", "export OMP_NUM_THREADS=2", "ipcluster_n=4"]:
         assert line + "\n" in script, line
-    assert "srun --ntasks=\"$ipcluster_n\" /opt/py/bin/python -m ipcluster.engine '--file=/p/security/engine file.json'" in script
+    assert ("/opt/py/bin/python -m ipcluster.launchers.fanout --drain-at \"$((ipcluster_t0 + 540))\" "
+            "--drain-command \"scancel --signal=TERM $SLURM_JOB_ID\" -- "
+            "srun --ntasks=\"$ipcluster_n\" "
+            "/opt/py/bin/python -m ipcluster.engine '--file=/p/security/engine file.json'") in script
     # prologue runs under set -e, before the engines
     assert script.index("set -e") < script.index("module load") < script.index("set +e") < script.index("srun")
     assert lau.submit_argv(4, tmp_path / "s.sh") == [
@@ -204,11 +209,67 @@ def test_a_failing_prologue_stops_the_job(tmp_path: Path) -> None:
 
 
 def test_fanouts() -> None:
-    assert render_fanout("mpiexec", ["a", "b c"], ["--oversubscribe"]) == [
-        'mpiexec -n "$ipcluster_n" --oversubscribe a \'b c\'']
-    assert render_fanout("srun", ["a"]) == ['srun --ntasks="$ipcluster_n" a']
+    sup = "/py -m ipcluster.launchers.fanout"
+    assert render_fanout("mpiexec", ["a", "b c"], ["--oversubscribe"], "/py") == [
+        f'{sup} -- mpiexec -n "$ipcluster_n" --oversubscribe a \'b c\'']
+    assert render_fanout("srun", ["a"], python="/py") == [f'{sup} -- srun --ntasks="$ipcluster_n" a']
+    assert render_fanout("processes", ["a"], python="/py", drain_after=540) == [
+        f'{sup} --drain-at "$((ipcluster_t0 + 540))" --copies "$ipcluster_n" -- a']
     with pytest.raises(ValueError):
         render_fanout("pdsh", ["a"])
+
+
+def test_drain_time_comes_from_the_walltime(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    lau = launcher(SlurmLauncher, tmp_path, walltime="10")
+    assert '--drain-at "$((ipcluster_t0 + 540))"' in lau.job_script(1)  # 60 s before 10 minutes
+    lau.drain_time = 0
+    assert "--drain-at" not in lau.job_script(1)
+    lau.drain_time = 600
+    with caplog.at_level(logging.WARNING):
+        assert "--drain-at" not in lau.job_script(1)
+    assert "not draining" in caplog.text
+    assert "--drain-at" not in launcher(SlurmLauncher, tmp_path).job_script(1)  # no walltime
+
+
+WAIT_FOR_TERM = (  # one os.write per line: the two copies share a pipe
+    "import os, signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *a: (os.write(1, b'finishing my task\\n'), sys.exit(0)))\n"
+    "os.write(1, b'engine up\\n')\n"
+    "time.sleep(60)\n"  # stands for a long task; SIGTERM ends it
+    "sys.exit(5)\n"
+)
+
+
+def test_supervisor_drains_its_processes_at_the_deadline() -> None:
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "ipcluster.launchers.fanout", "--copies", "2", "--drain-at", str(time.time() + 1),
+         "--", sys.executable, "-c", WAIT_FOR_TERM],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("engine up") == 2 and proc.stdout.count("finishing my task") == 2
+    assert DRAIN_MARKER in proc.stderr
+    assert time.monotonic() - t0 < 20
+
+
+def test_supervisor_passes_sigterm_on_and_reports_the_first_failure() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "ipcluster.launchers.fanout", "--copies", "2", "--", sys.executable, "-c",
+         WAIT_FOR_TERM.replace("sys.exit(0)", "sys.exit(3)")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            assert [proc.stdout.readline(), proc.stdout.readline()] == ["engine up\n"] * 2  # both started
+        finally:
+            proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3 and out.count("finishing my task") == 2
+    assert DRAIN_MARKER not in err
+    missing = subprocess.run([sys.executable, "-m", "ipcluster.launchers.fanout", "--", "/no/such/engine"],
+                             capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 127 and "cannot run '/no/such/engine'" in missing.stderr
 
 
 # -- parsing each command's output ---------------------------------------------------------------------

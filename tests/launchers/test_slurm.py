@@ -92,3 +92,35 @@ print("jobs", cluster.engines[next(iter(cluster.engines))].submitted, flush=True
     assert proc.returncode == 0, proc.stderr
     assert "jobs ['" in proc.stdout
     assert slurm.jobs_left() == [], slurm.jobs_left()
+
+
+def test_engines_drain_before_the_walltime_and_no_task_is_lost(slurm: Slurm, tmp_path: Path) -> None:
+    """With walltime 1 min and drain_time 40 s, the job's engine (under srun) gets SIGTERM about 20 s into
+    the job: the task it runs is handed back (retried on a local engine), it unregisters and exits 0,
+    and the job is reported as drained, not failed."""
+    cluster = make_cluster(tmp_path, "slurm", n=1, walltime="1", drain_time=40, fanout="srun")
+    try:
+        rc = cluster.start_and_connect_sync()
+        [launcher] = cluster.engines.values()
+        [job_id] = launcher.submitted
+        cluster.engine_launcher_class = "local"  # a second engine that no walltime ends
+        cluster.start_engines_sync(1)
+        rc.wait_for_engines(2, timeout=60)
+        end = time.time() + 24  # past the drain, well before the walltime
+
+        def task(end: float) -> str:
+            import time
+
+            time.sleep(max(0.0, end - time.time()))  # the work: still running when the drain comes
+            return "finished"
+
+        amr = rc.load_balanced_view().map_async(task, [end, end], chunksize=1, retries=1)
+        assert amr.get(timeout=90) == ["finished", "finished"]
+        with pytest.raises(ProcessExited, match=f"slurm job {job_id} .* stopped its processes 40 s before its walltime"):
+            cluster.wait_for_engines_sync(rc, 2, timeout=60)
+        [jobs] = cluster.job_states().values()
+        assert jobs[0]["state"] == "done" and jobs[0]["reason"] == "drained before its walltime", jobs
+        assert "ipcluster-batch: draining before the walltime" in Path(jobs[0]["output"]).read_text()
+        rc.close()
+    finally:
+        stop_and_check(cluster, slurm)
