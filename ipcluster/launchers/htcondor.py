@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-from .batch import BatchLauncher, BatchSystem, JobRequest, walltime_seconds
+from .batch import BatchLauncher
+from .batchsystem import BatchSystem, JobRequest, walltime_seconds
 from .jobs import JobState, JobStatus
 
 # JobStatus codes: 1 idle, 2 running, 3 removed, 4 completed, 5 held, 6 transferring output, 7 suspended

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from .batch import BatchLauncher, BatchSystem, JobRequest, walltime_seconds
+from .batch import BatchLauncher
+from .batchsystem import BatchSystem, JobRequest, walltime_seconds
 from .jobs import JobState, JobStatus
 
 _STATES = {

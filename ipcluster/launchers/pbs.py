@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import ClassVar
 
-from .batch import BatchLauncher, BatchSystem, JobRequest
+from .batch import BatchLauncher
+from .batchsystem import BatchSystem, JobRequest
 from .jobs import JobState, JobStatus
 
 # job_state letters: Q queued, H held, W waiting, T moving, S suspended, U user-suspended,

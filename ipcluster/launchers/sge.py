@@ -14,7 +14,8 @@ from typing import ClassVar
 
 from traitlets import Unicode
 
-from .batch import BatchLauncher, BatchSystem, JobRequest
+from .batch import BatchLauncher
+from .batchsystem import BatchSystem, JobRequest
 from .jobs import DELETING, JobState, JobStatus
 
 

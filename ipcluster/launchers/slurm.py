@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
-from .batch import BatchLauncher, BatchSystem, JobRequest
+from .batch import BatchLauncher
+from .batchsystem import BatchSystem, JobRequest
 from .jobs import JobState, JobStatus
 
 _STATES = {

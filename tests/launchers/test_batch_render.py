@@ -20,7 +20,8 @@ from traitlets.config import Config
 from ipcluster.cluster import Cluster
 from ipcluster.error import LauncherError, ProcessExited
 from ipcluster.launchers import find_launcher_class
-from ipcluster.launchers.batch import BatchLauncher, JobRequest, walltime_seconds
+from ipcluster.launchers.batch import BatchLauncher
+from ipcluster.launchers.batchsystem import walltime_seconds
 from ipcluster.launchers.fanout import DRAIN_MARKER, render_fanout
 from ipcluster.launchers.htcondor import HTCondorLauncher, HTCondorSystem
 from ipcluster.launchers.jobs import EXIT_MARKER, JobState, JobStatus, JobTable
@@ -83,6 +84,12 @@ def test_own_class_names_and_aliases(tmp_path: Path) -> None:
     assert (lau.walltime, lau.memory) == ("00:45:00", "2G")
     with pytest.raises(LauncherError, match="walltime"):
         lau.walltime = "soon"
+
+
+async def test_a_controller_job_is_refused_clearly(tmp_path: Path) -> None:
+    lau = SlurmLauncher(argv=ARGV, name="controller", log_dir=str(tmp_path))
+    with pytest.raises(LauncherError, match="controller as a slurm job is not supported yet"):
+        await lau.start(1)
 
 
 def test_cluster_job_script_needs_a_batch_launcher(tmp_path: Path) -> None:
@@ -161,7 +168,7 @@ def test_other_systems_render_their_directives(cls: type[BatchLauncher], lines: 
     for line in lines:
         assert line + "\n" in script, (line, script)
     index = lau.system.array_index_var
-    assert f'ipcluster_n=2\n' in script and index
+    assert "ipcluster_n=2\n" in script and index
     argv = lau.submit_argv(4, tmp_path / "s.sh")
     expected = [a.replace("{d}", str(tmp_path)) for a in submit]
     if not lau.system.submit_via_stdin:
