@@ -303,7 +303,7 @@ class BatchLauncher(Launcher):
                 "cluster starts (controller_launcher_class='local', the default) and only the engines as jobs"
             )
         self._stopping = False
-        self.jobs.is_stopping = False
+        self.jobs.starting()
         folder = self.output_dir
         folder.mkdir(parents=True, exist_ok=True)
         for counts, array in self._submissions(n):

@@ -103,6 +103,11 @@ class JobTable:
         """From now on, jobs that end were asked to."""
         self.is_stopping = True
 
+    def starting(self) -> None:
+        """New jobs follow: the ones that ended so far (cancelled by a stop) are old news."""
+        self._told.update(j for j, s in self.jobs.items() if s.state.finished)
+        self.is_stopping = False
+
     @property
     def active(self) -> list[str]:
         """Ids of jobs that may still run (the ones a status command must ask about)."""

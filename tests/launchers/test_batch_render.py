@@ -420,6 +420,9 @@ def test_job_table_transitions_and_one_report_per_job() -> None:
     assert t.poll_code() == 127
     again = JobTable.from_dict(t.to_dict())
     assert again.jobs == t.jobs and again.engines == t.engines
+    t.starting()  # started again after the stop: the old jobs are not news
+    t.add("2", 1)
+    assert t.next_failure() is None and t.active == ["2"]
 
 
 def test_a_job_deleted_then_gone_is_cancelled() -> None:

@@ -124,3 +124,23 @@ def test_engines_drain_before_the_walltime_and_no_task_is_lost(slurm: Slurm, tmp
         rc.close()
     finally:
         stop_and_check(cluster, slurm)
+
+
+def test_scaled_from_another_process_then_everything_stopped(slurm: Slurm, tmp_path: Path) -> None:
+    """Another interpreter adds an engine set (as jobs) through the cluster file; stopping the cluster
+    here cancels those jobs too."""
+    cluster = make_cluster(tmp_path, "slurm", n=1, prologue=["sleep 120"])  # jobs that stay in the queue
+    try:
+        cluster.start_cluster_sync()
+        code = (
+            "import sys; from ipcluster.cluster import Cluster; "
+            "c = Cluster.from_file(sys.argv[1]); print(c.start_engines_sync(2), flush=True)"
+        )
+        proc = subprocess.run([sys.executable, "-c", code, str(cluster.cluster_file)], capture_output=True,
+                              text=True, timeout=90)
+        assert proc.returncode == 0, proc.stderr
+        assert len(slurm.jobs_left()) == 2  # ours and the other process's
+        cluster.stop_cluster_sync()
+        assert slurm.jobs_left() == []
+    finally:
+        stop_and_check(cluster, slurm)
