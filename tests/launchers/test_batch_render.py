@@ -481,3 +481,28 @@ async def test_one_status_command_per_interval_and_failures_with_output(fake_slu
     assert (d / "calls").read_text().splitlines()[-2:] == ["scancel 42", "squeue --noheader --array --states=all "
                                                            "--jobs=42 --Format=JobArrayID:|,State:|,Reason:|,exit_code:|"]
     assert again.poll() is not None and again.jobs.next_failure() is None
+
+
+def test_start_cluster_raises_a_job_that_already_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real controller, fake Slurm commands: the job is FAILED at the first look, and start_cluster says so
+    (and stops the controller it started)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(
+        '#!/bin/sh\nfor a in "$@"; do case "$a" in --output=*) f=$(echo "${a#--output=}" | sed s/%j/42/); '
+        'printf "module: not found\\n%s 127\\n" "ipcluster-batch: job script exiting with code" > "$f";; esac; done\n'
+        'echo 42\n'
+    )
+    (bin_dir / "squeue").write_text('#!/bin/sh\necho "42|FAILED|NonZeroExitCode|32512|"\n')
+    (bin_dir / "scancel").write_text("#!/bin/sh\nexit 0\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    c = Config()
+    c.SlurmLauncher.status_interval = 0.2
+    cluster = Cluster(config=c, n=2, engines="slurm", profile_dir=str(tmp_path / "profile"), shutdown_atexit=False)
+    with pytest.raises(ProcessExited, match="slurm job 42 of engines-.* failed with exit code 127") as info:
+        cluster.start_cluster_sync()
+    assert "module: not found" in info.value.output and info.value.exit_code == 127
+    assert cluster.running_pids() == []
+    cluster.stop_cluster_sync()

@@ -28,8 +28,10 @@ def test_engines_in_a_job_array_run_px_and_map_then_nothing_is_left(slurm: Slurm
         assert len(jobs) == 2 and {j["processes"] for j in jobs} == {2}  # one array of two tasks
         assert all(j["job_id"].count("_") == 1 for j in jobs)
         run_px_and_map(rc, 4)
-        launcher = next(iter(cluster.engines.values()))
+        [(set_id, launcher)] = cluster.engines.items()
         assert launcher.command_counts["submit"] == 1
+        submitted = cluster.log_dir / f"engines-{set_id}-0.slurm.sh"
+        assert cluster.job_script(4) == submitted.read_text()  # exactly what was submitted
         print(f"slurm: 4 engines ready {ready:.1f} s after start; queue commands {dict(launcher.command_counts)}")
         rc.close()
         took = stop_from_another_process(cluster)  # from the state in the cluster file
