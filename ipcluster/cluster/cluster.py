@@ -361,7 +361,9 @@ class Cluster(LoggingConfigurable):
             if proc.running
         }
         # batch jobs: the launcher polls the queue and returns the error of a job that ended
-        jobs = {asyncio.ensure_future(launcher.watch_jobs()) for launcher in launchers if isinstance(launcher, BatchLauncher)}
+        jobs = {
+            asyncio.ensure_future(launcher.watch_jobs()) for launcher in launchers if isinstance(launcher, BatchLauncher)
+        }
         try:
             done, _ = await asyncio.wait(
                 {ready, *exits, *jobs}, timeout=timeout + 1, return_when=asyncio.FIRST_COMPLETED
@@ -418,7 +420,8 @@ class Cluster(LoggingConfigurable):
         count = n if n is not None else (self.n or os.cpu_count() or 1)
         launcher = self._make_launcher(self.engine_launcher_class, argv=self._engine_argv(), name="engines-<id>")
         if not isinstance(launcher, BatchLauncher):
-            raise IPClusterError(f"engine launcher {_launcher_name(self.engine_launcher_class)!r} does not submit job scripts")
+            name = _launcher_name(self.engine_launcher_class)
+            raise IPClusterError(f"engine launcher {name!r} does not submit job scripts")
         return launcher.job_script(count)
 
     def _active_jobs(self) -> list[str]:

@@ -55,7 +55,8 @@ class HTCondorSystem(BatchSystem):
         if req.account:
             lines.append(f"accounting_group = {req.account}")
         if req.walltime:
-            lines.append(f"periodic_remove = (JobStatus == 2) && (time() - EnteredCurrentStatus > {walltime_seconds(req.walltime)})")
+            limit = walltime_seconds(req.walltime)
+            lines.append(f"periodic_remove = (JobStatus == 2) && (time() - EnteredCurrentStatus > {limit})")
         if req.queue:
             lines.append(f"+JobFlavour = \"{req.queue}\"")
         lines.append(f"queue {max(1, req.array)}")
@@ -107,7 +108,8 @@ class HTCondorSystem(BatchSystem):
 
 
 class HTCondorLauncher(BatchLauncher):
-    """Processes as HTCondor jobs (``condor_submit``): ``Cluster(engines="htcondor")``, configured as ``c.HTCondorLauncher``."""
+    """Processes as HTCondor jobs (``condor_submit``): ``Cluster(engines="htcondor")``, configured as
+    ``c.HTCondorLauncher``."""
 
     system_class: ClassVar[type[BatchSystem]] = HTCondorSystem
     ipp_stem = "HTCondor"
