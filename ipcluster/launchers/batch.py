@@ -32,7 +32,7 @@ from ..error import ClusterTimeout, LauncherError, ProcessExited
 from .base import Launcher
 from .batchsystem import BatchSystem, JobRequest, hms, run_command, walltime_seconds
 from .fanout import COUNT_VAR, DRAIN_MARKER, FANOUTS, START_VAR, render_fanout
-from .jobs import EXIT_MARKER, JobState, JobStatus, JobTable, exit_code_from_output
+from .jobs import EXIT_MARKER, LEFT, JobState, JobStatus, JobTable, exit_code_from_output
 from .process import TAIL_BYTES
 from .template import fill_template
 
@@ -394,9 +394,11 @@ class BatchLauncher(Launcher):
             JobState.DONE: "ended (exit code 0) although its processes were still needed"
             if status.reason != DRAINED else f"stopped its processes {self.drain_time:g} s before its walltime "
             f"({self.walltime}) and ended",
-            JobState.ENDED: "left the queue; its exit code is unknown",
+            JobState.ENDED: "left the queue without finishing its job script (killed: by qdel/scancel from outside "
+            "ipcluster, at its walltime, or by a node failure); its exit code is unknown",
         }.get(status.state, status.state.value)
-        reason = f" ({status.reason})" if status.reason and status.reason.lower() not in ("none", "") else ""
+        shown = status.reason and status.reason.lower() != "none" and status.reason not in (LEFT, DRAINED)
+        reason = f" ({status.reason})" if shown else ""
         out = self._output_file(status.job_id)
         msg = (
             f"{self.system.name} job {status.job_id} of {self.name} ({self.jobs.engines.get(status.job_id, '?')} "

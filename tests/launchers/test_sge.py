@@ -57,10 +57,13 @@ def test_a_job_deleted_from_outside_is_reported(sge: SGE, tmp_path: Path) -> Non
         [job_id] = launcher.submitted
         sge.run("qdel", job_id).check_returncode()
         rc = cluster.connect_client_sync()
-        with pytest.raises(ProcessExited, match=f"sge job {job_id} of .* was cancelled from outside"):
+        # qstat lists a deleted job as "dr" only briefly; if no poll saw that, the job just left the queue
+        # without finishing its script, and SGE keeps no exit code ipcluster could read in time
+        with pytest.raises(ProcessExited, match=f"sge job {job_id} of .* (was cancelled from outside ipcluster|"
+                                                "left the queue without finishing its job script)"):
             cluster.wait_for_engines_sync(rc, 1, timeout=60)
         [jobs] = cluster.job_states().values()
-        assert jobs[0]["state"] == "cancelled"
+        assert jobs[0]["state"] in ("cancelled", "ended")
         rc.close()
     finally:
         stop_and_check(cluster, sge)
