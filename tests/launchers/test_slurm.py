@@ -128,9 +128,9 @@ def test_engines_drain_before_the_walltime_and_no_task_is_lost(slurm: Slurm, tmp
         stop_and_check(cluster, slurm)
 
 
-def test_scaled_from_another_process_then_everything_stopped(slurm: Slurm, tmp_path: Path) -> None:
-    """Another interpreter adds an engine set (as jobs) through the cluster file; stopping the cluster
-    here cancels those jobs too."""
+def test_scaled_from_another_process_then_ipcluster_stop_cancels_everything(slurm: Slurm, tmp_path: Path) -> None:
+    """Another interpreter adds an engine set (as jobs) through the cluster file; `ipcluster stop` then
+    cancels the jobs of both engine sets."""
     cluster = make_cluster(tmp_path, "slurm", n=1, prologue=["sleep 120"])  # jobs that stay in the queue
     try:
         cluster.start_cluster_sync()
@@ -142,7 +142,13 @@ def test_scaled_from_another_process_then_everything_stopped(slurm: Slurm, tmp_p
                               text=True, timeout=90)
         assert proc.returncode == 0, proc.stderr
         assert len(slurm.jobs_left()) == 2  # ours and the other process's
-        cluster.stop_cluster_sync()
+        # `ipcluster stop` (another process again) cancels both sets' jobs, from the cluster file
+        proc = subprocess.run(
+            [sys.executable, "-m", "ipcluster", "stop", f"--profile-dir={cluster.profile_dir}",
+             f"--cluster-id={cluster.cluster_id}"],
+            capture_output=True, text=True, timeout=90,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
         assert slurm.jobs_left() == []
     finally:
         stop_and_check(cluster, slurm)
