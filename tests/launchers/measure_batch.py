@@ -3,7 +3,7 @@
     python -m tests.launchers.measure_batch [n=8]
 
 Prints: seconds from start_cluster to n engines registered (one job of n engines, then a job
-array of n one-engine jobs); queue commands per minute while a wait runs with the default
+array of n one-engine jobs, then `ipcluster start -n N --engines=slurm --daemonize`); queue commands per minute while a wait runs with the default
 status_interval; seconds to report a job that fails at once (default status_interval).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +46,14 @@ def main(n: int) -> None:
                   f"while waiting ({dict(launcher.command_counts)})", flush=True)
             rc.close()
             cluster.stop_cluster_sync()
+        prof = f"--profile-dir={tmp / 'cli'}"
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-m", "ipcluster", "start", f"-n={n}", "--engines=slurm", "--daemonize", prof,
+                        "--cluster-id=m"], check=True, capture_output=True, timeout=300)
+        print(f"ipcluster start -n {n} --engines=slurm --daemonize: {n} engines ready after "
+              f"{time.monotonic() - t0:.1f} s", flush=True)
+        subprocess.run([sys.executable, "-m", "ipcluster", "stop", prof, "--cluster-id=m"], check=True,
+                       capture_output=True, timeout=120)
         cluster = make_cluster(tmp / "fail", "slurm", n=1, prologue=["no-such-module-command"], status_interval=5.0)
         t0 = time.monotonic()
         try:
