@@ -17,9 +17,11 @@ Whether the jobs run engines or a controller is decided by ``argv``, as for ever
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import shlex
+import signal as signal_mod
 import sys
 import time
 from collections import Counter
@@ -370,7 +372,8 @@ class BatchLauncher(Launcher):
             status = self.jobs.jobs[status.job_id]
             if status.state in (JobState.DONE, JobState.TIMEOUT) and DRAIN_MARKER in self._output_tail(status.job_id):
                 status.reason = DRAINED
-            level = 30 if status.state.finished and not self.jobs.is_stopping and status.state is not JobState.DONE else 20
+            bad = status.state.finished and not self.jobs.is_stopping and status.state is not JobState.DONE
+            level = logging.WARNING if bad else logging.INFO
             self.log.log(level, "%s: %s job %s %s", self.name, self.system.name, status.job_id, status.describe())
 
     def _output_file(self, task_id: str) -> Path:
@@ -423,21 +426,10 @@ class BatchLauncher(Launcher):
             await self.refresh()
 
     def check_running(self, when: str = "") -> None:
+        """Raise the error of a job that ended on its own, as of the last status command."""
         error = self.next_job_error()
         if error is not None:
             raise error
-
-    async def wait_for_path(self, path: Any, timeout: float) -> None:
-        """Wait until ``path`` exists (a controller's connection file) while its job lives."""
-        target = Path(path)
-        try:
-            async with asyncio.timeout(timeout):
-                while not target.exists():
-                    self.check_running(f" before writing {target.name}")
-                    await self.refresh()
-        except TimeoutError as e:
-            states = ", ".join(f"{j}: {s.describe()}" for j, s in self.jobs.jobs.items())
-            raise ClusterTimeout(f"{self.name}: {target} did not appear within {timeout} s (jobs: {states})") from e
 
     async def wait(self, timeout: float | None = None) -> int:
         """Wait until no job is pending or running; return :meth:`poll`'s code."""
@@ -451,8 +443,7 @@ class BatchLauncher(Launcher):
         return self.poll() or 0
 
     async def signal(self, sig: int, index: int | None = None) -> None:
-        import signal as signal_mod
-
+        """Send ``sig`` to every job's processes, where the queue can (``index`` is ignored)."""
         argv = self.system.signal_command(signal_mod.Signals(sig).name, self.submitted)
         self.command_counts["signal"] += 1
         rc, out, err = await run_command(argv, self.command_timeout)
