@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -31,7 +30,7 @@ from ..protocol.connection import (
     profile_dir as default_profile_dir,
     security_dir,
 )
-from . import engine_ids, owner
+from . import argv, engine_ids, jobs, owner
 from . import state as state_mod
 from .options import ClusterOptions, resolve_engine_count
 from .placement import check_reachable, engines_in
@@ -151,16 +150,7 @@ class Cluster(ClusterOptions, LoggingConfigurable):
         if self.controller is not None and self.controller.poll() is None:
             raise IPClusterError(f"the controller of cluster {self.cluster_id!r} is already running")
         state_mod.clear_stale_files(self.profile_dir, self.cluster_id)
-        argv = [
-            sys.executable, "-m", "ipcluster.controller",
-            f"--profile-dir={self.profile_dir}",
-            f"--ip={self.controller_ip}",
-            f"--log-level={self._log_level_name()}",
-        ]
-        if self.cluster_id:
-            argv.append(f"--cluster-id={self.cluster_id}")
-        argv.extend(self.controller_args)
-        launcher = self._make_launcher(self.controller_launcher_class, argv=argv, name="controller")
+        launcher = self._make_launcher(self.controller_launcher_class, argv=argv.controller(self), name="controller")
         self.controller = launcher
         self._removed_engine_sets.clear()
         await launcher.start(1)
@@ -196,14 +186,7 @@ class Cluster(ClusterOptions, LoggingConfigurable):
         set_id = engine_set_id or state_mod.new_cluster_id()
         if set_id in self.engines:
             raise IPClusterError(f"engine set {set_id!r} already exists")
-        argv = [
-            sys.executable, "-m", "ipcluster.engine",
-            f"--file={self.connection_file('engine')}",
-            f"--timeout={self.controller_timeout}",
-            f"--log-level={self._log_level_name()}",
-            *self.engine_args,
-        ]
-        launcher = self._make_launcher(self.engine_launcher_class, argv=argv, name=f"engines-{set_id}")
+        launcher = self._make_launcher(self.engine_launcher_class, argv=argv.engine(self), name=f"engines-{set_id}")
         # a launcher with its own host list (ssh) knows how many engines it was configured for
         requested = n if n is not None else self.n
         count = resolve_engine_count(getattr(launcher, "default_count", None) if requested is None else requested)
@@ -242,6 +225,7 @@ class Cluster(ClusterOptions, LoggingConfigurable):
                 await asyncio.sleep(self.delay)  # user-requested; not synchronisation
                 await self._spawn_engines(n)  # None: the launcher or Cluster.n decides
             self._write_state()
+            await jobs.check_jobs((self.controller, *self.engines.values()))
         except BaseException:
             await self.stop_cluster()
             raise
@@ -292,6 +276,24 @@ class Cluster(ClusterOptions, LoggingConfigurable):
         if activate:
             client.activate()
         return client
+
+    # -- batch jobs ------------------------------------------------------------------------------------
+
+    def job_states(self) -> dict[str, list[dict[str, Any]]]:
+        """The batch jobs of each batch engine set (and ``"controller"``), as of the last status poll.
+
+        Each job is a dict with ``job_id``, ``state`` (pending, running, done, failed, cancelled,
+        timeout, ended), ``reason``, ``exit_code``, ``processes`` and ``output`` (its output file).
+        """
+        return jobs.job_states({"controller": self.controller, **self.engines})
+
+    def job_script(self, n: int | None = None) -> str:
+        """The job script that starting ``n`` engines (default :attr:`n`) would submit, exactly.
+
+        Needs a batch engine launcher (``engine_launcher_class = "slurm"``, ...); nothing is submitted.
+        """
+        launcher = self._make_launcher(self.engine_launcher_class, argv=argv.engine(self), name="engines-<id>")
+        return jobs.job_script(launcher, self.engine_count(n))
 
     # -- stopping ------------------------------------------------------------------------------------
 
@@ -435,7 +437,7 @@ class Cluster(ClusterOptions, LoggingConfigurable):
             self._exit_hook.register()
 
     def _stop_at_exit(self) -> None:
-        if not self.running_pids():
+        if not self.running_pids() and not jobs.active_jobs((self.controller, *self.engines.values())):
             return
         self.log.info("stopping cluster %s at exit", self.cluster_id or "''")
         try:
@@ -494,4 +496,3 @@ class Cluster(ClusterOptions, LoggingConfigurable):
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.stop_cluster()
-

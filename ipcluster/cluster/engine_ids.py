@@ -81,17 +81,23 @@ async def wait_watching(
         for proc in launcher.processes
         if proc.running
     }
+    # batch launchers poll their queue and return the error of a job that ended on its own
+    jobs = {asyncio.ensure_future(launcher.watch_jobs()) for launcher in launchers if hasattr(launcher, "watch_jobs")}
     try:
-        done, _ = await asyncio.wait({ready, *exits}, timeout=timeout + 1, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {ready, *exits, *jobs}, timeout=timeout + 1, return_when=asyncio.FIRST_COMPLETED
+        )
         if ready in done:
             ready.result()
             return
         for exit_task, (launcher, proc) in exits.items():
             if exit_task in done:
                 raise launcher.exited_error(proc, " while waiting for engines to register")
+        for job_task in jobs & done:
+            raise job_task.result()
         raise ClusterTimeout(f"{n} engine(s) did not register within {timeout} s")
     finally:
         ready.cancel()
-        for exit_task in exits:
-            exit_task.cancel()
-        await asyncio.gather(ready, *exits, return_exceptions=True)
+        for task in (*exits, *jobs):
+            task.cancel()
+        await asyncio.gather(ready, *exits, *jobs, return_exceptions=True)

@@ -2,8 +2,9 @@
 can reach the controller.
 
 Launchers describe themselves through optional attributes rather than a wider base class:
-``remote_hosts`` (hosts other than this one, for the SSH launcher) and ``engines_per_process``
-(one ``mpiexec`` or batch job runs several engines).
+``remote_hosts`` (hosts other than this one, for the SSH launcher), ``engines_per_process``
+(one ``mpiexec`` runs several engines) and ``expected_processes`` (engines that a batch
+launcher's pending and running jobs will bring).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from ..protocol.connection import is_loopback
 def engines_in(launcher: Launcher, running_only: bool) -> int:
     """How many engines a launcher's processes run: one each, unless the launcher says otherwise
     (``engines_per_process``: one ``mpiexec`` runs all the ranks of its set)."""
+    expected = getattr(launcher, "expected_processes", None)
+    if expected is not None and running_only:  # batch jobs: pending ones will bring engines too
+        return int(expected())
     per_process = getattr(launcher, "engines_per_process", None)
     procs = [p for p in launcher.processes if p.running or not running_only]
     return sum(int(per_process(p)) for p in procs) if per_process else len(procs)
