@@ -5,7 +5,7 @@
 # tests run on both; on ipyparallel every test must pass, the ones marked as ipcluster's gaps
 # included (their xfail mark applies to ipcluster only).
 #
-# Usage: tests/compat/run_against_ipyparallel.sh [pytest args...]
+# Usage: tests/compat/run_against_ipyparallel.sh [pytest args...]   (default: all of tests/compat)
 # Environment: IPP_VENV (default /tmp/venv-ipp) is made on first use, with
 #   pip install 'ipyparallel==9.2.*' pytest pytest-timeout pytest-asyncio joblib numpy
 # It must be a virtualenv of its own: ipyparallel installs an `ipcluster` command too.
@@ -23,4 +23,4 @@ cd "$root"
 # into failures; those warnings are ipyparallel's business, not the behaviour under test.
 COMPAT_TARGET=ipyparallel exec "$venv/bin/python" -m pytest -p no:cacheprovider \
     -W "ignore::DeprecationWarning" -W "ignore::RuntimeWarning" -W "ignore::UserWarning" \
-    "$here" "$@"
+    "${@:-$here}"
