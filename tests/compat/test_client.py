@@ -183,10 +183,9 @@ def test_dependencies_after(lview: Any) -> None:
     first = lview.apply_async(slow, 0.2)
     with lview.temp_flags(after=[first]):
         second = lview.apply_async(time.time)
-    t = second.get(timeout=20)
-    assert first.ready()
-    assert t >= first.metadata["completed"].timestamp() if isinstance(
-        first.metadata["completed"], datetime.datetime) else True
+    finished_second = second.get(timeout=20)
+    assert first.ready()  # "after": it could not start before the first one finished
+    assert finished_second >= first.metadata["completed"].timestamp()
 
 
 def test_executor_futures(lview: Any) -> None:
