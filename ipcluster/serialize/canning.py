@@ -192,7 +192,9 @@ class CannedArray(CannedObject):
         import numpy
 
         self.shape = obj.shape
-        self.dtype = obj.dtype.descr if obj.dtype.fields else obj.dtype.str
+        # the .npy format's own description: a str for plain dtypes, a list for structured
+        # ones, and it round-trips padding and nested fields
+        self.dtype = numpy.lib.format.dtype_to_descr(obj.dtype)
         self.pickled = bool(obj.dtype.hasobject)
         if self.pickled:
             self.buffers = [pickle.dumps(obj, PICKLE_PROTOCOL)]
@@ -206,7 +208,7 @@ class CannedArray(CannedObject):
         data = self.buffers[0]
         if self.pickled:
             return pickle.loads(data)
-        dtype = numpy.dtype([tuple(f) for f in self.dtype] if isinstance(self.dtype, list) else self.dtype)
+        dtype = numpy.lib.format.descr_to_dtype(self.dtype)
         return numpy.frombuffer(data, dtype=dtype).reshape(self.shape)
 
 
@@ -280,7 +282,9 @@ def can(obj: Any) -> Any:
     canner = can_map.get(type(obj))
     if canner is None:
         for cls, candidate in can_map.items():
-            if not isinstance(cls, str) and isinstance(obj, cls) and cls is not type:
+            # subclasses match too, but not of ndarray: a masked array or a matrix would lose
+            # what makes it one, and pickle keeps it whole
+            if not isinstance(cls, str) and isinstance(obj, cls) and cls is not type and candidate is not _can_array:
                 canner = candidate
                 break
         else:
