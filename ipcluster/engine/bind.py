@@ -98,6 +98,10 @@ def bind_kernel(**kwargs: Any) -> None:
     if "connection_file" not in kwargs and folder and os.path.isdir(folder):
         kwargs["connection_file"] = os.path.join(folder, f"kernel-{os.getpid()}.json")
     kwargs.setdefault("ip", "127.0.0.1")
+    # a JPY_PARENT_PID inherited from a notebook that started the cluster must not make the
+    # engine exit with that notebook's server: the engine has its own lifetime rules
+    kwargs.setdefault("parent_handle", 0)
+    kwargs.setdefault("interrupt", 0)
     app = BoundKernelApp(**kwargs)
     # the shells are singletons: make room for the kernel's, then give the engine its own back
     saved = InteractiveShell._instance
