@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from joblib import register_parallel_backend
-from joblib._parallel_backends import AutoBatchingMixin, ParallelBackendBase
+from joblib.parallel import AutoBatchingMixin, ParallelBackendBase
 
 __all__ = ["IPClusterBackend", "IPythonParallelBackend", "register", "register_joblib_backend"]
 
