@@ -134,5 +134,7 @@ def register_joblib_backend(view: Any = None, name: str = DEFAULT_NAME, make_def
         register_parallel_backend(IPYPARALLEL_NAME, factory)
 
 
-#: ipyparallel's module-level name (``ipyparallel.joblib.register``)
-register = register_joblib_backend
+def register(name: str = DEFAULT_NAME, make_default: bool = False) -> None:
+    """ipyparallel's ``ipyparallel.joblib.register`` (and ``ipp.register_joblib_backend``):
+    register a load-balanced view of the default ``Client()``, made when joblib first uses it."""
+    register_joblib_backend(None, name, make_default)

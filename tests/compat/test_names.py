@@ -134,3 +134,12 @@ def test_importing_a_main_module_starts_nothing() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
                           stdin=subprocess.DEVNULL)
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_joblib_register_signature() -> None:
+    """``<pkg>.joblib.register(name=..., make_default=False)`` registers the default client."""
+    import inspect
+
+    params = inspect.signature(sub("joblib").register).parameters
+    assert list(params)[:2] == ["name", "make_default"]
+    assert params["make_default"].default is False

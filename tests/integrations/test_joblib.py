@@ -62,3 +62,24 @@ def test_effective_n_jobs_counts_engines(rc) -> None:
     assert backend.effective_n_jobs(None) == 2
     assert backend.effective_n_jobs(-2) == 1
     assert backend.effective_n_jobs(7) == 7
+
+
+def test_register_uses_the_default_profiles_client(ipython_dir) -> None:
+    """``ipcluster.joblib.register()`` (ipyparallel's form): a Client() of the default profile,
+    made when joblib first uses the backend. IPYTHONDIR is this test's own."""
+    import ipcluster as ipp
+    from ipcluster.joblib import register
+
+    from ..e2e.conftest import stop
+
+    cluster = ipp.Cluster(n=1, log_level="WARN", cluster_id="")  # the files Client() looks for
+    rc = cluster.start_and_connect_sync()
+    try:
+        rc.wait_for_engines(1, timeout=20)
+        register(name="ipc-default-client")
+        with joblib.parallel_backend("ipc-default-client") as (backend, _):
+            out = joblib.Parallel(n_jobs=1)(joblib.delayed(where)(i) for i in range(3))
+            backend.view.client.close()
+        assert [sq for sq, _ in out] == [0, 1, 4]
+    finally:
+        stop(cluster, rc)
