@@ -113,6 +113,9 @@ def bind_kernel(**kwargs: Any) -> None:
     kernel = app.kernel
     kernel.user_module = engine_kernel.user_module
     kernel.user_ns = engine_kernel.user_ns
+    # a new shell installs its module as sys.modules["__main__"]: the engine's must stay there,
+    # since what engines pickle by reference to __main__ is looked up in it
+    sys.modules["__main__"] = engine_kernel.user_module
     shell = app.shell
     streams = {
         "stdout": OutStream(app.session, app.iopub_thread, "stdout", watchfd=False),

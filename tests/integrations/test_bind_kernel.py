@@ -72,6 +72,21 @@ def test_engine_output_is_still_the_engines_after_a_frontend_cell(bound: tuple[A
     assert view.apply_sync(lambda: 5) == 5
 
 
+def main_is_the_namespace() -> bool:
+    import sys
+
+    return sys.modules["__main__"].__dict__ is globals()
+
+
+main_is_the_namespace.__module__ = "__main__"  # run in the engine's namespace (interactive)
+
+
+def test_main_module_is_still_the_engine_namespace(bound: tuple[Any, Any]) -> None:
+    view, kc = bound
+    run(kc, "frontend_var = 1")
+    assert view.apply_sync(main_is_the_namespace) is True
+
+
 def test_connection_file_is_in_the_profile_security_folder(bound: tuple[Any, Any], cluster: Any) -> None:
     view, _ = bound
     path = Path(view.apply_sync(connection_file))
