@@ -27,24 +27,36 @@ _LAZY = {
     "require": "ipcluster.client",
     "Dependency": "ipcluster.protocol.dependency",
     "Cluster": "ipcluster.cluster",
+    "ClusterManager": "ipcluster.cluster",
+    "RemoteError": "ipcluster.error",
+    "CompositeError": "ipcluster.error",
+    "bind_kernel": "ipcluster.engine.bind",
+    "FIRST_COMPLETED": "concurrent.futures",
+    "FIRST_EXCEPTION": "concurrent.futures",
+    "ALL_COMPLETED": "concurrent.futures",
     "error": "ipcluster.error",
 }
+#: names whose attribute has another name in its module
+_RENAMED = {"register_joblib_backend": ("ipcluster.joblib", "register")}
 
-__all__ = sorted(_LAZY)
+#: ipyparallel's tuple form of the version
+version_info = tuple(int(part) for part in __version__.split("."))
+
+__all__ = sorted([*_LAZY, *_RENAMED, "version_info"])
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module, attr = _RENAMED.get(name) or (_LAZY.get(name), name)
     if module is None:
         raise AttributeError(f"module 'ipcluster' has no attribute {name!r}")
     mod = importlib.import_module(module)
-    value = mod if name == "error" else getattr(mod, name)
+    value = mod if name == "error" else getattr(mod, attr)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    return sorted([*globals(), *_LAZY, *_RENAMED])
 
 
 def load_ipython_extension(ip: Any) -> None:

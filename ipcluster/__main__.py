@@ -1,5 +1,6 @@
 """``python -m ipcluster``: the ``ipcluster`` command."""
 
-from .cli.app import main
+from ipcluster.cli.app import main
 
-main()
+if __name__ == "__main__":  # importing this module (pydoc, test collectors) must not start one
+    main()

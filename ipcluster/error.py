@@ -47,6 +47,10 @@ class NoEnginesError(IPClusterError):
     """No engines are registered, or none match the requested targets."""
 
 
+# ipyparallel's name for the same condition
+NoEnginesRegistered = NoEnginesError
+
+
 class ClusterTimeout(IPClusterError, builtins.TimeoutError):
     """A wait on the cluster ran out of time."""
 
@@ -67,7 +71,11 @@ class TaskRejected(IPClusterError):
     """An engine refused a task."""
 
 
-class UnmetDependency(IPClusterError):
+class KernelError(IPClusterError):
+    """An engine could not run a task as asked (ipyparallel's base of the dependency errors)."""
+
+
+class UnmetDependency(KernelError):
     """A task's dependencies are not met yet on an engine."""
 
 
@@ -157,9 +165,13 @@ class RemoteError(IPClusterError):
 class CompositeError(RemoteError):
     """Several engines raised; holds every engine's error and shows each one's traceback.
 
-    The summary lists one line per engine; the first traceback is shown in full so the user
-    sees the cause without a wall of duplicates.
+    The summary lists one line per distinct error; the first :attr:`tb_limit` tracebacks are
+    shown in full, so the user sees the cause without a wall of duplicates.
     """
+
+    #: how many engines' tracebacks :meth:`render_traceback` shows in full (set it on the class
+    #: or on one error)
+    tb_limit = 1
 
     def __init__(self, message: str, elist: list[RemoteError]) -> None:
         first = elist[0] if elist else RemoteError("Error", message)
@@ -182,13 +194,14 @@ class CompositeError(RemoteError):
         return f"CompositeError({len(self.elist)} engine errors)"
 
     def render_traceback(self, excid: int | None = None) -> list[str]:
-        """The summary, then one engine's traceback in full (the first, unless ``excid``)."""
+        """The summary, then engine ``excid``'s traceback, or the first :attr:`tb_limit` ones."""
         lines = [str(self)]
-        if not self.elist:
-            return lines
-        shown = self.elist[excid] if excid is not None else self.elist[0]
-        lines.append("")
-        lines.extend(shown.render_traceback())
+        shown = [self.elist[excid]] if excid is not None else self.elist[: max(self.tb_limit, 0)]
+        for err in shown:
+            lines.append("")
+            lines.extend(err.render_traceback())
+        if excid is None and len(self.elist) > len(shown):
+            lines += ["", f"... {len(self.elist) - len(shown)} more traceback(s): e.print_traceback(i) shows engine i's"]
         return lines
 
     def _render_traceback_(self) -> list[str]:
@@ -256,6 +269,10 @@ def _colored(lines: list[str]) -> list[str]:
                 line = f"{e['head'] or ''}{c['ename']}{e['ename']}{c['reset']}{e['rest'] or ''}"
         out.append(line)
     return out
+
+
+class AlreadyDisplayedError(RemoteError):
+    """A remote error whose traceback ``%px`` has already shown with the engine's output."""
 
 
 def wrap_exception(engine_info: dict[str, Any] | None = None) -> dict[str, Any]:

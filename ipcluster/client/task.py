@@ -25,6 +25,7 @@ from ..error import (
     TaskRejected,
     TaskTimeout,
 )
+from ..protocol.datapub import decode_data
 
 #: metadata keys, as ipyparallel names them (``ar.stdout``, ``ar.engine_id``, ...)
 METADATA_KEYS = (
@@ -75,6 +76,7 @@ class Task:
         "execute_input",
         "execute_result",
         "error",  # content of an iopub ``error`` message
+        "data",  # dict merged from data_message (ipcluster.datapub), or None
         "done",
         "timer",  # asyncio handle: stop waiting for output
     )
@@ -101,6 +103,7 @@ class Task:
         self.execute_input: str | None = None
         self.execute_result: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
+        self.data: dict[str, Any] | None = None
         self.done = False
         self.timer: Any = None
 
@@ -145,6 +148,8 @@ class Task:
             self.error = content
         elif msg_type == "clear_output":
             self.stdout = self.stderr = self.outputs = None
+        elif msg_type == "data_message":  # publish_data() on the engine
+            self.data = {**(self.data or {}), **decode_data(content)}
 
     def text(self, name: str) -> str:
         parts = self.stdout if name == "stdout" else self.stderr
@@ -171,7 +176,7 @@ class Task:
             stdout=self.text("stdout"),
             stderr=self.text("stderr"),
             outputs=list(self.outputs or ()),
-            data={},
+            data=dict(self.data or {}),
         )
 
 

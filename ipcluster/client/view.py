@@ -206,6 +206,13 @@ class View:
             indices_or_msg_ids = [self.history[i] if isinstance(i, int) else i for i in indices_or_msg_ids]
         return self.client.get_result(indices_or_msg_ids, block=block, owner=owner)
 
+    def register_joblib_backend(self, name: str = "ipcluster", make_default: bool = False) -> None:
+        """Run ``joblib.Parallel`` work (scikit-learn's ``n_jobs``) on this view's engines, as the
+        joblib backend ``name`` (see :mod:`ipcluster.joblib`); joblib must be installed."""
+        from .joblib import register_joblib_backend
+
+        register_joblib_backend(self, name, make_default)
+
 
 class DirectView(View):
     """Runs every call on each of its engines, and reads and writes their namespaces.

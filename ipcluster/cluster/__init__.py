@@ -6,12 +6,13 @@ manages clusters) uses the names exported here, never the launchers or the roles
 
 from .cluster import Cluster
 from .daemon import Daemon, report_ready, start_daemon
-from .manager import ClusterRecord, clean_profile, find_cluster, find_clusters, stop_recorded
+from .manager import ClusterManager, ClusterRecord, clean_profile, find_cluster, find_clusters, stop_recorded
 from .options import ClusterOptions, resolve_engine_count
 from .state import cluster_file, new_cluster_id, profile_dirs, resolve_profile_dir
 
 __all__ = [
     "Cluster",
+    "ClusterManager",
     "ClusterOptions",
     "ClusterRecord",
     "Daemon",

@@ -12,6 +12,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from traitlets.config import Configurable
@@ -114,3 +115,47 @@ async def clean_profile(profile_dir: str | os.PathLike[str], parent: Configurabl
             removed.append(str(conn))
             removed.extend(remove_socket_folder(info))
     return removed
+
+
+class ClusterManager:
+    """Every cluster recorded in an IPython directory's profiles, as :class:`Cluster` objects.
+
+    ipyparallel's ``ClusterManager().load_clusters()``: a notebook, the JupyterLab panel or a
+    script can find clusters started anywhere (``ipcluster start``, ``Cluster()`` in another
+    process) and stop or scale them, since a Cluster made from its file drives the running one.
+    Keys are ``"<profile>:<cluster_id>"``.
+    """
+
+    def __init__(self, ipython_dir: str | os.PathLike[str] | None = None) -> None:
+        self.ipython_dir = ipython_dir
+        self.clusters: dict[str, Cluster] = {}
+
+    def load_clusters(
+        self,
+        profile_dirs: Iterable[str | os.PathLike[str]] | None = None,
+        profile_dir: str | os.PathLike[str] | None = None,
+    ) -> dict[str, Cluster]:
+        """Read the cluster files of ``profile_dirs`` (default: every profile); return them all.
+
+        Clusters whose files were removed since the last call are dropped; unreadable files are
+        skipped, so one broken file does not hide the other clusters.
+        """
+        dirs = [Path(profile_dir)] if profile_dir else [Path(p) for p in (profile_dirs or state_mod.profile_dirs(self.ipython_dir))]
+        found: dict[str, Cluster] = {}
+        for pdir in dirs:
+            profile = pdir.name.removeprefix("profile_")
+            for record in find_clusters(pdir):
+                key = f"{profile}:{record.cluster_id}"
+                try:
+                    found[key] = self.clusters.get(key) or Cluster.from_file(cluster_file=str(record.path))
+                except IPClusterError:
+                    continue
+        self.clusters = found
+        return dict(found)
+
+    def get_cluster(self, key: str) -> Cluster:
+        """The cluster loaded under ``key`` (``"<profile>:<cluster_id>"``)."""
+        try:
+            return self.clusters[key]
+        except KeyError:
+            raise IPClusterError(f"no cluster {key!r}; loaded: {sorted(self.clusters)}") from None

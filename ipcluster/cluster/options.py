@@ -115,6 +115,8 @@ class ClusterOptions(HasTraits):
         return resolve_engine_count(self.n if n is None else n)
 
     def _log_level_name(self) -> str:
-        """:attr:`log_level` as the launched processes' ``--log-level`` takes it (a name)."""
+        """:attr:`log_level` as the launched processes' ``--log-level`` takes it: a number for
+        a number (traitlets knows ``WARN`` but not ``WARNING``, logging's name for 30), else the
+        name as given."""
         level = self.log_level
-        return logging.getLevelName(level) if isinstance(level, int) else str(level).upper()
+        return str(level) if isinstance(level, int) else str(level).upper()

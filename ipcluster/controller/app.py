@@ -24,6 +24,7 @@ import zmq
 from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import Application, catch_config_error
 
+from .._argv import last_option_wins
 from ..error import IPClusterError
 from ..protocol.connection import (
     connection_file_name,
@@ -101,6 +102,7 @@ class ControllerApp(Application):
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
+        argv = last_option_wins(argv)
         self.parse_command_line(argv)
         config_file = Path(self.profile_dir) / "ipcontroller_config.py"
         if config_file.exists():

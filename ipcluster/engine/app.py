@@ -35,6 +35,7 @@ import zmq.asyncio
 from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Application
 
+from .._argv import last_option_wins
 from ..error import IPClusterError, ProtocolError
 from ..protocol.connection import find_connection_file, read_connection_file, shm_folder, url
 from ..protocol.data import DataChannel
@@ -415,6 +416,12 @@ class EngineApp(Application):
 
         stopped.get_loop().call_soon_threadsafe(resolve)
 
+    @property
+    def kernel(self) -> "Kernel | None":
+        """The engine's request loop once registered (its namespace, shell and IOPub), for code
+        running on the engine that serves it some other way (``bind_kernel``, ``publish_data``)."""
+        return self._kernel
+
     def _stop_kernel(self, code: int, reason: str) -> None:
         if self._kernel is not None:
             self._kernel.stop(code, reason)
@@ -463,7 +470,7 @@ def _auth_error(session: Session, frames: list[Any]) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     """The ``ipengine`` console script."""
     app = EngineApp.instance()
-    app.initialize(argv)
+    app.initialize(last_option_wins(argv))
     sys.exit(app.start())
 
 

@@ -235,6 +235,12 @@ class ClearOutput(TypedDict):
     wait: bool
 
 
+class DataMessage(TypedDict):
+    """``publish_data(dict)`` on an engine (see :mod:`.datapub`): the dict, pickled, base64."""
+
+    data: str
+
+
 class IopubWelcome(TypedDict):
     """Published by the controller each time a client subscribes to iopub: once a client has seen
     it, output published after that reaches the client."""
@@ -294,6 +300,7 @@ MSG_TYPES: dict[str, type] = {
     "execute_result": ExecuteResult,
     "error": Error,
     "clear_output": ClearOutput,
+    "data_message": DataMessage,
     "iopub_welcome": IopubWelcome,
     "registration_notification": RegistrationNotification,
     "unregistration_notification": UnregistrationNotification,

@@ -265,3 +265,17 @@ def test_activating_a_view_finds_the_magics_through_the_registry_they_fill() -> 
     with pytest.raises(IPClusterError, match="running IPython"):  # no IPython here: the magics say so
         activation.activate(object())
     assert activation._activator is not None, "loading the magics registered how to activate a view"
+
+
+def test_composite_error_shows_tb_limit_tracebacks() -> None:
+    from ipcluster import error
+
+    errs = [error.RemoteError("ValueError", f"bad {i}", f"Traceback:\n  line {i}\nValueError: bad {i}",
+                              {"engine_id": i}) for i in range(3)]
+    ce = error.CompositeError("one or more exceptions", errs)
+    text = "\n".join(ce.render_traceback())
+    assert "line 0" in text and "line 1" not in text and "2 more traceback(s)" in text
+    ce.tb_limit = 3
+    text = "\n".join(ce.render_traceback())
+    assert all(f"line {i}" in text for i in range(3)) and "more traceback" not in text
+    assert "line 2" in "\n".join(ce.render_traceback(2)) and "line 0" not in "\n".join(ce.render_traceback(2))

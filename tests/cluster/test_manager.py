@@ -185,3 +185,31 @@ async def test_clean_profile_removes_dead_clusters_only(tmp_path: Path) -> None:
         await crashed.stop_cluster()
         await alive.stop_cluster()
     assert crashed.running_pids() == [] and alive.running_pids() == []
+
+
+async def test_cluster_manager_loads_clusters_of_every_profile(tmp_path: Path) -> None:
+    """ipyparallel's ``ClusterManager().load_clusters()``: clusters found by file in each profile,
+    keyed "<profile>:<cluster_id>", that drive the running cluster (here: stop it)."""
+    from ipcluster.cluster import ClusterManager
+
+    ipython_dir = tmp_path / "ipython"
+    started = [
+        Cluster(n=1, profile_dir=str(ipython_dir / f"profile_{name}"), cluster_id=cid, log_level="WARN")
+        for name, cid in (("one", "a"), ("two", "b"))
+    ]
+    try:
+        for c in started:
+            await c.start_cluster()
+        manager = ClusterManager(ipython_dir=ipython_dir)
+        clusters = manager.load_clusters()
+        assert sorted(clusters) == ["one:a", "two:b"]
+        found = manager.get_cluster("two:b")
+        assert found.controller is not None and found.controller.pids == started[1].controller.pids
+        await found.stop_cluster()
+        assert not started[1].running_pids() or all(not running(p) for p in started[1].running_pids())
+        assert sorted(manager.load_clusters()) == ["one:a"]  # a stopped cluster's file is gone
+        with pytest.raises(Exception, match="no cluster 'two:b'"):
+            manager.get_cluster("two:b")
+    finally:
+        for c in started:
+            await c.stop_cluster()

@@ -303,3 +303,13 @@ def test_leastload_buckets_agree_with_the_loads() -> None:
             if busy:
                 sched.finished(rnd.choice(busy))
         assert sum(len(b) for b in sched._levels) == len(engines)
+
+
+def test_the_last_of_a_repeated_option_wins() -> None:
+    """``ipcontroller --log-level=20 --log-level=10`` is not an error: the last value wins, so a
+    user's ``controller_args`` override the options a Cluster passes first."""
+    from ipcluster._argv import last_option_wins
+
+    argv = ["--log-level=20", "--ip=127.0.0.1", "--log_level=10", "--flag", "pos", "--ip=0.0.0.0"]
+    assert last_option_wins(argv) == ["--log_level=10", "--flag", "pos", "--ip=0.0.0.0"]
+    assert last_option_wins([]) == []
