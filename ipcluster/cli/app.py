@@ -22,6 +22,7 @@ from .commands import (
     IPClusterEngines,
     IPClusterList,
     IPClusterStart,
+    IPClusterStatus,
     IPClusterStop,
 )
 
@@ -45,6 +46,7 @@ class IPClusterApp(Application):
         "start": (IPClusterStart, IPClusterStart.description.splitlines()[0]),
         "stop": (IPClusterStop, IPClusterStop.description.splitlines()[0]),
         "list": (IPClusterList, IPClusterList.description.splitlines()[0]),
+        "status": (IPClusterStatus, IPClusterStatus.description.splitlines()[0]),
         "engines": (IPClusterEngines, IPClusterEngines.description.splitlines()[0]),
         "clean": (IPClusterClean, IPClusterClean.description.splitlines()[0]),
     }

@@ -1,4 +1,4 @@
-"""The subcommands of ``ipcluster``: start, stop, list, engines, clean."""
+"""The subcommands of ``ipcluster``: start, stop, list, status, engines, clean."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from ..cluster import (
     Cluster,
     ClusterRecord,
     clean_profile,
+    dry_run,
     find_cluster,
     find_clusters,
+    job_summary,
+    poll_jobs,
     profile_dirs,
     report_ready,
     resolve_engine_count,
@@ -117,6 +120,10 @@ class IPClusterStart(ClusterCommand):
     """
 
     daemonize = Bool(False, config=True, help="Run the cluster in the background and return once it is up.")
+    dry_run = Bool(
+        False, config=True,
+        help="Print what starting the engines would submit (a batch launcher's job script) or run, and exit.",
+    )
     ready_fd = Integer(-1, config=True, help="(internal) pipe on which a daemonized start reports readiness.")
 
     aliases = {
@@ -129,9 +136,16 @@ class IPClusterStart(ClusterCommand):
     flags = {
         "daemonize": ({"IPClusterStart": {"daemonize": True}}, "Run the cluster in the background."),
         "daemon": ({"IPClusterStart": {"daemonize": True}}, "Same as --daemonize."),
+        "dry-run": ({"IPClusterStart": {"dry_run": True}}, "Print the job script (or command) and exit."),
     }
 
     def start(self) -> int:  # type: ignore[override]
+        if self.dry_run:
+            try:
+                print(dry_run(self.new_cluster()), end="")
+            except IPClusterError as e:
+                return self.fail(str(e))
+            return EXIT_OK
         code = self.check_not_running()
         if code:
             return code
@@ -298,14 +312,15 @@ class IPClusterList(ClusterCommand):
     description = """List the clusters recorded in every profile (or in the one given).
 
     Columns: profile, cluster id, whether its controller is running, running engines,
-    controller pid."""
+    controller pid; and when a cluster has batch jobs, their states (one status command per batch
+    engine set)."""
 
     def start(self) -> int:  # type: ignore[override]
         if self.given("profile") or self.given("profile_dir"):
             profiles = [self.profile_path]
         else:
             profiles = profile_dirs(self.ipython_dir or None)
-        rows = [("PROFILE", "CLUSTER ID", "RUNNING", "ENGINES", "CONTROLLER PID")]
+        rows = [("PROFILE", "CLUSTER ID", "RUNNING", "ENGINES", "CONTROLLER PID", "JOBS")]
         for pdir in profiles:
             for record in find_clusters(pdir):
                 if record.state is None:
@@ -318,14 +333,61 @@ class IPClusterList(ClusterCommand):
                     "yes" if alive else "no",
                     str(len(record.engine_pids())),
                     str(record.controller_pid or "-") if alive else "-",
+                    job_summary(self.job_states(record)) if alive else "-",
                 ))
         if len(rows) == 1:
             self.say("No clusters found.")
             return EXIT_OK
+        if all(row[-1] == "-" for row in rows[1:]):  # no batch jobs anywhere: no JOBS column
+            rows = [row[:-1] for row in rows]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             self.say("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
         return EXIT_OK
+
+
+    def job_states(self, record: ClusterRecord) -> dict[str, list[dict[str, Any]]]:
+        """The batch jobs of a recorded cluster as the queue reports them now ({} without any)."""
+        if not record.state or not _has_jobs(record.state):
+            return {}
+        try:
+            return asyncio.run(poll_jobs(Cluster.from_dict(record.state, parent=self)))
+        except IPClusterError as e:
+            self.log.warning("cluster %s: cannot read its jobs' states: %s", _label(record.cluster_id), e)
+            return {}
+
+
+class IPClusterStatus(IPClusterList):
+    name = "status"
+    description = """Show one cluster in detail: its controller, engine sets and batch jobs.
+
+    Each batch job's state comes from one status command (squeue, qstat, ...): pending (with the
+    queue's reason), running, done, failed (with its exit code), cancelled or timed out."""
+
+    def start(self) -> int:  # type: ignore[override]
+        record = find_cluster(self.profile_path, self.cluster_id)
+        if record is None or record.state is None:
+            return self.fail(f"no cluster {_label(self.cluster_id)} in profile {self.profile_label}", NOT_RUNNING)
+        alive = record.running
+        self.say(f"cluster {_label(self.cluster_id)} in profile {self.profile_label}: "
+                 f"{'running' if alive else 'not running'}")
+        self.say(f"  controller: pid {record.controller_pid or '-'}" + ("" if alive else " (exited)"))
+        self.say(f"  engines running on this host: {len(record.engine_pids())}")
+        for set_id, info in (record.state.get("engines") or {}).items():
+            self.say(f"  engine set {set_id}: {info.get('class', '?')}")
+        for set_id, jobs in self.job_states(record).items():
+            for job in jobs:
+                detail = ", ".join(
+                    f"{key} {job[key]}" for key in ("reason", "exit_code") if job.get(key) not in (None, "")
+                )
+                self.say(f"    job {job['job_id']} ({set_id}): {job['state']}" + (f" ({detail})" if detail else ""))
+        return EXIT_OK
+
+
+def _has_jobs(state: dict[str, Any]) -> bool:
+    """Whether a cluster's state records batch jobs (only then is the queue asked)."""
+    sets = [state.get("controller") or {}, *(state.get("engines") or {}).values()]
+    return any(s.get("jobs") or s.get("submitted") for s in sets if isinstance(s, dict))
 
 
 class IPClusterEngines(ClusterCommand):

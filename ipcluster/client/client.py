@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -93,6 +94,12 @@ class Client:
     expected_engines : int or callable
         How many engines :meth:`wait_for_engines` waits for when not told: a number, or a
         function asked at each wait (a Cluster passes the count of engines it started).
+    engine_waiter : callable
+        ``engine_waiter(client, n, timeout)`` (``timeout`` in seconds, ``math.inf`` for none)
+        waits for ``n`` engines in a blocking
+        :meth:`wait_for_engines`, raising as soon as one cannot come: a Cluster passes its own
+        wait, which fails at once when an engine process exits or a batch job ends (with its exit
+        code and output) instead of waiting out the timeout.
 
     Raises
     ------
@@ -125,6 +132,7 @@ class Client:
         cluster: Any = None,
         connection_info: dict[str, Any] | None = None,
         expected_engines: int | Callable[[], int] | None = None,
+        engine_waiter: Callable[[Any, int, float | None], Any] | None = None,
         **extra_args: Any,
     ) -> None:
         if sshserver or sshkey or paramiko:
@@ -134,6 +142,7 @@ class Client:
         self.debug = debug
         self.cluster = cluster
         self.expected_engines = expected_engines
+        self.engine_waiter = engine_waiter
         self.timeout = timeout
         self.profile = profile or "default"
         self.history: list[str] = []
@@ -264,6 +273,9 @@ class Client:
                 raise ValueError("wait_for_engines needs the number of engines to wait for")
         if timeout is not None and timeout < 0:
             timeout = None
+        if self.engine_waiter is not None and block and not interactive:
+            self.engine_waiter(self, int(n), math.inf if timeout is None else timeout)
+            return None
         fut = self._io.submit(self._wait_engines(int(n), timeout))
         if not block:
             return fut

@@ -6,6 +6,7 @@ manages clusters) uses the names exported here, never the launchers or the roles
 
 from .cluster import Cluster
 from .daemon import Daemon, report_ready, start_daemon
+from .jobs import dry_run, poll_jobs, summary as job_summary
 from .manager import ClusterManager, ClusterRecord, clean_profile, find_cluster, find_clusters, stop_recorded
 from .options import ClusterOptions, resolve_engine_count
 from .state import cluster_file, new_cluster_id, profile_dirs, resolve_profile_dir
@@ -17,10 +18,13 @@ __all__ = [
     "ClusterRecord",
     "Daemon",
     "clean_profile",
+    "dry_run",
     "cluster_file",
     "find_cluster",
     "find_clusters",
+    "job_summary",
     "new_cluster_id",
+    "poll_jobs",
     "profile_dirs",
     "report_ready",
     "resolve_engine_count",

@@ -238,8 +238,10 @@ class Cluster(ClusterOptions, LoggingConfigurable):
 
         kwargs.setdefault("timeout", self.controller_timeout)
         kwargs.setdefault("cluster", self)
-        # seam branch: the client asks this for wait_for_engines()'s default (it no longer reads self.n)
+        # the client's wait_for_engines() waits for the engines started here, failing fast on a
+        # dead engine or a failed batch job (the client knows nothing of launchers)
         kwargs.setdefault("expected_engines", self._expected_engines)
+        kwargs.setdefault("engine_waiter", self.wait_for_engines_sync)
         client = await asyncio.to_thread(Client, url_file=str(self.connection_file("client")), **kwargs)
         self._clients.append(client)
         return client
@@ -292,8 +294,7 @@ class Cluster(ClusterOptions, LoggingConfigurable):
 
         Needs a batch engine launcher (``engine_launcher_class = "slurm"``, ...); nothing is submitted.
         """
-        launcher = self._make_launcher(self.engine_launcher_class, argv=argv.engine(self), name="engines-<id>")
-        return jobs.job_script(launcher, self.engine_count(n))
+        return jobs.job_script(jobs.engine_preview(self), self.engine_count(n))
 
     # -- stopping ------------------------------------------------------------------------------------
 

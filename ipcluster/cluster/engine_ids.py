@@ -9,6 +9,7 @@ Cluster relies on the client's API, which is imported lazily by the caller.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from ..launchers import Launcher
 from ..launchers.process import Process
 
 
-async def wait_registered(client: Any, n: int, timeout: float) -> None:
+async def wait_registered(client: Any, n: int, timeout: float | None) -> None:
     """Wait until ``client`` sees ``n`` engines (its ``wait_for_engines``, without blocking a thread)."""
     result = client.wait_for_engines(n, timeout=timeout, block=False)
     if asyncio.isfuture(result) or asyncio.iscoroutine(result):
@@ -74,7 +75,8 @@ async def wait_watching(
     for launcher, proc in unconfirmed:
         if not proc.running:
             raise launcher.exited_error(proc, " before the engines registered")
-    ready = asyncio.ensure_future(wait_registered(client, n, timeout))
+    unbounded = math.isinf(timeout)  # the client was told to wait as long as it takes
+    ready = asyncio.ensure_future(wait_registered(client, n, None if unbounded else timeout))
     exits = {
         asyncio.ensure_future(proc.wait()): (launcher, proc)
         for launcher in launchers
@@ -85,7 +87,7 @@ async def wait_watching(
     jobs = {asyncio.ensure_future(launcher.watch_jobs()) for launcher in launchers if hasattr(launcher, "watch_jobs")}
     try:
         done, _ = await asyncio.wait(
-            {ready, *exits, *jobs}, timeout=timeout + 1, return_when=asyncio.FIRST_COMPLETED
+            {ready, *exits, *jobs}, timeout=None if unbounded else timeout + 1, return_when=asyncio.FIRST_COMPLETED
         )
         if ready in done:
             ready.result()

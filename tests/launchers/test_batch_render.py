@@ -506,3 +506,27 @@ def test_start_cluster_raises_a_job_that_already_failed(tmp_path: Path, monkeypa
     assert "module: not found" in info.value.output and info.value.exit_code == 127
     assert cluster.running_pids() == []
     cluster.stop_cluster_sync()
+
+
+def test_ipcluster_start_dry_run_prints_what_would_be_submitted(tmp_path: Path) -> None:
+    """``ipcluster start --dry-run`` submits nothing: it prints the job script, or for local
+    engines the command each engine runs, and starts no process."""
+    import subprocess
+    import sys
+
+    profile = f"--profile-dir={tmp_path / 'profile'}"
+    batch = subprocess.run(
+        [sys.executable, "-m", "ipcluster", "start", "--dry-run", "--engines=slurm", "-n", "3", profile,
+         "--SlurmLauncher.queue=short"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert batch.returncode == 0, batch.stderr
+    assert batch.stdout.startswith("#!") and "#SBATCH" in batch.stdout and "short" in batch.stdout
+    assert "ipcluster.engine" in batch.stdout
+    local = subprocess.run(
+        [sys.executable, "-m", "ipcluster", "start", "--dry-run", "-n", "2", profile],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert local.returncode == 0, local.stderr
+    assert "2 engine process(es)" in local.stdout and "-m ipcluster.engine" in local.stdout
+    assert not (tmp_path / "profile" / "security").exists() or not list((tmp_path / "profile" / "security").glob("cluster-*"))

@@ -28,6 +28,16 @@ def test_engines_in_a_job_array_run_px_and_map_then_nothing_is_left(slurm: Slurm
         assert len(jobs) == 2 and {j["processes"] for j in jobs} == {2}  # one array of two tasks
         assert all(j["job_id"].count("_") == 1 for j in jobs)
         run_px_and_map(rc, 4)
+        where = [f"--profile-dir={cluster.profile_dir}", f"--cluster-id={cluster.cluster_id}"]
+        status = subprocess.run([sys.executable, "-m", "ipcluster", "status", *where],
+                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert status.returncode == 0, status.stderr
+        assert "running" in status.stdout.splitlines()[0], status.stdout
+        assert sum(line.strip().startswith("job ") and line.endswith(": running")
+                   for line in status.stdout.splitlines()) == 2, status.stdout  # both array tasks
+        listed = subprocess.run([sys.executable, "-m", "ipcluster", "list", f"--profile-dir={cluster.profile_dir}"],
+                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert listed.returncode == 0 and "2 running" in listed.stdout, listed.stdout + listed.stderr
         [(set_id, launcher)] = cluster.engines.items()
         assert launcher.command_counts["submit"] == 1
         submitted = cluster.log_dir / f"engines-{set_id}-0.slurm.sh"
@@ -69,7 +79,7 @@ def test_a_job_cancelled_from_outside_is_reported(slurm: Slurm, tmp_path: Path) 
         rc = cluster.connect_client_sync()
         t0 = time.monotonic()
         with pytest.raises(ProcessExited, match="cancelled from outside ipcluster"):
-            cluster.wait_for_engines_sync(rc, 1, timeout=60)
+            rc.wait_for_engines(1, timeout=60)  # the client's own wait sees the job's end too
         assert time.monotonic() - t0 < 10
         [jobs] = cluster.job_states().values()
         assert jobs[0]["state"] == "cancelled"
