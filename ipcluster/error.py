@@ -142,7 +142,8 @@ class RemoteError(IPClusterError):
         A file name that is a cell of this process's IPython shell reads ``Cell In[n]``, as in
         IPython's own tracebacks.
         """
-        header = f"[{self.engine_id if self.engine_id is not None else '?'}] "
+        eid = self.engine_id if self.engine_id is not None else "?"
+        header = f"[{eid}:{self.engine_info.get('method', 'apply')}]: "  # ipyparallel's "[0:execute]: "
         lines = [_cell_names(line) for line in (self.traceback or f"{self.ename}: {self.evalue}").splitlines()]
         return [header + lines[0], *lines[1:]] if lines else [header + self.ename]
 
@@ -165,13 +166,14 @@ class RemoteError(IPClusterError):
 class CompositeError(RemoteError):
     """Several engines raised; holds every engine's error and shows each one's traceback.
 
-    The summary lists one line per distinct error; the first :attr:`tb_limit` tracebacks are
-    shown in full, so the user sees the cause without a wall of duplicates.
+    The summary lists one line per distinct error, then the first :attr:`tb_limit` tracebacks,
+    each headed by its engine (``[3:execute]:``), so the user sees the cause without a wall of
+    duplicates.
     """
 
     #: how many engines' tracebacks :meth:`render_traceback` shows in full (set it on the class
-    #: or on one error)
-    tb_limit = 1
+    #: or on one error), as in ipyparallel
+    tb_limit = 4
 
     def __init__(self, message: str, elist: list[RemoteError]) -> None:
         first = elist[0] if elist else RemoteError("Error", message)

@@ -158,7 +158,7 @@ class ParallelMagics(Magics):
         stream = self.stream if stream is None else stream
         if (self.verbose if verbose is None else verbose):
             where = "all" if targets in (None, "all") else targets
-            print(f"[{'' if block else 'non-'}blocking] running on engines {where}")
+            print(f"{'' if block else 'Async '}{'P' if block else 'p'}arallel execution on engine(s): {where}")
         kwargs = {} if targets is None else {"targets": targets}
         ar = view.execute(code, silent=False, block=False, **kwargs)
         self.last_result = ar

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Enum, Integer, Unicode
 from traitlets.config import Application, catch_config_error
 
 from ..cluster import (
@@ -313,14 +314,16 @@ class IPClusterList(ClusterCommand):
 
     Columns: profile, cluster id, whether its controller is running, running engines,
     controller pid; and when a cluster has batch jobs, their states (one status command per batch
-    engine set)."""
+    engine set). `-o json` prints the same as a JSON list, each cluster with its recorded state."""
+
+    output_format = Enum(["text", "json"], "text", config=True, help="Output format: text (a table) or json.")
+    aliases = {**_COMMON_ALIASES, "o": "IPClusterList.output_format", "output": "IPClusterList.output_format"}
 
     def start(self) -> int:  # type: ignore[override]
-        if self.given("profile") or self.given("profile_dir"):
-            profiles = [self.profile_path]
-        else:
-            profiles = profile_dirs(self.ipython_dir or None)
-        rows = [("PROFILE", "CLUSTER ID", "RUNNING", "ENGINES", "CONTROLLER PID", "JOBS")]
+        if self.output_format == "json":
+            return self.print_json()
+        profiles = self.profiles()
+        rows: list[tuple[str, ...]] = [("PROFILE", "CLUSTER ID", "RUNNING", "ENGINES", "CONTROLLER PID", "JOBS")]
         for pdir in profiles:
             for record in find_clusters(pdir):
                 if record.state is None:
@@ -345,6 +348,29 @@ class IPClusterList(ClusterCommand):
             self.say("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
         return EXIT_OK
 
+    def profiles(self) -> list[Path]:
+        if self.given("profile") or self.given("profile_dir"):
+            return [self.profile_path]
+        return profile_dirs(self.ipython_dir or None)
+
+    def print_json(self) -> int:
+        clusters = []
+        for pdir in self.profiles():
+            for record in find_clusters(pdir):
+                if record.state is None:
+                    continue
+                alive = record.running
+                clusters.append({
+                    "profile": pdir.name.removeprefix("profile_"),
+                    "cluster_id": record.cluster_id,
+                    "running": alive,
+                    "engines": len(record.engine_pids()),
+                    "controller_pid": record.controller_pid if alive else None,
+                    "jobs": self.job_states(record) if alive else {},
+                    "state": record.state,
+                })
+        print(json.dumps(clusters, indent=1))
+        return EXIT_OK
 
     def job_states(self, record: ClusterRecord) -> dict[str, list[dict[str, Any]]]:
         """The batch jobs of a recorded cluster as the queue reports them now ({} without any)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import queue
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import map as partitioning
@@ -139,7 +139,7 @@ class LoadBalancedView(View):
         return amr.get() if block else amr
 
     def imap(self, f: Callable[..., Any], *sequences: Any, ordered: bool = True, max_outstanding: Any = "auto",
-             return_exceptions: bool = False, chunksize: int | None = None) -> Iterator[Any]:
+             return_exceptions: bool = False, chunksize: int | None = None) -> "LazyMapIterator":
         """Parallel ``map`` over iterables of any length (read lazily), yielding results as they
         arrive, with at most ``max_outstanding`` tasks in flight ("auto": 4 per engine, at
         least 32), so memory stays bounded whatever the input's length. ``chunksize`` (items
@@ -148,54 +148,81 @@ class LoadBalancedView(View):
             raise ValueError("imap needs at least one iterable")
         if max_outstanding == "auto":
             max_outstanding = max(32, 4 * len(self.client))
-        return _imap(self, f, sequences, ordered, int(max_outstanding), return_exceptions, chunksize)
+        return LazyMapIterator(self, f, sequences, ordered, int(max_outstanding), return_exceptions, chunksize)
 
 
-def _imap(view: LoadBalancedView, f: Callable[..., Any], sequences: tuple[Any, ...], ordered: bool,
-          max_outstanding: int, return_exceptions: bool, chunksize: int | None) -> Iterator[Any]:
-    client = view.client
-    sub = client.submitter
-    fn = sub.pickled_function(f)
-    md = view._metadata(None, None, None, None, None)
-    sizer: partitioning.AdaptiveChunks | None = None
-    if chunksize is None:
-        sizer = partitioning.AdaptiveChunks()
-        parts = partitioning.iter_chunks(sequences, sizer)
-    else:
-        parts = partitioning.iter_chunks(sequences, max(1, chunksize))
-    inflight: collections.deque[AsyncResult] = collections.deque()
-    done: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    exhausted = False
+class LazyMapIterator:
+    """What :meth:`LoadBalancedView.imap` returns: the results, read as they arrive.
 
-    def submit() -> None:
-        nonlocal exhausted
-        while not exhausted and len(inflight) < max_outstanding:
-            part = next(parts, None)
+    The input is read lazily and at most ``max_outstanding`` tasks are in flight, so memory stays
+    bounded whatever the input's length. :meth:`cancel` stops it early: nothing more is sent,
+    and tasks sent but not started are aborted.
+    """
+
+    def __init__(self, view: LoadBalancedView, f: Callable[..., Any], sequences: tuple[Any, ...], ordered: bool,
+                 max_outstanding: int, return_exceptions: bool, chunksize: int | None) -> None:
+        self._view, self._f, self._ordered = view, f, ordered
+        self._max_outstanding, self._return_exceptions = max_outstanding, return_exceptions
+        self._fn = view.client.submitter.pickled_function(f)
+        self._md = view._metadata(None, None, None, None, None)
+        self._sizer: partitioning.AdaptiveChunks | None = None
+        if chunksize is None:
+            self._sizer = partitioning.AdaptiveChunks()
+            self._parts: Iterator[Any] = partitioning.iter_chunks(sequences, self._sizer)
+        else:
+            self._parts = partitioning.iter_chunks(sequences, max(1, chunksize))
+        self._inflight: collections.deque[AsyncResult] = collections.deque()
+        self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._exhausted = False
+        self._results = self._run()
+
+    def __iter__(self) -> "LazyMapIterator":
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._results)
+
+    def cancel(self) -> None:
+        """Stop: send nothing more, abort the tasks not started yet, and end the iteration."""
+        self._exhausted = True
+        pending = [ar for ar in self._inflight if not ar.done()]
+        self._inflight.clear()
+        if pending:
+            self._view.client.abort(pending, block=True)
+        self._results.close()
+
+    def _submit(self) -> None:
+        sub = self._view.client.submitter
+        while not self._exhausted and len(self._inflight) < self._max_outstanding:
+            part = next(self._parts, None)
             if part is None:
-                exhausted = True
+                self._exhausted = True
                 return
-            bufs = sub.pack(partitioning.map_chunk, (fn, *part), {})
+            bufs = sub.pack(partitioning.map_chunk, (self._fn, *part), {})
 
             def result(tasks: list[Task]) -> AsyncMapResult:
-                ar = AsyncMapResult(client, tasks, fname=getname(f), return_exceptions=return_exceptions)
-                if not ordered:
-                    ar.add_done_callback(done.put)  # the future is the AsyncMapResult itself
+                ar = AsyncMapResult(self._view.client, tasks, fname=getname(self._f),
+                                    return_exceptions=self._return_exceptions)
+                if not self._ordered:
+                    ar.add_done_callback(self._done.put)  # the future is the AsyncMapResult itself
                 return ar
 
-            inflight.append(view._record(sub.submit("apply_request", [(bufs, None)], result, metadata=md)))
+            self._inflight.append(self._view._record(sub.submit("apply_request", [(bufs, None)], result,
+                                                                metadata=self._md)))
 
-    submit()
-    while inflight:
-        if ordered:
-            ar = inflight.popleft()
-        else:
-            ar = done.get()
-            inflight.remove(ar)
-        values = ar.get()
-        if sizer is not None:
-            times = ar._tasks[0].metadata()
-            if times.get("started") and times.get("completed"):
-                sizer.observe(len(values), times["completed"] - times["started"])
-        submit()
-        yield from values
-
+    def _run(self) -> Generator[Any, None, None]:
+        self._submit()
+        inflight = self._inflight
+        while inflight:
+            if self._ordered:
+                ar = inflight.popleft()
+            else:
+                ar = self._done.get()
+                inflight.remove(ar)
+            values = ar.get()
+            if self._sizer is not None:
+                times = ar._tasks[0].metadata()
+                if times.get("started") and times.get("completed"):
+                    self._sizer.observe(len(values), times["completed"] - times["started"])
+            self._submit()
+            yield from values

@@ -435,3 +435,14 @@ class BroadcastView(DirectView):
 
     def map(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("BroadcastView.map is not implemented: use a DirectView")
+
+
+
+def __getattr__(name: str) -> Any:
+    """ipyparallel's paths: ``ipyparallel.client.view`` also holds the load-balanced view and the
+    imap iterator, which live in :mod:`.balanced` (it imports this module, so resolve lazily)."""
+    if name in ("LoadBalancedView", "LazyMapIterator"):
+        from . import balanced
+
+        return getattr(balanced, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil
 import zmq
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default, observe
 from traitlets.config import Application, catch_config_error
 
 from .._argv import last_option_wins
@@ -76,6 +76,12 @@ class ControllerApp(Application):
                       "private folder where engines leave large results for clients on this host to map "
                       "instead of receiving them over a socket (see the data channel); '' turns that off.")
     reuse_files = Bool(False, config=True, help="Reuse the key and ports of existing connection files (to restart a controller in place).")
+    ping = Float(0.0, config=True, help="Milliseconds between heartbeats, as ipyparallel's --ping gives it (sets hb_period; 0: hb_period as configured).")
+
+    @observe("ping")
+    def _ping_sets_hb_period(self, change: Any) -> None:
+        if change["new"] > 0:
+            self.hb_period = change["new"] / 1000.0
 
     aliases = {
         "profile": "ControllerApp.profile",
@@ -84,10 +90,19 @@ class ControllerApp(Application):
         "ip": "ControllerApp.ip",
         "location": "ControllerApp.location",
         "hb-period": "ControllerApp.hb_period",
+        "ping": "ControllerApp.ping",
+        "port": "ControllerApp.engine_port",
         "scheme": "ControllerApp.task_scheme",
         "log-level": "Application.log_level",
     }
-    flags = {"reuse": ({"ControllerApp": {"reuse_files": True}}, "Reuse existing connection files.")}
+    flags = {
+        "reuse": ({"ControllerApp": {"reuse_files": True}}, "Reuse existing connection files."),
+        "dictdb": ({"ControllerApp": {}}, "Keep task records in memory (the default; ipyparallel's flag)."),
+        "nodb": (
+            {"ControllerApp": {"max_result_bytes": 0}},
+            "Keep no results for get_result: each goes to the client that asked only (task records stay).",
+        ),
+    }
 
     @default("profile_dir")
     def _profile_dir_default(self) -> str:

@@ -153,6 +153,10 @@ class EngineApp(Application):
     # -- entry points ------------------------------------------------------------------
     def start(self) -> int:  # type: ignore[override]
         """Run the engine until it is stopped; return the process exit status."""
+        # as in every IPython kernel, user code imports from the current folder, wherever it is:
+        # after os.chdir(d) on the engine, modules in d import and functions from them unpickle
+        if sys.path[:1] != [""]:
+            sys.path.insert(0, "")
         try:
             return asyncio.run(self.run())
         except KeyboardInterrupt:  # SIGINT before registration: the user gave up waiting

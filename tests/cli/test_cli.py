@@ -45,7 +45,16 @@ def list_rows(ipython_dir: Path) -> dict[str, list[str]]:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["PROFILE", "CLUSTER", "ID", "RUNNING", "ENGINES", "CONTROLLER", "PID"]
-    return {row.split()[1]: row.split() for row in lines[1:]}
+    rows = {row.split()[1]: row.split() for row in lines[1:]}
+    as_json = ipcluster("list", "-o", "json")  # the same clusters, as ipyparallel's `list -o json`
+    assert as_json.returncode == 0, as_json.stderr
+    listed = json.loads(as_json.stdout)
+    assert sorted(c["cluster_id"] or "''" for c in listed) == sorted(rows)
+    for c in listed:
+        row = rows[c["cluster_id"] or "''"]
+        assert row[2] == ("yes" if c["running"] else "no") and int(row[3]) == c["engines"]
+        assert c["state"]["cluster"]["cluster_id"] == c["cluster_id"]
+    return rows
 
 
 def reap(proc: subprocess.Popen[str]) -> None:

@@ -258,10 +258,13 @@ def test_adaptive_chunks_grow_for_cheap_items_and_shrink_for_slow_ones() -> None
     assert chunks == [([1, 2, 3, 4, 5], ["a", "b", "c", "d", "e"])]
 
 
-def test_activating_a_view_finds_the_magics_through_the_registry_they_fill() -> None:
+def test_activating_a_view_finds_the_magics_through_the_registry_they_fill(monkeypatch: pytest.MonkeyPatch) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
     from ipcluster.client import activation
     from ipcluster.error import IPClusterError
 
+    monkeypatch.setattr(InteractiveShell, "_instance", None)  # a shell an earlier test made is not "running"
     with pytest.raises(IPClusterError, match="running IPython"):  # no IPython here: the magics say so
         activation.activate(object())
     assert activation._activator is not None, "loading the magics registered how to activate a view"
@@ -273,9 +276,11 @@ def test_composite_error_shows_tb_limit_tracebacks() -> None:
     errs = [error.RemoteError("ValueError", f"bad {i}", f"Traceback:\n  line {i}\nValueError: bad {i}",
                               {"engine_id": i}) for i in range(3)]
     ce = error.CompositeError("one or more exceptions", errs)
+    ce.tb_limit = 1
     text = "\n".join(ce.render_traceback())
     assert "line 0" in text and "line 1" not in text and "2 more traceback(s)" in text
     ce.tb_limit = 3
     text = "\n".join(ce.render_traceback())
     assert all(f"line {i}" in text for i in range(3)) and "more traceback" not in text
+    assert all(f"[{i}:apply]: Traceback:" in text for i in range(3))
     assert "line 2" in "\n".join(ce.render_traceback(2)) and "line 0" not in "\n".join(ce.render_traceback(2))

@@ -217,7 +217,6 @@ def path_head() -> str:
     return sys.path[0]
 
 
-@gap("'' is first on sys.path on engines, as in every IPython kernel")
 def test_engine_sys_path_starts_with_cwd(dview: Any) -> None:
     assert dview.apply_sync(path_head) == ["", ""]
 
@@ -236,7 +235,6 @@ def test_async_result_join(rc: Any) -> None:
     assert joined.get(timeout=20) == [4, 9]
 
 
-@gap("imap's iterator has .cancel()")
 def test_imap_iterator_cancel(lview: Any) -> None:
     it = lview.imap(square, range(4))
     assert next(it) == 0

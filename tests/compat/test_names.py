@@ -92,11 +92,9 @@ MODULE_NAMES = [
     ("client.view", ["DirectView", "View"]),
     ("client.asyncresult", ["AsyncResult", "AsyncMapResult"]),
     ("client.client", ["Client"]),
-    pytest.param("client.view", ["LoadBalancedView", "LazyMapIterator"],
-                 marks=gap("client.view.LoadBalancedView and LazyMapIterator")),
-    pytest.param("cluster.launcher", ["LocalEngineSetLauncher", "LocalControllerLauncher", "MPIEngineSetLauncher",
-                                      "SlurmEngineSetLauncher", "SSHEngineSetLauncher", "find_launcher_class"],
-                 marks=gap("ipcluster.cluster.launcher: ipyparallel's launcher class names")),
+    ("client.view", ["LoadBalancedView", "LazyMapIterator"]),
+    ("cluster.launcher", ["LocalEngineSetLauncher", "LocalControllerLauncher", "MPIEngineSetLauncher",
+                          "SlurmEngineSetLauncher", "SSHEngineSetLauncher", "find_launcher_class"]),
 ]
 
 

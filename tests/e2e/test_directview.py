@@ -203,3 +203,24 @@ def test_controller_queries(rc: ipp.Client, shared) -> None:
     assert ar.msg_ids[0] in rc.hub_history()
     rc.purge_results(ar.msg_ids)
     assert ar.msg_ids[0] not in rc.hub_history()
+
+
+def test_a_module_in_the_engines_working_folder_imports(rc: ipp.Client, tmp_path) -> None:
+    """'' leads sys.path on engines, as in IPython kernels: after os.chdir(d), a function from a
+    module in d (sent by reference) unpickles there."""
+    import importlib
+    import os
+    import sys
+
+    (tmp_path / "cwdmod_e2e.py").write_text("def triple(x):\n    return 3 * x\n")
+    sys.path.insert(0, str(tmp_path))
+    old = rc[0].apply_sync(os.getcwd)
+    try:
+        triple = importlib.import_module("cwdmod_e2e").triple
+        assert rc[0].apply_sync(lambda: __import__("sys").path[0]) == ""
+        rc[0].apply_sync(os.chdir, str(tmp_path))
+        assert rc[0].apply_sync(triple, 2) == 6
+    finally:
+        rc[0].apply_sync(os.chdir, old)
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("cwdmod_e2e", None)

@@ -63,7 +63,9 @@ def test_errors_from_several_engines_read_as_one_summary(ip) -> None:
     assert isinstance(result.error_in_exec, error.CompositeError)
     text = cap.stdout + cap.stderr
     assert "[0,1] ZeroDivisionError: division by zero" in text
-    assert text.count("Traceback (most recent call last)") == 1  # the first engine's, not both
+    # each engine's traceback (up to CompositeError.tb_limit), headed as ipyparallel heads them
+    assert text.count("Traceback (most recent call last)") == 2
+    assert "[0:execute]:" in text and "[1:execute]:" in text
     result, cap = run(ip, "%%px --targets 0\nraise ValueError('only here')")
     assert isinstance(result.error_in_exec, error.RemoteError)
     assert "ValueError" in cap.stdout + cap.stderr
@@ -97,7 +99,7 @@ def test_group_outputs_by_engine(ip) -> None:
 
 def test_verbose_and_progress(ip) -> None:
     result, cap = run(ip, "%%px --verbose --progress-after 0\nimport time; time.sleep(0.3)")
-    assert "running on engines all" in cap.stdout
+    assert "Parallel execution on engine(s): all" in cap.stdout  # ipyparallel's words
     assert "2/2 engines done" in cap.stdout
 
 
