@@ -19,7 +19,7 @@ _LAZY = {
     "ViewExecutor": ".executor",
     "AsyncResult": ".asyncresult",
     "AsyncMapResult": ".asyncresult",
-    "AsyncHubResult": ".asyncresult",
+    "AsyncHubResult": ".hubresult",
     "Reference": "..protocol.reference",
     "interactive": "..protocol.interactive",
     "remote": ".remotefunction",

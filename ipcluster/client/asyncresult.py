@@ -407,6 +407,25 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         self.wait()
         display_outputs(self, groupby, result_only, streams)
 
+    def split(self) -> "list[AsyncResult]":
+        """One result per task (per engine, for a DirectView call), each waitable on its own."""
+        from .hubresult import AsyncHubResult
+
+        return [AsyncHubResult(self._client, [t], fname=self._fname, owner=False, single=True) for t in self._tasks]
+
+    @classmethod
+    def join(cls, *results: "AsyncResult") -> "AsyncResult":
+        """One result for the tasks of several (of one client): ``get()`` lists their results in
+        order. The originals stay usable."""
+        if not results:
+            raise ValueError("AsyncResult.join needs at least one AsyncResult")
+        client = results[0]._client
+        if any(r._client is not client for r in results):
+            raise ValueError("AsyncResult.join: the results belong to different clients")
+        from .hubresult import AsyncHubResult
+
+        return AsyncHubResult(client, [t for r in results for t in r._tasks], fname="join", owner=False, single=False)
+
     def wait_interactive(self, interval: float = 0.1, timeout: float | None = -1, widget: bool | None = None) -> None:
         """Wait, showing a progress bar (tqdm when installed, a widget-free line otherwise)."""
         from .progress import wait_interactive
@@ -479,20 +498,3 @@ class AsyncMapResult(AsyncResult):
             raise error.TimeoutError("result not ready")
         return self.get()[key]
 
-
-class AsyncHubResult(AsyncResult):
-    """Results looked up by msg_id (``Client.get_result``), including tasks submitted by other
-    clients, which the controller reports as they finish.
-
-    Its tasks already exist, may have finished, and may be waited for by another result too,
-    so it joins them on the I/O thread, which finishes them.
-    """
-
-    def _own(self) -> None:
-        self._client.submitter.on_io_thread(self._adopt())
-
-    async def _adopt(self) -> None:
-        submitter = self._client.submitter
-        self._remaining = sum(1 for t in self._tasks if submitter.attach(self, t))
-        if self._remaining == 0:
-            self._finish()

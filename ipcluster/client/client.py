@@ -353,6 +353,11 @@ class Client:
         """A ``concurrent.futures.Executor`` on a load-balanced view."""
         return self.load_balanced_view(targets).executor
 
+    def wait_interactive(self, jobs: Any = None, interval: float = 1.0, timeout: float | None = -1) -> None:
+        """Wait for ``jobs`` (default: every task this client is waiting for), showing progress."""
+        ar = self.get_result(list(self.outstanding) if jobs is None else jobs, block=False, owner=False)
+        ar.wait_interactive(interval=interval, timeout=timeout)
+
     def activate(self, targets: Any = "all", suffix: str = "") -> DirectView:
         """Make a blocking DirectView on ``targets`` the target of the ``%px`` magics."""
         view = self.direct_view(targets)
@@ -467,8 +472,7 @@ class Client:
         return self._queries.result_status(msg_ids, status_only)
 
     def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None, owner: bool = True) -> Any:
-        """Results by msg_id or history index (default: the last), including tasks submitted by
-        other clients (fetched from the controller). An AsyncHubResult, or its value if blocking."""
+        """Results by msg_id or history index (default: the last), other clients' tasks included."""
         return self._queries.get_result(indices_or_msg_ids, block, owner)
 
     def resubmit(self, indices_or_msg_ids: Any = None, metadata: Any = None, block: bool | None = None) -> Any:
@@ -484,8 +488,7 @@ class Client:
         self._queries.purge_hub_results(jobs, targets)
 
     def purge_results(self, jobs: Any = (), targets: Any = (), owner: bool = True) -> None:
-        """Forget finished results, here and in the controller: ``jobs`` (``'all'``, msg_ids,
-        AsyncResults) and/or the results of ``targets`` engines."""
+        """Forget finished results here and in the controller (``jobs``: 'all', ids; ``targets``)."""
         self._queries.purge_results(jobs, targets, owner)
 
     def purge_everything(self) -> None:

@@ -17,7 +17,7 @@ from ..error import ControllerError, IPClusterError
 from ..protocol.serialize import deserialize_result
 from ..protocol.session import Message
 from ._io import ClientIO
-from .asyncresult import AsyncHubResult
+from .hubresult import AsyncHubResult
 from .task import Broadcast, ExecuteReply, Task, task_error
 
 if TYPE_CHECKING:

@@ -221,14 +221,12 @@ def test_engine_sys_path_starts_with_cwd(dview: Any) -> None:
     assert dview.apply_sync(path_head) == ["", ""]
 
 
-@gap("AsyncResult.split()")
 def test_async_result_split(dview: Any) -> None:
     ar = dview.apply_async(square, 3)
     parts = ar.split()
     assert [p.get(timeout=20) for p in parts] == [9, 9]
 
 
-@gap("AsyncResult.join(*ars)")
 def test_async_result_join(rc: Any) -> None:
     ars = [rc[i].apply_async(square, i + 2) for i in (0, 1)]
     joined = ipp.AsyncResult.join(*ars)
@@ -241,7 +239,6 @@ def test_imap_iterator_cancel(lview: Any) -> None:
     it.cancel()
 
 
-@gap("Client.wait_interactive()")
 def test_client_wait_interactive(rc: Any, lview: Any) -> None:
     lview.apply_async(square, 1)
     rc.wait_interactive(timeout=20)
