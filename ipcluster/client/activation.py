@@ -10,10 +10,14 @@ registers ``%pxone`` and nothing else, as the user asked.
 from __future__ import annotations
 
 import importlib
+import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from ..error import IPClusterError
+
+log = logging.getLogger(__name__)
 
 #: the IPython extension holding the magics (installed as ``ipcluster.magics``)
 MAGICS_EXTENSION = "ipcluster.magics"
@@ -39,3 +43,17 @@ def activate(view: Any, suffix: str = "") -> Any:
         if _activator is None:
             raise IPClusterError(f"{MAGICS_EXTENSION} loaded but registered no way to activate a view")
     return _activator(view, suffix)
+
+
+def activate_in_ipython(client: Any) -> None:
+    """As ipyparallel does, a Client made inside IPython makes ``%px`` and friends work at once,
+    on all its engines, unless the shell already has them (an earlier client or view keeps them:
+    a second client does not take the magics away from the first)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or "px" in shell.magics_manager.magics.get("line", {}):
+        return
+    try:
+        client.activate()
+    except IPClusterError as e:  # the magics are a convenience: the client works without them
+        log.warning("could not register the %%px magics: %s", e)

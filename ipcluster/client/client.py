@@ -22,6 +22,7 @@ import zmq
 from ..error import ClusterTimeout, IPClusterError
 from ..protocol.connection import find_connection_file, read_connection_file, shm_folder, url
 from ..protocol.session import Message, Session
+from . import activation
 from ._io import ClientIO
 from .asyncresult import AsyncResult
 from .queries import ControllerQueries
@@ -178,6 +179,7 @@ class Client:
             self.close()
             raise
         self._task_scheme = content.get("task_scheme", "")
+        activation.activate_in_ipython(self)
 
     async def _connect(self, timeout: float) -> dict[str, Any]:
         io = self._io
@@ -446,14 +448,12 @@ class Client:
 
     # -- controller queries (ControllerQueries does the work) -------------------------------------
     def abort(self, jobs: Any = None, targets: Any = None, block: bool | None = None) -> Any:
-        """Abort tasks that have not started: ``jobs`` (default all queued ones) on ``targets``.
-        They finish with ``TaskAborted``."""
+        """Abort queued ``jobs`` (default: all) on ``targets``: they finish with ``TaskAborted``."""
         return self._queries.abort(jobs, targets, block)
 
     def send_signal(self, sig: int, targets: Any = None, block: bool | None = None) -> Any:
-        """Send signal ``sig`` to the engines' processes (``signal.SIGINT`` interrupts the code they
-        are running), through each engine's control channel, which answers even while the engine
-        is busy."""
+        """Send signal ``sig`` to the engines' processes (SIGINT interrupts their code), through each
+        engine's control channel, which answers even while the engine is busy."""
         return self._queries.send_signal(sig, targets, block)
 
     def shutdown(self, targets: Any = "all", restart: bool = False, hub: bool = False,
@@ -472,11 +472,11 @@ class Client:
         return self._queries.result_status(msg_ids, status_only)
 
     def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None, owner: bool = True) -> Any:
-        """Results by msg_id or history index (default: the last), other clients' tasks included."""
+        """Results by msg_id or history index (default: the last; other clients' tasks too)."""
         return self._queries.get_result(indices_or_msg_ids, block, owner)
 
     def resubmit(self, indices_or_msg_ids: Any = None, metadata: Any = None, block: bool | None = None) -> Any:
-        """Run finished tasks again (as new tasks); an AsyncHubResult for the new ones."""
+        """Run finished tasks again, as new tasks (an AsyncHubResult)."""
         return self._queries.resubmit(indices_or_msg_ids, metadata, block)
 
     def purge_local_results(self, jobs: Any = (), targets: Any = ()) -> None:

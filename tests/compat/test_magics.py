@@ -103,7 +103,6 @@ rc.close()
 """
 
 
-@gap("Client() inside IPython registers %px and friends at once")
 def test_client_in_ipython_registers_the_magics(profile_dir: Path) -> None:
     url_file = next((profile_dir / "security").glob("ipcontroller-*client.json"))
     proc = subprocess.run([sys.executable, "-c", PROBE, NAME, str(url_file)], capture_output=True, text=True,
