@@ -25,7 +25,7 @@ PICKLE_PROTOCOL = 5
 OOB_THRESHOLD = 4096
 
 
-def _dumps_by_value(obj: Any, buffer_callback: Any) -> bytes:
+def dumps_by_value(obj: Any, buffer_callback: Any) -> bytes:
     """cloudpickle, keeping code objects' file names and source lines (see :mod:`.codepickle`)."""
     out = io.BytesIO()
     pickler_class()(out, protocol=PICKLE_PROTOCOL, buffer_callback=buffer_callback).dump(obj)
@@ -65,7 +65,7 @@ def serialize_object(obj: Any, buffers: list[Any] | None = None, *, by_value: bo
             oob.clear()
     if data is None:
         try:
-            data = _dumps_by_value(obj, keep)
+            data = dumps_by_value(obj, keep)
         except Exception as e:
             raise SerializationError(f"cannot serialize {_describe(obj)}: {type(e).__name__}: {e}") from e
     out = buffers if buffers is not None else []

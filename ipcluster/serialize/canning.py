@@ -31,7 +31,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..protocol.serialize import PICKLE_PROTOCOL, _dumps_by_value
+from ..protocol.serialize import PICKLE_PROTOCOL, dumps_by_value
 
 __all__ = [
     "CannedArray",
@@ -64,7 +64,7 @@ _REFERENCE_ATTR = "__ipcluster_reference__"
 
 def _by_value(obj: Any) -> bytes:
     """Pickle ``obj`` by value (cloudpickle, keeping code file names), never by reference."""
-    return _dumps_by_value(obj, None)
+    return dumps_by_value(obj, None)
 
 
 class CannedObject:
