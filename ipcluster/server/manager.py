@@ -237,6 +237,7 @@ class ClusterManager(LoggingConfigurable):
         return self.get(key)
 
     async def _run_op(self, key: str, op: str, coro_fn: Callable[[], Any]) -> dict[str, Any]:
+        before = self.cards().get(key, {"key": key})
         async with self._lock(key):
             self.ops[key] = op
             self.errors.pop(key, None)
@@ -252,7 +253,11 @@ class ClusterManager(LoggingConfigurable):
             finally:
                 self.ops.pop(key, None)
                 self._notify()
-        return self.get(key)
+        after = self.cards().get(key)
+        if after is None:  # stopped a cluster not made here: its file is gone, and so is its card
+            after = {**before, "state": "stopped", "engines_requested": 0, "engine_sets": {}}
+            after.pop("engines_registered", None)
+        return after
 
     def _cluster_for(self, key: str) -> Cluster:
         """The Cluster object that can act on ``key``: ours if we made it, else rebuilt from its file."""
