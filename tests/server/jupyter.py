@@ -108,7 +108,7 @@ def start_server(tmp: Path, lab: bool = False, extra_args: tuple[str, ...] = ())
         "JUPYTER_PLATFORM_DIRS": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    app = "jupyterlab.labapp" if lab else "jupyter_server"
+    app = "jupyterlab" if lab else "jupyter_server"
     # jupyter_server's --port=0 logs one port and may listen on another: pick a free one here
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -70,8 +70,11 @@ def test_a_wheel_enables_both_extensions(tmp_path: Path) -> None:
         check=True, capture_output=True, text=True, timeout=60,
     ).stdout.strip()
     (Path(purelib) / "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # this interpreter's pip installs into the new prefix; --ignore-installed so that it never
+    # uninstalls the ipcluster this test runs from
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q", "--prefix", str(venv),
+         str(wheel)],
         check=True, timeout=120, stdin=subprocess.DEVNULL, capture_output=True,
     )
     assert (venv / "etc/jupyter/jupyter_server_config.d/ipcluster.json").is_file()

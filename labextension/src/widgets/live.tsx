@@ -39,7 +39,7 @@ function TaskStream(props: { ticks: StreamTick[]; engineIds: string[]; window: n
   const rows = Math.max(1, Math.min(props.engineIds.length, 32));
   const rowOf = new Map<string, number>();
   props.engineIds.forEach((id, i) => rowOf.set(id, Math.floor((i * rows) / props.engineIds.length)));
-  const rowHeight = Math.max(3, Math.floor(96 / rows));
+  const rowHeight = Math.min(12, Math.max(3, Math.floor(96 / rows)));
   const newest = props.ticks.length ? props.ticks[props.ticks.length - 1][1] : 0;
   const max = Math.max(1, ...props.ticks.flatMap(t => Object.values(t[2])));
   const rects: JSX.Element[] = [];
@@ -64,9 +64,52 @@ function TaskStream(props: { ticks: StreamTick[]; engineIds: string[]; window: n
     }
   }
   return (
-    <svg className="ipc-Stream" width={width} height={rows * rowHeight} data-ticks={props.ticks.length}>
-      {rects}
-    </svg>
+    <div className="ipc-Stream-box">
+      <div className="ipc-Live-caption">task stream: engines by time, last {props.window} s</div>
+      <svg
+        className="ipc-Stream"
+        viewBox={`0 0 ${width} ${rows * rowHeight}`}
+        width="100%"
+        height={rows * rowHeight}
+        preserveAspectRatio="none"
+        data-ticks={props.ticks.length}
+      >
+        {rects}
+      </svg>
+    </div>
+  );
+}
+
+/** The few engines worth reading about: busy ones first, longest-running task first (at most 8 rows). */
+function EngineTable(props: { engines: Record<string, IEngineLive> }): JSX.Element {
+  const rows = Object.entries(props.engines)
+    .sort(([, a], [, b]) => (b.s === 'busy' ? 1 : 0) - (a.s === 'busy' ? 1 : 0) || (b.e ?? -1) - (a.e ?? -1))
+    .slice(0, 8);
+  return (
+    <table className="ipc-EngineTable">
+      <thead>
+        <tr>
+          <th>engine</th>
+          <th>state</th>
+          <th>task for</th>
+          <th>queued</th>
+          <th>done</th>
+          <th>MiB</th>
+        </tr>
+      </thead>
+      <tbody>
+        {rows.map(([id, e]) => (
+          <tr key={id} className={`ipc-EngineRow-${e.s}`}>
+            <td>{id}</td>
+            <td>{e.s}</td>
+            <td>{e.e !== undefined ? fmtSeconds(e.e) : ''}</td>
+            <td>{e.q}</td>
+            <td>{e.d}</td>
+            <td>{e.m ?? ''}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }
 
@@ -89,6 +132,7 @@ export function LiveView(props: { model: ClusterModel; clusterKey: string }): JS
         ))}
       </div>
       <EngineGrid engines={live.engines} />
+      <EngineTable engines={live.engines} />
       <div className="ipc-Progress">
         <div className="ipc-Progress-bar">
           <div className="ipc-Progress-fill" style={{ width: `${Math.round(fraction * 100)}%` }} />
