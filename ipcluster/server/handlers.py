@@ -22,7 +22,7 @@ from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from .livestate import diff
+from .livestate import TabStream
 from .manager import ClusterManager, PanelError
 
 
@@ -141,12 +141,12 @@ class StreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: 
 
     def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         super().open(*args, **kwargs)
-        self.sent: dict[str, Any] = {}
-        self.ticks: dict[str, int] = {}
+        self.tab = TabStream()
         self.watch: set[str] = set()
         self.bytes_sent = 0
         self.manager.subscribe(self, self.flush_update)
         self.manager.set_visible(self, True)
+        self.flush_update()  # the snapshot, without waiting for the next sample
 
     def on_message(self, message: str | bytes) -> None:
         try:
@@ -160,34 +160,21 @@ class StreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: 
         if "visible" in msg:
             visible = bool(msg["visible"])
             if visible:
-                self.sent = {}  # missed deltas while hidden: start again from a snapshot
+                self.tab.reset()  # it missed deltas while hidden: start again from a snapshot
             self.manager.set_visible(self, visible)
-
-    def view(self) -> dict[str, Any]:
-        cards = self.manager._cards or self.manager.cards()
-        live = {}
-        for key in self.watch or cards:
-            lv = self.manager.live_view(key)
-            if lv is not None:
-                live[key] = lv
-        return {"clusters": cards, "live": live}
 
     def flush_update(self) -> None:
         """Send what changed since the last message to this tab (nothing if nothing did)."""
-        current = self.view()
-        snapshot = not self.sent
-        delta = current if snapshot else diff(self.sent, current)
-        stream = {}
-        for key in current["live"]:
-            ticks = self.manager.stream_since(key, self.ticks.get(key, 0))
-            if ticks:
-                stream[key] = ticks
-                self.ticks[key] = ticks[-1][0]
-        if not delta and not stream and not snapshot:
+        cards = self.manager.current_cards()
+        live, stream = {}, {}
+        for key in self.watch or cards:
+            view = self.manager.live_view(key)
+            if view is not None:
+                live[key] = view
+                stream[key] = self.manager.stream_since(key, 0)
+        msg = self.tab.message({"clusters": cards, "live": live}, stream)
+        if msg is None:
             return
-        msg: dict[str, Any] = {"t": "snapshot" if snapshot else "delta", **delta}
-        if stream:
-            msg["stream"] = stream
         text = json.dumps(msg, separators=(",", ":"))
         try:
             self.write_message(text)
@@ -195,7 +182,6 @@ class StreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: 
             self.manager.unsubscribe(self)
             return
         self.bytes_sent += len(text)
-        self.sent = current
 
     def on_close(self) -> None:
         self.manager.unsubscribe(self)

@@ -195,3 +195,37 @@ class ClusterLive:
     def stream_since(self, tick: int) -> list[list[Any]]:
         """Task-stream ticks after ``tick``: ``[tick, time, {engine id: tasks completed}]``."""
         return [[t, round(when, 2), counts] for t, when, counts in self.stream if t > tick]
+
+
+class TabStream:
+    """What one browser tab has been sent, and the next message for it.
+
+    :meth:`message` takes the current view (``{"clusters": ..., "live": ...}``) and the task-stream
+    ticks of each live cluster, and returns a snapshot the first time (and after :meth:`reset`,
+    when a hidden panel is shown again), a delta of what changed after that, or ``None`` when
+    nothing did: an idle cluster costs no traffic.
+    """
+
+    def __init__(self) -> None:
+        self.sent: dict[str, Any] | None = None
+        self.ticks: dict[str, int] = {}  # last task-stream tick sent, per cluster
+
+    def reset(self) -> None:
+        self.sent = None
+
+    def message(self, view: dict[str, Any], stream: dict[str, list[list[Any]]]) -> dict[str, Any] | None:
+        fresh = {key: [t for t in ticks if t[0] > self.ticks.get(key, 0)] for key, ticks in stream.items()}
+        fresh = {key: ticks for key, ticks in fresh.items() if ticks}
+        if self.sent is None:
+            msg: dict[str, Any] = {"t": "snapshot", **view}
+        else:
+            delta = diff(self.sent, view)
+            if not delta and not fresh:
+                return None
+            msg = {"t": "delta", **delta}
+        if fresh:
+            msg["stream"] = fresh
+            for key, ticks in fresh.items():
+                self.ticks[key] = ticks[-1][0]
+        self.sent = view
+        return msg

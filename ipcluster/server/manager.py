@@ -353,6 +353,10 @@ class ClusterManager(LoggingConfigurable):
         else:
             self.visible.discard(owner)
 
+    def current_cards(self) -> dict[str, Any]:
+        """The cards of the last listing (the sampling loop refreshes them every tick)."""
+        return self._cards or self.cards()
+
     def live_view(self, key: str) -> dict[str, Any] | None:
         monitor = self.monitors.get(key)
         return monitor.live.view() if monitor is not None and monitor.samples else None

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.request
 from urllib.parse import quote
 
 import pytest
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
 
 from ipcluster import Cluster
 
@@ -29,6 +33,33 @@ async def test_requests_need_the_servers_token(server: JupyterServer) -> None:
     assert status == 403 and "message" in body
     status, body = await call(server, "GET", "ipcluster/options")
     assert status == 200 and "local" in body["launchers"] and "default" in body["profiles"]
+
+
+def login_cookie(server: JupyterServer) -> str:
+    """The cookie a browser gets after opening the server's URL with its token."""
+    with urllib.request.urlopen(f"{server.url}api/status?token={server.token}", timeout=30) as resp:
+        cookies = resp.headers.get_all("Set-Cookie") or []
+    return "; ".join(c.split(";")[0] for c in cookies)
+
+
+async def test_websocket_needs_login_and_the_servers_origin(server: JupyterServer) -> None:
+    """A browser is logged in by a cookie; a page from another origin cannot use it."""
+    anonymous = server.ws_url.split("?")[0]
+    with pytest.raises(HTTPClientError) as err:
+        await asyncio.wait_for(websocket_connect(anonymous), 30)
+    assert err.value.code == 403
+    cookie = await asyncio.to_thread(login_cookie, server)
+    foreign = HTTPRequest(anonymous, headers={"Cookie": cookie, "Origin": "http://elsewhere.example"})
+    with pytest.raises(HTTPClientError) as err:
+        await asyncio.wait_for(websocket_connect(foreign), 30)
+    assert err.value.code == 403
+    same = HTTPRequest(anonymous, headers={"Cookie": cookie, "Origin": server.url.rstrip("/")})
+    conn = await asyncio.wait_for(websocket_connect(same), 30)
+    try:
+        msg = await asyncio.wait_for(conn.read_message(), 30)
+        assert msg is not None and json.loads(msg)["t"] == "snapshot"
+    finally:
+        conn.close()
 
 
 async def test_errors_are_json_with_a_message(server: JupyterServer) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ipcluster.server.livestate import ClusterLive, diff, merge
+from ipcluster.server.livestate import ClusterLive, TabStream, diff, merge
 
 
 def qs(**engines: tuple[int, int]) -> dict[str, object]:
@@ -74,3 +74,26 @@ def test_delta_of_a_busy_256_engine_cluster_is_small() -> None:
     assert len(delta["engines"]) == 8
     assert len(json.dumps(delta)) < 600
     assert len(json.dumps(live.view())) > 10 * len(json.dumps(delta))
+
+
+def test_tab_stream_sends_a_snapshot_then_deltas_then_nothing() -> None:
+    tab = TabStream()
+    view = {"clusters": {"p:a": {"state": "running", "engines_registered": 1}}, "live": {}}
+    assert tab.message(view, {}) == {"t": "snapshot", **view}
+    assert tab.message(view, {}) is None  # nothing changed: nothing is sent
+    later = {"clusters": {"p:a": {"state": "running", "engines_registered": 2}}, "live": {}}
+    assert tab.message(later, {}) == {"t": "delta", "clusters": {"p:a": {"engines_registered": 2}}}
+    gone = {"clusters": {}, "live": {}}
+    assert tab.message(gone, {}) == {"t": "delta", "clusters": {"p:a": None}}
+    tab.reset()  # shown again after being hidden
+    assert tab.message(gone, {})["t"] == "snapshot"
+
+
+def test_tab_stream_sends_each_stream_tick_once() -> None:
+    tab = TabStream()
+    view: dict[str, object] = {"clusters": {}, "live": {}}
+    ticks = [[1, 0.5, {"0": 1}], [2, 1.0, {"1": 2}]]
+    assert tab.message(view, {"p:a": ticks})["stream"] == {"p:a": ticks}
+    assert tab.message(view, {"p:a": ticks}) is None
+    more = [*ticks, [3, 1.5, {"0": 4}]]
+    assert tab.message(view, {"p:a": more}) == {"t": "delta", "stream": {"p:a": [[3, 1.5, {"0": 4}]]}}
