@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -31,17 +32,18 @@ def noop(x: int) -> int:
     return x
 
 
-async def main(engines: int, tasks: int) -> dict[str, float]:
+async def main(engines: int, tasks: int, panel: bool = True) -> dict[str, float]:
     server = start_server(Path(tempfile.mkdtemp(prefix="panel-bench-")))
     cluster = Cluster(ipython_dir=str(server.ipython_dir), n=engines, stop_timeout=5)
     try:
         client = await cluster.start_and_connect()
-        conn = await websocket_connect(server.ws_url)
+        # without the panel (--no-panel): no websocket, so the server samples nothing; for comparing map times
+        conn = await websocket_connect(server.ws_url) if panel else None
         received: list[tuple[float, int]] = []
         stop = asyncio.Event()
 
         async def reader() -> None:
-            while not stop.is_set():
+            while conn is not None and not stop.is_set():
                 msg = await conn.read_message()
                 if msg is None:
                     return
@@ -55,7 +57,8 @@ async def main(engines: int, tasks: int) -> dict[str, float]:
         end = time.monotonic()
         await asyncio.sleep(2)  # the last deltas of the map
         stop.set()
-        conn.close()
+        if conn is not None:
+            conn.close()
         task.cancel()
         during = [n for t, n in received if start <= t <= end + 2]
         seconds = end - start + 2
@@ -72,8 +75,11 @@ async def main(engines: int, tasks: int) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    # `timeout` sends SIGTERM: leave through the finally blocks, which stop the cluster and the server
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engines", type=int, default=16)
     parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--no-panel", action="store_true", help="no websocket: the map time without the panel")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.engines, args.tasks))))
+    print(json.dumps(asyncio.run(main(args.engines, args.tasks, not args.no_panel))))

@@ -46,7 +46,7 @@ def pid_alive(pid: int, create_time: float | None = None) -> bool:
         proc = psutil.Process(pid)
         if create_time is not None and abs(proc.create_time() - float(create_time)) > 1.0:
             return False
-        return proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)
     except (psutil.Error, ValueError):
         return False
 

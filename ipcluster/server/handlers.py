@@ -121,7 +121,7 @@ class OptionsHandler(_Base):
         self.reply(self.manager.options())
 
 
-class StreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+class StreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     """One websocket per browser tab: a snapshot, then deltas at most every sample interval.
 
     The browser sends ``{"visible": true|false}`` when the panel is shown or hidden, and
@@ -139,7 +139,7 @@ class StreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: 
         if res is not None:
             await res
 
-    def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def open(self, *args: Any, **kwargs: Any) -> None:
         super().open(*args, **kwargs)
         self.tab = TabStream()
         self.watch: set[str] = set()
