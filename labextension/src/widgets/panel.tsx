@@ -201,7 +201,18 @@ export class ClusterPanel extends ReactWidget {
     this.addClass('ipc-Panel');
     this.title.caption = 'Clusters';
     this.title.label = 'Clusters';
+    document.addEventListener('visibilitychange', this._onVisibility);
   }
+
+  dispose(): void {
+    document.removeEventListener('visibilitychange', this._onVisibility);
+    super.dispose();
+  }
+
+  /** A browser tab in the background counts as hidden: the server stops sending to it. */
+  private _onVisibility = (): void => {
+    this.model.setVisible(this.isVisible && !document.hidden);
+  };
 
   /** Open the New form (the palette's "New cluster"). */
   showNewForm(): void {
@@ -209,7 +220,7 @@ export class ClusterPanel extends ReactWidget {
   }
 
   protected onAfterShow(): void {
-    this.model.setVisible(true);
+    this.model.setVisible(!document.hidden);
   }
 
   protected onAfterHide(): void {
