@@ -7,6 +7,7 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
+import { IConsoleTracker } from '@jupyterlab/console';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 
 import { ClusterAPI, IClusterCard, connectionCode } from './api';
@@ -24,10 +25,25 @@ namespace CommandIDs {
 
 const CATEGORY = 'IPython Clusters';
 
-function insertCode(tracker: INotebookTracker, card: IClusterCard): boolean {
-  const panel = tracker.currentWidget;
+/**
+ * Put the connection code where the user is working: the focused console's prompt, else the
+ * active notebook's active cell if it is empty, else a new cell below it.
+ */
+function insertCode(
+  shell: ILabShell,
+  notebooks: INotebookTracker,
+  consoles: IConsoleTracker | null,
+  card: IClusterCard
+): boolean {
+  const code = connectionCode(card);
+  const console = consoles?.currentWidget;
+  if (console && shell.currentWidget === console) {
+    console.console.promptCell?.model.sharedModel.setSource(code);
+    return true;
+  }
+  const panel = notebooks.currentWidget;
   if (!panel) {
-    void showErrorMessage('No notebook', 'Open a notebook to insert the connection code into.');
+    void showErrorMessage('No notebook', 'Open a notebook or a console to insert the connection code into.');
     return false;
   }
   const notebook = panel.content;
@@ -35,7 +51,7 @@ function insertCode(tracker: INotebookTracker, card: IClusterCard): boolean {
   if (!active || active.model.sharedModel.getSource().trim() !== '') {
     NotebookActions.insertBelow(notebook);
   }
-  notebook.activeCell?.model.sharedModel.setSource(connectionCode(card));
+  notebook.activeCell?.model.sharedModel.setSource(code);
   return true;
 }
 
@@ -44,12 +60,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Start, watch, scale and stop ipcluster clusters from the sidebar',
   autoStart: true,
   requires: [ILabShell, INotebookTracker],
-  optional: [ICommandPalette],
+  optional: [ICommandPalette, IConsoleTracker],
   activate: (
     app: JupyterFrontEnd,
     shell: ILabShell,
     tracker: INotebookTracker,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    consoles: IConsoleTracker | null
   ) => {
     const model = new ClusterModel();
     const panel = new ClusterPanel(model, {
@@ -78,11 +95,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => model.refresh()
     });
     app.commands.addCommand(CommandIDs.insert, {
-      label: 'Insert cluster connection code into the notebook',
-      isEnabled: () => tracker.currentWidget !== null && cardOf({}) !== undefined,
+      label: 'Insert cluster connection code into the notebook or console',
+      isEnabled: () =>
+        (tracker.currentWidget !== null || (consoles?.currentWidget ?? null) !== null) && cardOf({}) !== undefined,
       execute: args => {
         const card = cardOf(args as { key?: unknown });
-        return card ? insertCode(tracker, card) : false;
+        return card ? insertCode(shell, tracker, consoles, card) : false;
       }
     });
     app.commands.addCommand(CommandIDs.stop, {
