@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 from urllib.parse import quote
@@ -129,6 +132,30 @@ async def test_cluster_started_elsewhere_is_listed_scaled_and_stopped(server: Ju
             wait_gone(pids)
     finally:
         await cluster.stop_cluster()
+
+
+async def test_cluster_started_by_the_ipcluster_command_is_listed_and_stopped(server: JupyterServer) -> None:
+    env = {**os.environ, "IPYTHONDIR": str(server.ipython_dir)}
+    argv = [sys.executable, "-m", "ipcluster", "start", "-n", "1", "--daemonize", "--profile=cli", "--cluster-id=cmd"]
+    out = await asyncio.to_thread(
+        subprocess.run, argv, env=env, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    cluster_file = server.ipython_dir / "profile_cli" / "security" / "cluster-cmd.json"
+    pids = cluster_pids(cluster_file)
+    owner = json.loads(cluster_file.read_text())["cluster"]["owner_pid"]
+    try:
+        async with stream(server) as ws:
+            await ws.until(lambda v: card_of(v, "cli:cmd").get("engines_registered") == 1)
+            assert card_of(ws.view, "cli:cmd")["owner"] == "ipcluster"
+            status, card = await call(server, "POST", url("cli:cmd", "stop"))
+            assert status == 200 and card["state"] == "stopped", card
+            await ws.until(lambda v: "cli:cmd" not in v["clusters"])
+        wait_gone([*pids, owner])  # the `ipcluster start` daemon exits with its cluster
+    finally:
+        if cluster_file.exists():
+            subprocess.run([*argv[:3], "stop", "--profile=cli", "--cluster-id=cmd"], env=env, timeout=60,
+                           capture_output=True, stdin=subprocess.DEVNULL)
 
 
 async def test_live_view_progress_stream_rate_bound_and_pause(server: JupyterServer) -> None:
