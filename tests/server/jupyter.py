@@ -109,7 +109,7 @@ def start_server(tmp: Path, lab: bool = False, extra_args: tuple[str, ...] = ())
         "PYTHONUNBUFFERED": "1",
     }
     app = "jupyterlab" if lab else "jupyter_server"
-    # jupyter_server's --port=0 logs one port and may listen on another: pick a free one here
+    # the port is picked here, so that the test knows it before the server says it
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port_number = sock.getsockname()[1]
