@@ -64,3 +64,16 @@ def load_ipython_extension(ip: Any) -> None:
     from .magics import load_ipython_extension as load
 
     load(ip)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The Jupyter Server extension ``ipcluster`` (the lab panel's API) lives in ``ipcluster.server``.
+
+    Here, not there, because the server looks the hook up on the package named in its config.
+    """
+    return [{"module": "ipcluster.server"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt lab extension, for ``jupyter labextension develop`` (pip installs it as data files)."""
+    return [{"src": "server/labextension", "dest": "ipcluster-panel"}]

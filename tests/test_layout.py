@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ("ipcluster.controller", "ipcluster.engine", "ipcluster.client")
-ABOVE = ("ipcluster.cluster", "ipcluster.cli")  # these drive the roles; nothing below imports them
+ABOVE = ("ipcluster.cluster", "ipcluster.cli", "ipcluster.server")  # these drive the roles; nothing below imports them
 
 PROBE = """
 import importlib, importlib.util, json, sys
@@ -63,6 +63,11 @@ CASES = {
     # starting and stopping clusters (the ipcluster command) never loads the roles' code
     "ipcluster.cluster": [*ROLES, "ipcluster.cli"],
     "ipcluster.cli.app": [*ROLES],
+    # the Jupyter Server extension drives Cluster (and a Client, lazily), never a role or the CLI
+    "ipcluster.server.handlers": ["ipcluster.controller", "ipcluster.engine", "ipcluster.cli"],
+    "ipcluster.server.manager": ["ipcluster.controller", "ipcluster.engine", "ipcluster.cli"],
+    # the panel's state model is plain data: no process, socket or Jupyter code
+    "ipcluster.server.livestate": [*ROLES, "ipcluster.cluster", "ipcluster.launchers", "jupyter_server", "zmq"],
 }
 
 
