@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import ipcluster as ipp
+from ipcluster.error import ProcessExited
 
 from .infra_batch import Infra
 
@@ -85,3 +87,22 @@ def stop_from_another_process(cluster: ipp.Cluster) -> float:
     subprocess.run([sys.executable, "-c", code, str(cluster.cluster_file)], check=True, timeout=90,
                    env={**os.environ})
     return time.monotonic() - t0
+
+
+def bad_prologue_is_reported(system: str, infra: Infra, tmp_path: Path, n: int) -> None:
+    """A job whose prologue fails ends at once: start_and_connect raises its exit code (127,
+    command not found) and the tail of its output, well within the engines' timeout."""
+    cluster = make_cluster(tmp_path, system, n=n, prologue=["echo loading modules", "no-such-module-command"])
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ProcessExited) as info:
+            cluster.start_and_connect_sync()
+        took = time.monotonic() - t0
+        err = info.value
+        assert err.exit_code == 127, str(err)
+        assert "failed with exit code 127" in str(err)
+        assert "no-such-module-command" in err.output and "loading modules" in err.output
+        assert took < READY_TIMEOUT / 3, f"took {took:.1f} s to report a job that failed at once"
+        print(f"{system}: failing job reported {took:.1f} s after start: {str(err).splitlines()[0]}")
+    finally:
+        stop_and_check(cluster, infra)

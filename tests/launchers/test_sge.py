@@ -9,7 +9,7 @@ import pytest
 
 from ipcluster.error import ProcessExited
 
-from .batch_scenarios import READY_TIMEOUT, make_cluster, run_px_and_map, stop_and_check
+from .batch_scenarios import bad_prologue_is_reported, make_cluster, run_px_and_map, stop_and_check
 from .infra_batch import SGE, sge  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.sge, pytest.mark.timeout(240)]
@@ -33,20 +33,7 @@ def test_engines_in_a_job_array_run_px_and_map_then_nothing_is_left(sge: SGE, tm
 
 
 def test_a_job_with_a_bad_prologue_is_reported_with_exit_code_and_output(sge: SGE, tmp_path: Path) -> None:
-    cluster = make_cluster(tmp_path, "sge", n=1, prologue=["echo loading modules", "no-such-module-command"])
-    t0 = time.monotonic()
-    try:
-        with pytest.raises(ProcessExited) as info:
-            cluster.start_and_connect_sync()
-        took = time.monotonic() - t0
-        err = info.value
-        assert err.exit_code == 127, str(err)
-        assert "failed with exit code 127" in str(err)
-        assert "no-such-module-command" in err.output and "loading modules" in err.output
-        assert took < READY_TIMEOUT / 3, f"took {took:.1f} s to report a job that failed at once"
-        print(f"sge: failing job reported {took:.1f} s after start: {str(err).splitlines()[0]}")
-    finally:
-        stop_and_check(cluster, sge)
+    bad_prologue_is_reported("sge", sge, tmp_path, n=1)
 
 
 def test_a_job_deleted_from_outside_is_reported(sge: SGE, tmp_path: Path) -> None:

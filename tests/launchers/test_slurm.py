@@ -11,7 +11,7 @@ import pytest
 
 from ipcluster.error import ProcessExited
 
-from .batch_scenarios import READY_TIMEOUT, make_cluster, run_px_and_map, stop_and_check, stop_from_another_process
+from .batch_scenarios import bad_prologue_is_reported, make_cluster, run_px_and_map, stop_and_check, stop_from_another_process
 from .infra_batch import Slurm, slurm  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]
@@ -52,20 +52,7 @@ def test_engines_in_a_job_array_run_px_and_map_then_nothing_is_left(slurm: Slurm
 
 
 def test_a_job_with_a_bad_prologue_is_reported_with_exit_code_and_output(slurm: Slurm, tmp_path: Path) -> None:
-    cluster = make_cluster(tmp_path, "slurm", n=2, prologue=["echo loading modules", "no-such-module-command"])
-    t0 = time.monotonic()
-    try:
-        with pytest.raises(ProcessExited) as info:
-            cluster.start_and_connect_sync()
-        took = time.monotonic() - t0
-        err = info.value
-        assert err.exit_code == 127
-        assert "failed with exit code 127" in str(err)
-        assert "no-such-module-command" in err.output and "loading modules" in err.output
-        assert took < READY_TIMEOUT / 3, f"took {took:.1f} s to report a job that failed at once"
-        print(f"slurm: failing job reported {took:.1f} s after start: {str(err).splitlines()[0]}")
-    finally:
-        stop_and_check(cluster, slurm)
+    bad_prologue_is_reported("slurm", slurm, tmp_path, n=2)
 
 
 def test_a_job_cancelled_from_outside_is_reported(slurm: Slurm, tmp_path: Path) -> None:
