@@ -72,6 +72,7 @@ class FakeCluster:
         self.records: dict[str, dict[str, Any]] = {}  # msg_id -> record
         self.history: list[str] = []
         self.received: list[str] = []  # msg_types, in arrival order
+        self._arrived = threading.Condition()  # notified as each task request is recorded
         self.subscriptions = 0
         self.errors: list[BaseException] = []
         self._stopping = False
@@ -94,6 +95,19 @@ class FakeCluster:
         self._calls.put((fn, fut))
         self._wake()
         return fut.result(timeout)
+
+    def wait_received(self, *ars: Any, timeout: float = 5) -> None:
+        """Wait until the task requests behind ``ars`` (AsyncResults) have reached the fake.
+
+        A client sends bursts of small requests in batches from its I/O thread, so a request
+        made just before may still be on its way: a round trip through ``call`` does not prove
+        that it arrived.
+        """
+        msg_ids = [m for ar in ars for m in ar.msg_ids]
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: all(m in self.records for m in msg_ids), timeout):
+                missing = [m for m in msg_ids if m not in self.records]
+                raise AssertionError(f"requests {missing} did not reach the fake controller in {timeout} s")
 
     def _wake(self) -> None:
         with self._wake_lock:
@@ -184,7 +198,9 @@ class FakeCluster:
         header = msg["header"]
         if msg_type in ("apply_request", "execute_request", "clear_request"):
             self.history.append(msg["msg_id"])
-            self.records[msg["msg_id"]] = {"completed": False, "submitted": header.get("date")}
+            with self._arrived:
+                self.records[msg["msg_id"]] = {"completed": False, "submitted": header.get("date")}
+                self._arrived.notify_all()
             target = header.get("target")
             if isinstance(target, list):
                 for eid in target:

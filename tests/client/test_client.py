@@ -317,7 +317,7 @@ def test_engine_death_fails_its_tasks(rc: ipp.Client, fake: FakeCluster) -> None
     fake.hold = True
     ar = rc[1].apply_async(time.sleep, 30)
     other = rc[0].apply_async(lambda: "ok")
-    fake.call(lambda: None)  # both requests have arrived
+    fake.wait_received(ar, other)
     fake.remove_engine(1)
     with pytest.raises(error.EngineError, match="engine 1"):
         ar.get(timeout=5)
@@ -329,7 +329,7 @@ def test_abort_and_queue_status(rc: ipp.Client, fake: FakeCluster) -> None:
     fake.hold = True
     lview = rc.load_balanced_view()
     ars = [lview.apply_async(lambda: 1) for _ in range(4)]
-    fake.call(lambda: None)
+    fake.wait_received(*ars)
     status = rc.queue_status()
     assert set(status) == {0, 1, "unassigned"} and status[0]["queue"] + status[1]["queue"] == 4
     assert rc.queue_status(0) == status[0]
@@ -358,7 +358,7 @@ def test_get_result_from_another_client_and_history(rc: ipp.Client, make_client:
     # a task still running when asked for: polled until it finishes
     fake.hold = True
     pending = rc[1].apply_async(lambda: "later")
-    fake.call(lambda: None)
+    fake.wait_received(pending)
     watched = other.get_result(pending.msg_ids, block=False)
     assert not watched.ready()
     fake.release()
@@ -376,7 +376,7 @@ def test_controller_disappearing_fails_outstanding_results(rc: ipp.Client, fake:
     fake.hold = True
     ar = rc[0].apply_async(time.sleep, 30)
     lb = rc.load_balanced_view().apply_async(time.sleep, 30)
-    fake.call(lambda: None)
+    fake.wait_received(ar, lb)
     fake.stop()
     with pytest.raises(error.ControllerError, match="lost the connection"):
         ar.get(timeout=10)
@@ -392,7 +392,7 @@ def test_closed_client_fails_what_it_waited_for(make_client: Any, fake: FakeClus
     rc = make_client()
     fake.hold = True
     ar = rc[0].apply_async(lambda: 1)
-    fake.call(lambda: None)
+    fake.wait_received(ar)
     rc.close()
     with pytest.raises(error.IPClusterError, match="closed"):
         ar.get(timeout=5)

@@ -81,13 +81,26 @@ class Stream:
         self.conn.write_message(json.dumps(msg))
 
 
+async def close_websocket(conn: WebSocketClientConnection, timeout: float = 10) -> None:
+    """Close ``conn`` and wait until its socket is closed.
+
+    tornado's ``close()`` only sends the close frame; the socket closes when the server's answer
+    arrives. A test whose event loop ends before then leaves the socket to the garbage
+    collector, which warns (a ResourceWarning that fails the whole run at exit).
+    """
+    conn.close()
+    async with asyncio.timeout(timeout):
+        while await conn.read_message() is not None:  # messages still queued, then None once closed
+            pass
+
+
 @asynccontextmanager
 async def stream(server: JupyterServer) -> AsyncIterator[Stream]:
     conn = await asyncio.wait_for(websocket_connect(server.ws_url), 30)
     try:
         yield Stream(conn)
     finally:
-        conn.close()
+        await close_websocket(conn)
 
 
 def card_of(view: dict[str, Any], key: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from tornado.websocket import websocket_connect
 
 from ipcluster import Cluster
 
-from .conftest import card_of, cluster_pids, stream, wait_gone
+from .conftest import card_of, close_websocket, cluster_pids, stream, wait_gone
 from .jupyter import JupyterServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -62,7 +62,7 @@ async def test_websocket_needs_login_and_the_servers_origin(server: JupyterServe
         msg = await asyncio.wait_for(conn.read_message(), 30)
         assert msg is not None and json.loads(msg)["t"] == "snapshot"
     finally:
-        conn.close()
+        await close_websocket(conn)
 
 
 async def test_errors_are_json_with_a_message(server: JupyterServer) -> None:
