@@ -83,7 +83,12 @@ class Hub:
         self.scheduler = scheduler
         self.engines: dict[int, EngineInfo] = {}
         self.by_uuid: dict[bytes, EngineInfo] = {}
+        # Load-balanced tasks no engine has room for, oldest first. A task taken out of the
+        # middle (aborted, timed out, its client gone) is only marked (``queued = False``) and
+        # skipped later: removing it from a deque would cost O(queue) each, and aborting a
+        # queued map of 100,000 tasks would cost 10^10 steps.
         self.unassigned: deque[TaskRecord] = deque()
+        self._stale = 0  # records in ``unassigned`` that are no longer queued
         self.waiting: dict[str, TaskRecord] = {}  # tasks whose dependencies are not met yet
         self.dependents: dict[str, set[str]] = {}  # msg_id -> waiting tasks naming it
         self.clients: dict[bytes, float] = {}  # connected client idents -> connection time
@@ -126,13 +131,17 @@ class Hub:
         if self.unassigned:
             keep: deque[TaskRecord] = deque()
             for rec in self.unassigned:
+                if not rec.queued:
+                    continue
                 allowed = self._allowed(rec)
                 if allowed is not None and not allowed & self.engines.keys():
+                    rec.queued = False
                     actions.append(Fail(rec, ImpossibleDependency(
                         f"no registered engine can run this task any more (engine {info.id} went away)")))
                 else:
                     keep.append(rec)
             self.unassigned = keep
+            self._stale = 0
         return info, actions
 
     def engine(self, eid: Any) -> EngineInfo:
@@ -216,8 +225,9 @@ class Hub:
             if usable <= rec.tried:
                 return [Fail(rec, ImpossibleDependency(
                     f"the task's dependencies are unmet on every engine it may use ({sorted(usable)})"))]
-        eid = None if self.unassigned else self._pick(rec, allowed)
+        eid = None if len(self.unassigned) > self._stale else self._pick(rec, allowed)
         if eid is None:
+            rec.queued = True
             self.unassigned.append(rec)
             return []
         return [self._give(rec, eid)]
@@ -245,6 +255,10 @@ class Hub:
         scanned = 0
         while self.unassigned and scanned < SCAN_LIMIT:
             rec = self.unassigned[0]
+            if not rec.queued:  # taken out earlier (aborted, timed out)
+                self.unassigned.popleft()
+                self._stale -= 1
+                continue
             allowed = self._allowed(rec)
             eid = self._pick(rec, allowed)
             if eid is None:
@@ -254,6 +268,7 @@ class Hub:
                 scanned += 1
                 continue
             self.unassigned.popleft()
+            rec.queued = False
             actions.append(self._give(rec, eid))
         self.unassigned.extendleft(reversed(skipped))
         return actions
@@ -322,8 +337,12 @@ class Hub:
                         waiting.discard(rec.msg_id)
                         if not waiting:
                             del self.dependents[m]
-        if rec in self.unassigned:
-            self.unassigned.remove(rec)
+        if rec.queued:
+            rec.queued = False
+            self._stale += 1
+            if self._stale > 64 and 2 * self._stale > len(self.unassigned):  # compact now and then
+                self.unassigned = deque(r for r in self.unassigned if r.queued)
+                self._stale = 0
 
     def _release(self, msg_id: str) -> list[Action]:
         """Re-check the tasks that were waiting on ``msg_id``."""
@@ -352,10 +371,14 @@ class Hub:
     def abort(self, msg_ids: Iterable[str] | None) -> list[Action]:
         """Abort queued and waiting tasks (all of them when ``msg_ids`` is None)."""
         wanted = None if msg_ids is None else set(msg_ids)
-        victims = [r for r in [*self.unassigned, *self.waiting.values()] if wanted is None or r.msg_id in wanted]
+        victims = [r for r in [*self.queued(), *self.waiting.values()] if wanted is None or r.msg_id in wanted]
         return [Fail(r, TaskAborted("task aborted before it ran"), "aborted") for r in victims]
 
     # -- queries ---------------------------------------------------------------------------
+    def queued(self) -> list[TaskRecord]:
+        """The load-balanced tasks waiting for an engine with room, oldest first."""
+        return [r for r in self.unassigned if r.queued]
+
     def queue_status(self, targets: Iterable[int] | None = None, verbose: bool = False) -> dict[str, Any]:
         ids = sorted(self.engines) if targets is None else [self.engine(t).id for t in targets]
         out: dict[str, Any] = {}
@@ -373,7 +396,7 @@ class Hub:
             else:
                 out[str(eid)] = {"queue": len(info.queue), "tasks": len(info.tasks),
                                  "completed": info.completed}
-        pending = [*self.unassigned, *self.waiting.values()]
+        pending = [*self.queued(), *self.waiting.values()]
         out["unassigned"] = [r.msg_id for r in pending] if verbose else len(pending)
         return out
 

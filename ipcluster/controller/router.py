@@ -115,7 +115,9 @@ class Router:
         """Drain every socket until none has input. Errors in one message never stop the loop.
 
         One ``zmq_poll`` call says which sockets have input (cheaper than asking each socket);
-        at most BATCH messages are taken from one socket before the others get a turn.
+        at most BATCH messages are taken from one socket before the others get a turn. What the
+        round decided is sent at its end: under a sustained flood of requests the sockets never
+        run dry, and engines must not wait for the flood to end to get their tasks.
         """
         poll = self._poller.poll
         receivers = self._receivers
@@ -130,6 +132,8 @@ class Router:
             for sock, _ in ready:
                 handler, batches = receivers[sock]
                 drain(sock, handler, BATCH, log, batches=batches)
+            if self._outbox:
+                self.flush()
 
     # -- sending helpers -------------------------------------------------------------------
     def to_engine(self, frames: list[Any]) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 
 from ipcluster.controller.db import MemoryStore, TaskRecord
@@ -172,7 +174,33 @@ def test_timeout_and_abort_of_waiting_tasks() -> None:
     assert sorted(failed(hub.abort(None))) == [("m2", "TaskAborted"), ("m3", "TaskAborted")]
     for a in hub.abort(None):
         hub.fail(a.record, [b"{}"] * 4, "aborted", "TaskAborted")
-    assert not hub.unassigned and not hub.waiting and not hub.dependents
+    assert not hub.queued() and not hub.waiting and not hub.dependents
+
+
+def test_tasks_taken_out_of_the_queue_are_skipped_and_the_queue_compacts() -> None:
+    """Aborting queued tasks marks them; they never reach an engine, and new work is not
+    held behind them (a removal from the middle of the queue each would be quadratic)."""
+    hub = Hub(MemoryStore(), LeastLoad(hwm=1))
+    hub.register_engine(b"a")
+    assert placed(hub.submit_balanced(rec(hub, 0), {})) == [("m0", 0)]
+    for n in range(1, 201):
+        assert hub.submit_balanced(rec(hub, n), {}) == []
+    aborted = hub.abort([f"m{n}" for n in range(1, 201) if n != 150])
+    for a in aborted:
+        hub.fail(a.record, [b"{}"] * 4, "aborted", "TaskAborted")
+    assert [r.msg_id for r in hub.queued()] == ["m150"]
+    assert len(hub.unassigned) < 100  # compacted once most of it was stale
+    assert hub.queue_status()["unassigned"] == 1
+    _, _, actions = hub.finish(b"a", "m0", [b"{}"] * 4, {"status": "ok"})
+    assert placed(actions) == [("m150", 0)]  # the aborted ones before it were skipped
+    _, _, actions = hub.finish(b"a", "m150", [b"{}"] * 4, {"status": "ok"})
+    assert actions == [] and hub.queue_status()["unassigned"] == 0
+    assert placed(hub.submit_balanced(rec(hub, 300), {})) == [("m300", 0)]
+    assert hub.submit_balanced(rec(hub, 301), {}) == []  # engine 0 is full
+    for a in hub.abort(["m301"]):
+        hub.fail(a.record, [b"{}"] * 4, "aborted", "TaskAborted")
+    hub.register_engine(b"b")
+    assert placed(hub.submit_balanced(rec(hub, 302), {})) == [("m302", 1)]  # not queued behind a stale one
 
 
 def test_broadcast_waits_for_every_engine() -> None:
@@ -230,6 +258,43 @@ def test_store_bounds_records_but_never_drops_pending() -> None:
     store.add(TaskRecord("m3", "apply_request", b"c", {}))
     assert store.history() == ["m0", "m2", "m3"]
     assert store.drop(["m0"]) == []  # pending: kept
+
+
+def test_store_evicts_the_oldest_finished_and_keeps_pending_beyond_the_bound() -> None:
+    store = MemoryStore(max_records=4)
+    recs = [TaskRecord(f"m{i}", "apply_request", b"c", {}) for i in range(10)]
+    for r in recs[:4]:
+        store.add(r)
+    store.complete(recs[2], [b"{}"], 1.0)
+    store.complete(recs[0], [b"{}"], 2.0)
+    store.complete(recs[2], [b"{}"], 3.0)  # finished again (a retry): now the newest
+    for r in recs[4:]:  # six more pending: only the two finished ones can go, m0 first
+        store.add(r)
+    assert store.history() == [f"m{i}" for i in (1, 3, 4, 5, 6, 7, 8, 9)]
+    assert store.get("m0") is None and store.get("m2") is None
+    store.complete(recs[5], [b"{}"], 4.0)
+    store.add(TaskRecord("m10", "apply_request", b"c", {}))
+    assert store.get("m5") is None and len(store) == 8  # pending records are never dropped
+    assert store.drop(["m5", "m1"]) == []  # gone already / pending
+
+
+def test_store_past_its_bound_with_pending_tasks_does_constant_work_per_record() -> None:
+    """A map queuing more tasks than ``max_records`` used to rescan every record per new one
+    (25,000 queued tasks: minutes of controller time before any task ran)."""
+    store = MemoryStore(max_records=100)
+    looked_at = 0
+
+    class Counting(OrderedDict):  # type: ignore[type-arg]
+        def items(self):  # type: ignore[no-untyped-def]
+            nonlocal looked_at
+            for item in super().items():
+                looked_at += 1
+                yield item
+
+    store._records = Counting()
+    for i in range(5000):
+        store.add(TaskRecord(f"m{i}", "apply_request", b"c", {}))
+    assert len(store) == 5000 and looked_at == 0
 
 
 def test_heart_declares_silent_engines_dead() -> None:

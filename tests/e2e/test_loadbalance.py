@@ -154,6 +154,22 @@ def test_engine_killed_mid_map_every_result_exactly_once(own) -> None:
     assert amr.get(timeout=60) == list(range(1000))
 
 
+def test_a_map_queuing_more_tasks_than_the_record_store_holds(tmp_path) -> None:
+    """More tasks queued than ``max_records``: every result arrives, and finished records make room."""
+    from .conftest import start, stop
+
+    cluster, rc = start(tmp_path, controller_args=["--ControllerApp.max_records=300"])
+    try:
+        amr = rc.load_balanced_view().map_async(lambda x: x * 2, range(3000), chunksize=1)
+        assert amr.get(timeout=60) == [x * 2 for x in range(3000)]
+        after = rc.load_balanced_view().apply_async(lambda: "after")
+        assert after.get(timeout=10) == "after"
+        history = rc.hub_history()  # a new record evicts the oldest finished ones
+        assert len(history) == 300 and history[-1] == after.msg_ids[0]
+    finally:
+        stop(cluster, rc)
+
+
 @pytest.mark.parametrize("scheme", ["leastload", "lru", "twobin", "weighted", "plainrandom"])
 def test_every_scheme_runs_a_map_on_all_engines(scheme: str, tmp_path) -> None:
     from .conftest import start, stop

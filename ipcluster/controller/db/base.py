@@ -42,6 +42,7 @@ class TaskRecord:
     follow: Any = None
     timeout: float | None = None
     broadcast: set[int] | None = None  # engines a broadcast still waits for
+    queued: bool = False  # in the hub's queue of unassigned tasks (not yet given to an engine)
 
     @property
     def completed(self) -> bool:

@@ -4,6 +4,10 @@ Replies (and the requests kept for resubmission) are kept only while they fit in
 ``max_result_bytes`` (oldest evicted first) and only up to ``max_result_size`` each: the controller
 must not grow with the data it routes. A task's status and times outlive its reply; fetching an
 evicted result says so instead of hanging.
+
+Records beyond ``max_records`` are evicted oldest-finished first, from an index of finished
+records kept in completion order: a flood of queued tasks (more pending than ``max_records``)
+costs O(1) per new record, where a scan for finished records would cost O(records) each.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class MemoryStore(TaskStore):
         self.max_result_bytes = max_result_bytes
         self.max_result_size = max_result_size
         self._records: OrderedDict[str, TaskRecord] = OrderedDict()
+        self._finished: OrderedDict[str, None] = OrderedDict()  # finished msg_ids, oldest completion first
         self._kept: OrderedDict[str, int] = OrderedDict()  # msg_id -> bytes of kept buffers
         self._kept_bytes = 0
 
@@ -35,6 +40,8 @@ class MemoryStore(TaskStore):
 
     def complete(self, record: TaskRecord, reply: list[Any], received: float) -> None:
         record.received = received
+        self._finished[record.msg_id] = None
+        self._finished.move_to_end(record.msg_id)  # a resubmitted or retried task finishes again
         size = sum(map(len, reply))
         record.nbytes = size
         if size > self.max_result_size:
@@ -70,15 +77,11 @@ class MemoryStore(TaskStore):
 
     def _evict_records(self) -> None:
         """Drop the oldest *finished* records until within bounds (pending ones are never dropped)."""
-        excess = len(self._records) - self.max_records
-        victims = []
-        for msg_id, rec in self._records.items():
-            if excess <= 0:
-                break
-            if rec.completed:
-                victims.append(msg_id)
-                excess -= 1
-        self.drop(victims)
+        finished = self._finished
+        for _ in range(min(len(self._records) - self.max_records, len(finished))):
+            msg_id, _ = finished.popitem(last=False)
+            del self._records[msg_id]
+            self._forget_buffers(msg_id)
 
     def drop(self, msg_ids: Iterable[str]) -> list[str]:
         dropped = []
@@ -87,6 +90,7 @@ class MemoryStore(TaskStore):
             if rec is None or not rec.completed:
                 continue
             del self._records[msg_id]
+            self._finished.pop(msg_id, None)
             self._forget_buffers(msg_id)
             dropped.append(msg_id)
         return dropped
