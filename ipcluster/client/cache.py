@@ -31,6 +31,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from traitlets import HasTraits, Integer, TraitError, validate
+
 from .task import Broadcast, Task
 
 if TYPE_CHECKING:
@@ -170,6 +172,52 @@ class ResultCache:
             "evictions": self.evictions,
             "evicted_bytes": self.evicted_bytes,
         }
+
+
+class CacheOptions(HasTraits):
+    """The bounds of a Client's cache of finished results, configured as ``Client``
+    (``c.Client.results_cache_max_bytes``), given as keyword arguments (``Client(...,
+    results_cache_max_bytes=300 << 20)``) or set on a client at any time (what is over a new
+    bound goes at once)."""
+
+    results_cache_size = Integer(
+        1024,
+        config=True,
+        help="""Most finished results this client keeps, by msg_id, for ``rc.results``, ``rc.metadata``
+        and ``rc.get_result``; past it the oldest are evicted first. A result you still hold (its
+        value or its AsyncResult) stays valid whatever this is. See also results_cache_max_bytes.""",
+    )
+    results_cache_max_bytes = Integer(
+        1 << 30,
+        config=True,
+        help="""Bytes of finished results this client keeps, at most, for ``rc.results`` and
+        ``rc.get_result``. A result counts the bytes of the buffers it was unpickled from (what a
+        numpy array rebuilt on them keeps alive). Past the bound the oldest results are evicted
+        first, and a result larger than it on its own is not kept. Eviction only drops the
+        cache's reference: a result you hold (its value or its AsyncResult) stays valid, and its
+        memory goes when you drop it. The controller keeps only small results
+        (ControllerApp.max_result_size), so a large one, once evicted, cannot be fetched again by
+        msg_id. Large results from engines on this host are files in shared memory (/dev/shm)
+        mapped into the client: they count like any other, and ``rc.cache_info()`` shows how many
+        of the kept bytes they are.
+
+        The default, 1 GiB, keeps the last ten 100 MB arrays at hand. It also bounds what a loop
+        of large pulls leaves behind to half of /dev/shm's usual size (half of memory) on a
+        machine with 4 GB, and much less on bigger ones. That matters beyond memory: an engine
+        hands a result over in shared memory only while /dev/shm has twice its size free, and
+        sends it over the slower socket otherwise. A fixed size, rather than a fraction of
+        memory, behaves the same on every host. 0 keeps no result that has data (errors and
+        execute replies are still kept).""",
+    )
+
+    @validate("results_cache_size", "results_cache_max_bytes")
+    def _not_negative(self, proposal: Any) -> int:
+        value = proposal["value"]
+        name = proposal["trait"].name
+        if value < 0:
+            unit = "a number of bytes" if name.endswith("_bytes") else "a number of results"
+            raise TraitError(f"{type(self).__name__}.{name} is {unit}, 0 or more; got {value!r}")
+        return int(value)
 
 
 def on_io_thread(io: "ClientIO", fn: Callable[[], T], timeout: float) -> T:

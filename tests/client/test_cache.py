@@ -1,5 +1,6 @@
 """The client's cache of finished results (ipcluster.client.cache): its two bounds, what it
-reports, and that eviction leaves held results (shared-memory mappings included) valid."""
+reports, that eviction leaves held results (shared-memory mappings included) valid, and the
+Client's options, against the fake controller of conftest.py."""
 
 from __future__ import annotations
 
@@ -7,15 +8,21 @@ import gc
 import logging
 import os
 import pickle
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from traitlets import TraitError
+from traitlets.config import Config
 
+import ipcluster as ipp
 from ipcluster.client import cache as cachemod
 from ipcluster.client.cache import ResultCache, mapped_nbytes
 from ipcluster.client.task import Task
 from ipcluster.protocol import shm
+
+from .conftest import FakeCluster
 
 MB = 1 << 20
 
@@ -140,3 +147,77 @@ def test_a_held_result_stays_valid_after_eviction_and_its_memory_goes_with_it(sh
     assert held[0] == -1.0
     del held
     assert shm_mappings(shm_folder) == 0  # the last reference went: so did the memory
+
+
+# -- the Client's options and view of it (fake controller) -----------------------------------------
+def test_negative_bounds_are_clear_errors(make_client: Any) -> None:
+    with pytest.raises(TraitError, match=r"results_cache_max_bytes is a number of bytes, 0 or more; got -1"):
+        make_client(results_cache_max_bytes=-1)
+    rc = make_client()
+    with pytest.raises(TraitError, match=r"results_cache_size is a number of results, 0 or more; got -5"):
+        rc.results_cache_size = -5
+    with pytest.raises(TraitError):
+        rc.results_cache_max_bytes = 1.5  # a number of bytes is whole
+    with pytest.raises(TraitError):
+        rc.results_cache_max_bytes = "1 GiB"
+    rc.results_cache_max_bytes = 300e6  # an integral float is taken
+    assert rc.results_cache_max_bytes == 300_000_000 and rc.cache_info()["max_bytes"] == 300_000_000
+    rc.results_cache_max_bytes = 1 << 30
+    assert rc.cache_info()["max_bytes"] == rc.results_cache_max_bytes == 1 << 30
+    assert rc.cache_info()["max_results"] == rc.results_cache_size == 1024
+
+
+def test_bounds_come_from_config_and_keyword_arguments(make_client: Any) -> None:
+    cfg = Config({"Client": {"results_cache_max_bytes": 12345, "results_cache_size": 7}})
+    rc = make_client(config=cfg)
+    assert rc.results_cache_max_bytes == 12345 and rc.results_cache_size == 7
+    assert rc.cache_info()["max_bytes"] == 12345 and rc.cache_info()["max_results"] == 7
+    rc = make_client(results_cache_max_bytes=0)
+    assert rc.cache_info()["max_bytes"] == 0
+
+
+def test_an_evicted_result_behaves_as_a_purged_one(rc: ipp.Client, fake: FakeCluster) -> None:
+    e0 = rc[0]
+    ars = [e0.apply_async(lambda i: np.full(MB // 8, float(i)), i) for i in range(4)]  # 1 MB each
+    values = [ar.get(timeout=5) for ar in ars]
+    ids = [ar.msg_ids[0] for ar in ars]
+    info = rc.cache_info()
+    assert info["results"] == 4 and 4 * MB < info["bytes"] < 4 * MB + 4096 and info["shm_bytes"] == 0
+    assert info["evictions"] == 0
+    rc.results_cache_max_bytes = 2 * MB + 4096  # room for two: the two oldest go at once
+    info = rc.cache_info()
+    assert info["results"] == 2 and info["evictions"] == 2 and 2 * MB < info["bytes"] <= 2 * MB + 4096
+    assert ids[0] not in rc.results and ids[0] not in rc.metadata and ids[2] in rc.results
+    assert (rc.results[ids[3]] == 3.0).all()
+    # what the user holds is intact: the values and the AsyncResults
+    assert all((v == float(i)).all() for i, v in enumerate(values))
+    assert (ars[0].get(timeout=5) == 0.0).all() and ars[0].metadata["engine_id"] == 0
+    # get_result asks the controller for an evicted msg_id, as for a purged one
+    asked = fake.received.count("result_request")
+    again = rc.get_result(ids[0], block=True)
+    assert (again == 0.0).all() and fake.received.count("result_request") == asked + 1
+    rc.get_result(ids[3], block=True)  # still kept: not asked
+    assert fake.received.count("result_request") == asked + 1
+    rc.purge_local_results("all")
+    assert rc.cache_info()["results"] == 0 and rc.cache_info()["bytes"] == 0
+
+
+def test_a_closed_client_still_answers(make_client: Any) -> None:
+    rc = make_client()
+    rc[0].apply_sync(lambda: b"x" * 100)
+    rc.close()
+    assert rc.cache_info()["results"] == 1 and rc.cache_info()["bytes"] > 100
+    rc.purge_local_results("all")
+    assert rc.cache_info()["bytes"] == 0
+
+
+def test_a_cluster_passes_its_config_to_its_clients(fake: FakeCluster, tmp_path: Path) -> None:
+    # the fake wrote its connection file where a Cluster with this profile dir looks for it
+    cluster = ipp.Cluster(profile_dir=str(tmp_path), cluster_id="", controller_timeout=5,
+                          config=Config({"Client": {"results_cache_max_bytes": 4321}}))
+    assert cluster.connection_file("client") == fake.connection_file
+    rc = cluster.connect_client_sync()
+    try:
+        assert rc.results_cache_max_bytes == 4321 and rc.cache_info()["max_bytes"] == 4321
+    finally:
+        rc.close()
