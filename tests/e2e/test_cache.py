@@ -1,6 +1,6 @@
 """The client's results cache bounds what large results leave behind: a loop of 100 MB pulls from
 a real engine on this host, through shared memory, dropping each result, holds no more than the
-bound in /dev/shm and stays as fast as its first pulls (the issue: 40 such pulls kept 4 GB in
+bound in /dev/shm and does not slow down (the issue: 40 such pulls kept 4 GB in
 /dev/shm, unseen in the client's RSS, and pulls slowed down fivefold)."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def owned(folder: str) -> int:
     return files + mapped_from(folder)
 
 
-def test_a_loop_of_large_pulls_stays_within_the_bound_and_as_fast(tmp_path: Path) -> None:
+def test_a_loop_of_large_pulls_stays_within_the_bound_and_does_not_slow_down(tmp_path: Path) -> None:
     cluster, rc = start(tmp_path, n=1)
     try:
         folder = json.loads(cluster.connection_file("client").read_text())["shm"]
@@ -81,13 +81,17 @@ def test_a_loop_of_large_pulls_stays_within_the_bound_and_as_fast(tmp_path: Path
         assert (held[:: 1 << 16] == np.arange(0, SIZE // 8, 1 << 16)).all() and held[-1] == SIZE // 8 - 1
         del held
         assert owned(folder) <= BOUND
-        # Speed: the pulls did not slow down as they went. Memory freed on this VM may go back to
-        # the host and be slow to touch again (docs/performance.md, w4 variance), so one pull can
-        # take several times another: the medians are compared, with room for that noise.
-        first, last = statistics.median(times[:3]), statistics.median(times[-10:])
-        print(f"pulls of {SIZE} bytes: first 3 median {first * 1e3:.1f} ms, last 10 median "
-              f"{last * 1e3:.1f} ms, all {min(times) * 1e3:.1f}-{max(times) * 1e3:.1f} ms; "
+        # Speed: the pulls did not slow down as they went. Without the bound, every pull from
+        # about the thirteenth on took 6x the first ones here. But this VM is shared, and memory
+        # it frees may go back to the host and be slow to touch again (docs/performance.md, w4
+        # variance), so a run of several pulls can take 3-8x the others while nothing is wrong.
+        # A lasting slowdown moves the fastest quarter of the late pulls; a passing one does not.
+        first = statistics.median(times[:3])
+        late = sorted(times[-20:])[len(times[-20:]) // 4]
+        shown = ", ".join(f"{t * 1e3:.0f}" for t in times)
+        print(f"pulls of {SIZE} bytes: first 3 median {first * 1e3:.1f} ms, last 20's fastest quarter "
+              f"{late * 1e3:.1f} ms, last 10 median {statistics.median(times[-10:]) * 1e3:.1f} ms; "
               f"/dev/shm peak {max(peaks)} bytes")
-        assert last <= 2 * first + 0.05, f"pulls slowed down: first {first:.3f} s, last {last:.3f} s"
+        assert late <= 2 * first + 0.05, f"pulls slowed down (ms: {shown})"
     finally:
         stop(cluster, rc)
