@@ -62,6 +62,7 @@ class ClientIO:
         context: zmq.Context | None = None,
         where: str = "",
         cache_size: int = 1024,
+        cache_bytes: int = 1 << 30,
         shm_dir: str = "",
     ) -> None:
         self.session = session
@@ -89,7 +90,7 @@ class ClientIO:
         self.context: zmq.Context = zmq.Context() if context is None else context
         self.loop_thread = LoopThread("ipcluster-client-io")
         self.loop = self.loop_thread.loop
-        self.replies = Replies(self.loop, cache_size)
+        self.replies = Replies(self.loop, cache_size, cache_bytes)
         # replies to tasks, by msg_type; any other reply answers a controller query
         self._on_message: Handlers[Callable[[Message], None]] = Handlers(dict.fromkeys(
             ("apply_reply", "execute_reply", "clear_reply"), self.replies.on_reply), "the client", log)

@@ -14,10 +14,12 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import zmq
+from traitlets import observe
+from traitlets.config import Configurable
 
 from ..error import ClusterTimeout, IPClusterError
 from ..protocol.connection import find_connection_file, read_connection_file, shm_folder, url
@@ -25,10 +27,11 @@ from ..protocol.session import Message, Session
 from . import activation
 from ._io import ClientIO
 from .asyncresult import AsyncResult
+from .cache import CacheOptions, TaskMapping, on_io_thread
 from .queries import ControllerQueries
 from .remotefunction import getname
 from .submit import Submitter
-from .task import Broadcast, Task
+from .task import Broadcast
 from .balanced import LoadBalancedView
 from .view import BroadcastView, DirectView
 
@@ -37,44 +40,7 @@ log = logging.getLogger(__name__)
 _EMPTY: dict[str, Any] = {}
 
 
-class _TaskMapping(Mapping):  # type: ignore[type-arg]
-    """A read-only view of the client's task records (``rc.results``, ``rc.metadata``)."""
-
-    def __init__(self, io: ClientIO, getter: Any, include_pending: bool) -> None:
-        self._io = io
-        self._get = getter
-        self._pending = include_pending
-
-    def _task(self, msg_id: str) -> Task | None:
-        task = self._io.replies.finished.get(msg_id)
-        if task is None and self._pending:
-            entry = self._io.replies.pending.get(msg_id)
-            task = next(iter(entry.tasks.values()), None) if type(entry) is Broadcast else entry
-        return task
-
-    def __getitem__(self, msg_id: str) -> Any:
-        task = self._task(msg_id)
-        if task is None:
-            raise KeyError(msg_id)
-        return self._get(task)
-
-    def __contains__(self, msg_id: object) -> bool:
-        return isinstance(msg_id, str) and self._task(msg_id) is not None
-
-    def _keys(self) -> list[str]:
-        keys = list(self._io.replies.finished)
-        if self._pending:
-            keys += [k for k in list(self._io.replies.pending) if k not in self._io.replies.finished]
-        return keys
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys())
-
-    def __len__(self) -> int:
-        return len(self._keys())
-
-
-class Client:
+class Client(CacheOptions, Configurable):
     """A connection to an ipcluster controller.
 
     Parameters
@@ -101,6 +67,9 @@ class Client:
         :meth:`wait_for_engines`, raising as soon as one cannot come: a Cluster passes its own
         wait, which fails at once when an engine process exits or a batch job ends (with its exit
         code and output) instead of waiting out the timeout.
+    results_cache_size, results_cache_max_bytes : int
+        Bounds of the cache of finished results (see :meth:`cache_info`); ``config`` and
+        ``parent`` (traitlets) may set them too, as ``c.Client.<name>``.
 
     Raises
     ------
@@ -112,9 +81,6 @@ class Client:
 
     #: default of ``block`` for views made from this client
     block: bool = False
-    #: finished results kept for ``rc.results``/``rc.get_result`` (results you hold an
-    #: AsyncResult for are kept by it whatever this is)
-    results_cache_size: int = 1024
 
     def __init__(
         self,
@@ -136,6 +102,7 @@ class Client:
         engine_waiter: Callable[[Any, int, float | None], Any] | None = None,
         **extra_args: Any,
     ) -> None:
+        super().__init__(**{k: extra_args.pop(k) for k in list(extra_args) if self.has_trait(k)})
         if sshserver or sshkey or paramiko:
             raise NotImplementedError("SSH tunnels are not supported by the ipcluster client yet")
         if extra_args:
@@ -168,7 +135,7 @@ class Client:
         client_url = url(info, "client_port")
         self._io = io = ClientIO(self.session, client_url, url(info, "iopub_port"), context=context,
                                  where=f"{client_url} (from {where})", cache_size=self.results_cache_size,
-                                 shm_dir=shm_folder(info))
+                                 cache_bytes=self.results_cache_max_bytes, shm_dir=shm_folder(info))
         self._finalizer = weakref.finalize(self, io.close)
         #: sends this client's tasks (views describe requests and hand them to it)
         self.submitter = Submitter(self, self.session, io, self.history)
@@ -393,13 +360,32 @@ class Client:
 
     @property
     def results(self) -> Mapping[str, Any]:
-        """Results of recently finished tasks by msg_id (exceptions for failed ones)."""
-        return _TaskMapping(self._io, lambda t: t.value, include_pending=False)
+        """Results of recently finished tasks by msg_id (exceptions for failed ones), within
+        :attr:`results_cache_size` and :attr:`results_cache_max_bytes`."""
+        return TaskMapping(self._io.replies, lambda t: t.value, include_pending=False)
 
     @property
     def metadata(self) -> Mapping[str, Any]:
         """Metadata of outstanding and recently finished tasks by msg_id."""
-        return _TaskMapping(self._io, lambda t: t.metadata(), include_pending=True)
+        return TaskMapping(self._io.replies, lambda t: t.metadata(), include_pending=True)
+
+    def cache_info(self) -> dict[str, int]:
+        """What this client keeps of finished results, for ``rc.results`` and ``rc.get_result``.
+
+        Returns a dict: ``results`` (how many are kept), ``bytes`` (of their results' buffers),
+        ``shm_bytes`` (of those bytes, how many are mapped from shared-memory files: /dev/shm's
+        usage counts them, but no file there shows them, nor the client's RSS until touched),
+        ``max_results`` and ``max_bytes`` (the bounds), ``evictions`` and ``evicted_bytes`` (what
+        the bounds have dropped so far, oldest first; purges are not counted).
+        """
+        return on_io_thread(self._io, self._io.replies.finished.info, self.timeout)
+
+    @observe("results_cache_size", "results_cache_max_bytes")
+    def _cache_bounds_changed(self, change: Any) -> None:
+        io = getattr(self, "_io", None)  # None while __init__ takes them from its arguments
+        if io is not None:
+            cache, size, max_bytes = io.replies.finished, self.results_cache_size, self.results_cache_max_bytes
+            on_io_thread(io, lambda: cache.resize(size, max_bytes), self.timeout)
 
     def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
         """Wait for ``jobs`` (msg_ids, history indices, AsyncResults; default: all outstanding);

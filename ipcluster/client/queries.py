@@ -17,6 +17,7 @@ from ..error import ControllerError, IPClusterError
 from ..protocol.serialize import deserialize_result
 from ..protocol.session import Message
 from ._io import ClientIO
+from .cache import on_io_thread
 from .hubresult import AsyncHubResult
 from .task import Broadcast, ExecuteReply, Task, task_error
 
@@ -172,6 +173,7 @@ class ControllerQueries:
                 if n:
                     try:
                         task.value = deserialize_result(bufs)
+                        task.nbytes = sum(map(len, bufs))
                     except Exception as e:
                         task.value, task.failed = IPClusterError(f"could not unpickle the result of {msg_id}: {e}"), True
                 else:
@@ -278,16 +280,23 @@ class ControllerQueries:
         return new_ids
 
     def purge_local_results(self, jobs: Any = (), targets: Any = ()) -> None:
-        """Forget finished results kept by this client (``'all'``, or by msg_id / engine)."""
-        io = self._io
+        """Forget finished results kept by this client (``'all'``, or by msg_id / engine).
+
+        The cache's own evictions (see :mod:`.cache`) leave a msg_id as this does: absent here,
+        so that ``get_result`` asks the controller."""
+        finished = self._io.replies.finished
         if jobs == "all":
-            io.replies.finished.clear()
+            on_io_thread(self._io, finished.clear, self.timeout + 5)
             return
         drop = set(self.msg_ids(jobs))
         engines = set(self._build_targets(targets)) if targets else set()
-        for msg_id, task in list(io.replies.finished.items()):
-            if msg_id in drop or task.engine_id in engines:
-                io.replies.finished.pop(msg_id, None)
+
+        def purge() -> None:
+            for msg_id, task in finished.items():
+                if msg_id in drop or task.engine_id in engines:
+                    finished.discard(msg_id)
+
+        on_io_thread(self._io, purge, self.timeout + 5)
 
     def purge_hub_results(self, jobs: Any = (), targets: Any = ()) -> None:
         """Make the controller forget finished task records."""

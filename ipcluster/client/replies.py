@@ -22,8 +22,9 @@ from typing import Any
 
 from ..error import IPClusterError
 from ..protocol.serialize import deserialize_result
-from ..protocol.session import Message
-from .task import Broadcast, ExecuteReply, ResultCache, Task, task_error
+from ..protocol.session import DIRECT_MIN, Message
+from .cache import ResultCache, mapped_nbytes
+from .task import Broadcast, ExecuteReply, Task, task_error
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,10 @@ MAX_ORPHANS = 1000
 class Replies:
     """The outstanding and finished tasks of one client, and how replies finish them."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, cache_size: int = 1024) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, cache_size: int = 1024, cache_bytes: int = 1 << 30) -> None:
         self.loop = loop
         self.pending: dict[str, Task | Broadcast] = {}
-        self.finished = ResultCache(cache_size)
+        self.finished = ResultCache(cache_size, cache_bytes)
         self.cond = threading.Condition()  # notified after each batch of finished tasks
         self.waiters = 0
         self._orphans: OrderedDict[str, Message] = OrderedDict()
@@ -70,8 +71,13 @@ class Replies:
         task.content = content
         if content.get("status") == "ok":
             if task.method == "apply":
+                bufs = msg["buffers"]
                 try:
-                    task.value = deserialize_result(msg["buffers"])
+                    task.value = deserialize_result(bufs)
+                    n = len(bufs[0]) if len(bufs) == 1 else sum(map(len, bufs))
+                    task.nbytes = n  # what the value may keep alive (see .cache)
+                    if n >= DIRECT_MIN:  # only results this large come through shared memory
+                        task.shm_nbytes = mapped_nbytes(bufs)
                 except Exception as e:
                     task.value = IPClusterError(f"could not unpickle the result of {task.msg_id}: {type(e).__name__}: {e}")
                     task.value.__cause__ = e

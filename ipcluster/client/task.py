@@ -10,7 +10,6 @@ tasks cost neither a garbage-collector pass nor much memory. The metadata dict u
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -67,6 +66,8 @@ class Task:
         "content",  # content of the reply
         "received",  # epoch seconds when the reply arrived
         "value",  # the result, or the exception when failed
+        "nbytes",  # bytes of the buffers the value was unpickled from (what it may keep alive)
+        "shm_nbytes",  # of which mapped from a shared-memory file
         "failed",
         "expected",  # iopub messages to wait for (-1 until the reply says)
         "seen",  # iopub messages seen
@@ -94,6 +95,8 @@ class Task:
         self.content: dict[str, Any] | None = None
         self.received = 0.0
         self.value: Any = None
+        self.nbytes = 0
+        self.shm_nbytes = 0
         self.failed = False
         self.expected = -1
         self.seen = 0
@@ -296,19 +299,6 @@ _CONTROLLER_ERRORS: dict[str, type[Exception]] = {
     cls.__name__: cls
     for cls in (TaskTimeout, ImpossibleDependency, DependencyTimeout, InvalidDependency, TaskRejected, NoEnginesError)
 }
-
-
-class ResultCache(OrderedDict):
-    """Finished tasks by msg_id, the oldest dropped past ``maxsize``."""
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__()
-        self.maxsize = maxsize
-
-    def add(self, task: Task) -> None:
-        self[task.msg_id] = task
-        if len(self) > self.maxsize:
-            self.popitem(last=False)
 
 
 class Broadcast:

@@ -238,6 +238,7 @@ class Cluster(ClusterOptions, LoggingConfigurable):
 
         kwargs.setdefault("timeout", self.controller_timeout)
         kwargs.setdefault("cluster", self)
+        kwargs.setdefault("parent", self)  # the Client section of this cluster's config applies to it
         # the client's wait_for_engines() waits for the engines started here, failing fast on a
         # dead engine or a failed batch job (the client knows nothing of launchers)
         kwargs.setdefault("expected_engines", self._expected_engines)
