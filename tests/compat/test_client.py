@@ -121,12 +121,35 @@ def test_metadata_keys(lview: Any) -> None:
     assert ar.stdout == "hello\n"
 
 
-@gap("timestamps are datetime objects")
-def test_metadata_timestamps_are_datetimes(lview: Any) -> None:
-    ar = lview.apply_async(square, 2)
+def test_metadata_timestamps_are_aware_datetimes(rc: Any, lview: Any) -> None:
+    """ipyparallel's timestamps are timezone-aware (UTC) datetimes, in order, and the timing
+    helpers take them."""
+    before = datetime.datetime.now(datetime.timezone.utc)
+    ar = lview.apply_async(slow, 0.05)
     ar.get(timeout=20)
-    for key in ("submitted", "started", "completed", "received"):
-        assert isinstance(ar.metadata[key], datetime.datetime), key
+    after = datetime.datetime.now(datetime.timezone.utc)
+    md = ar.metadata
+    stamps = [md[key] for key in ("submitted", "started", "completed", "received")]
+    for key, stamp in zip(("submitted", "started", "completed", "received"), stamps):
+        assert isinstance(stamp, datetime.datetime), key
+        assert stamp.utcoffset() == datetime.timedelta(0), key
+        assert getattr(ar, key) == stamp, key  # ar.submitted, ar.started...
+    assert before <= stamps[0] <= stamps[1] <= stamps[2] <= stamps[3] <= after
+    assert rc.metadata[ar.msg_ids[0]]["completed"] == md["completed"]
+    ran = (md["completed"] - md["started"]).total_seconds()
+    assert 0.05 <= ran < 10
+    assert ar.timedelta(ar.submitted, ar.received) == pytest.approx(ar.wall_time, abs=1e-3)
+    assert ar.timedelta(ar.started, ar.completed) == pytest.approx(ar.serial_time, abs=1e-3)
+    assert ar.elapsed >= ran
+
+
+def test_timedelta_of_a_multi_engine_result(dview: Any) -> None:
+    ar = dview.apply_async(slow, 0.05)
+    ar.get(timeout=20)
+    assert len(ar.started) == 2 and all(isinstance(s, datetime.datetime) for s in ar.started)
+    span = ar.timedelta(ar.started, ar.completed)  # the earliest start to the latest end
+    assert span == pytest.approx((max(ar.completed) - min(ar.started)).total_seconds(), abs=1e-6)
+    assert span >= max((c - s).total_seconds() for s, c in zip(ar.started, ar.completed)) >= 0.05
 
 
 def test_remote_error_names_the_exception(lview: Any) -> None:
