@@ -218,6 +218,23 @@ def test_pickle_cache_skips_mutable_globals_and_dead_functions() -> None:
     assert pickle.loads(cache.dumps(len)[0]) is len  # by reference: not cached, still right
 
 
+def test_pickle_cache_forgets_everything_when_the_pickler_changes() -> None:
+    pytest.importorskip("dill")
+    from ipcluster.protocol import serialize
+
+    cache = FunctionPickleCache()
+    g = _main(lambda: 1)
+    by_cloudpickle = cache.dumps(g)
+    assert len(cache._entries) == 1
+    serialize.use_dill()
+    try:
+        assert cache._entries == {}  # a cloudpickle pickle is not what a dill process sends
+        assert cache.dumps(g) != by_cloudpickle and b"dill" in cache.dumps(g)[0]
+    finally:
+        serialize.use_cloudpickle()
+    assert cache._entries == {} and cache.dumps(g) == by_cloudpickle
+
+
 # -- metadata ---------------------------------------------------------------------------------------
 def test_metadata_times_are_aware_utc_datetimes_built_from_the_floats_kept() -> None:
     t = Task("m0", "apply", 0, 100.25)

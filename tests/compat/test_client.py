@@ -273,9 +273,41 @@ def test_view_serialization_switches(dview: Any) -> None:
     dview.use_pickle()
 
 
-@gap("view.use_dill()")
-def test_view_use_dill_exists(dview: Any) -> None:
-    assert callable(dview.use_dill)
+def locked_increment() -> Any:
+    """A closure over a lock: cloudpickle (and ipyparallel's canning) refuse it, dill does not."""
+    import threading
+
+    lock = threading.Lock()
+
+    def increment(x: int) -> int:
+        with lock:
+            return x + 1
+
+    return increment
+
+
+def new_lock() -> Any:
+    import threading
+
+    return threading.Lock()
+
+
+def test_view_use_dill_sends_what_cloudpickle_cannot(dview: Any) -> None:
+    pytest.importorskip("dill")
+    increment = locked_increment()
+    with pytest.raises(Exception):  # noqa: B017 (each package words it its own way)
+        dview.apply_sync(increment, 1)
+    dview.use_dill()
+    try:
+        assert dview.apply_sync(increment, 1) == [2, 2]
+        locks = dview.apply_sync(new_lock)  # the engines pickle their results with dill too
+        assert len(locks) == 2 and all(lock.acquire(blocking=False) for lock in locks)
+        assert dview.apply_sync(lambda: 3) == [3, 3]
+    finally:
+        dview.use_pickle()
+    assert dview.apply_sync(lambda: 4) == [4, 4]
+    with pytest.raises(Exception):  # noqa: B017
+        dview.apply_sync(increment, 1)
 
 
 def test_view_register_joblib_backend(lview: Any) -> None:
