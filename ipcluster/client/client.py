@@ -14,7 +14,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import zmq
@@ -28,50 +28,14 @@ from .asyncresult import AsyncResult
 from .queries import ControllerQueries
 from .remotefunction import getname
 from .submit import Submitter
-from .task import Broadcast, Task
+from .replies import TaskMapping
+from .task import Broadcast
 from .balanced import LoadBalancedView
 from .view import BroadcastView, DirectView
 
 log = logging.getLogger(__name__)
 
 _EMPTY: dict[str, Any] = {}
-
-
-class _TaskMapping(Mapping):  # type: ignore[type-arg]
-    """A read-only view of the client's task records (``rc.results``, ``rc.metadata``)."""
-
-    def __init__(self, io: ClientIO, getter: Any, include_pending: bool) -> None:
-        self._io = io
-        self._get = getter
-        self._pending = include_pending
-
-    def _task(self, msg_id: str) -> Task | None:
-        task = self._io.replies.finished.get(msg_id)
-        if task is None and self._pending:
-            entry = self._io.replies.pending.get(msg_id)
-            task = next(iter(entry.tasks.values()), None) if type(entry) is Broadcast else entry
-        return task
-
-    def __getitem__(self, msg_id: str) -> Any:
-        task = self._task(msg_id)
-        if task is None:
-            raise KeyError(msg_id)
-        return self._get(task)
-
-    def __contains__(self, msg_id: object) -> bool:
-        return isinstance(msg_id, str) and self._task(msg_id) is not None
-
-    def _keys(self) -> list[str]:
-        keys = list(self._io.replies.finished)
-        if self._pending:
-            keys += [k for k in list(self._io.replies.pending) if k not in self._io.replies.finished]
-        return keys
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys())
-
-    def __len__(self) -> int:
-        return len(self._keys())
 
 
 class Client:
@@ -394,12 +358,12 @@ class Client:
     @property
     def results(self) -> Mapping[str, Any]:
         """Results of recently finished tasks by msg_id (exceptions for failed ones)."""
-        return _TaskMapping(self._io, lambda t: t.value, include_pending=False)
+        return TaskMapping(self._io.replies, lambda t: t.value, include_pending=False)
 
     @property
     def metadata(self) -> Mapping[str, Any]:
         """Metadata of outstanding and recently finished tasks by msg_id."""
-        return _TaskMapping(self._io, lambda t: t.metadata(), include_pending=True)
+        return TaskMapping(self._io.replies, lambda t: t.metadata(), include_pending=True)
 
     def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
         """Wait for ``jobs`` (msg_ids, history indices, AsyncResults; default: all outstanding);
