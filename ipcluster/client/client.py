@@ -25,6 +25,7 @@ from ..protocol.session import Message, Session
 from . import activation
 from ._io import ClientIO
 from .asyncresult import AsyncResult
+from .daskcluster import DaskBridge
 from .queries import ControllerQueries
 from .remotefunction import getname
 from .submit import Submitter
@@ -137,6 +138,7 @@ class Client:
         #: sends this client's tasks (views describe requests and hand them to it)
         self.submitter = Submitter(self, self.session, io, self.history)
         self._queries = ControllerQueries(self, io, self.submitter.targets)
+        self._dask = DaskBridge(self, io)
         try:
             content = io.run(self._connect(timeout), timeout + 5)
         except BaseException:
@@ -462,3 +464,25 @@ class Client:
     def hub_history(self) -> list[str]:
         """msg_ids of every task the controller has a record of, in submission order."""
         return self._queries.hub_history()
+
+    # -- dask (DaskBridge does the work) -----------------------------------------------------------
+    def become_dask(self, targets: Any = "all", port: int = 0, nanny: bool = False,
+                    scheduler_args: dict[str, Any] | None = None, **worker_args: Any) -> Any:
+        """Turn the engines into a dask.distributed cluster; return a ``distributed.Client`` of it.
+
+        The Scheduler runs in the controller process, on ``port`` (0: any free one) of the
+        controller's interface; ``scheduler_args`` are passed to ``distributed.Scheduler``. Each
+        engine of ``targets`` runs a Worker (``nthreads=1`` unless ``worker_args``, passed to
+        ``distributed.Worker``, say otherwise), in the engine process, or as a child process of a
+        dask Nanny with ``nanny=True``. Needs dask.distributed in the client, the controller and
+        the engines (the ImportError says where it is missing). Undo with :meth:`stop_dask`.
+        """
+        return self._dask.become(targets, port, nanny, scheduler_args, worker_args)
+
+    def stop_dask(self, targets: Any = "all") -> None:
+        """Stop the dask workers of ``targets`` and the scheduler that :meth:`become_dask` started,
+        and close the ``distributed.Client`` it returned."""
+        self._dask.stop(targets)
+
+    become_distributed = become_dask
+    stop_distributed = stop_dask

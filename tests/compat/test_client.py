@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .target import NAME, gap, ipp
+from .target import NAME, ipp
 
 
 def getpid() -> int:
@@ -330,6 +330,22 @@ def test_joblib_backend_class(lview: Any) -> None:
     assert os.getpid() not in out
 
 
-@gap("Client.become_dask / stop_dask")
-def test_client_become_dask_exists(rc: Any) -> None:
-    assert callable(rc.become_dask) and callable(rc.stop_dask)
+def test_client_become_dask_makes_the_engines_dask_workers(rc: Any) -> None:
+    """``rc.become_dask()`` returns a ``distributed.Client`` whose workers are the engines;
+    ``rc.stop_dask()`` stops them and the scheduler, and the engines go on working."""
+    distributed = pytest.importorskip("distributed")
+    import os
+
+    engine_pids = sorted(rc[:].apply_sync(getpid))
+    dask_client = rc.become_dask(scheduler_args={"dashboard": False})
+    try:
+        assert isinstance(dask_client, distributed.Client)
+        dask_client.wait_for_workers(2, timeout=20)
+        assert sorted(dask_client.run(os.getpid).values()) == engine_pids  # in the engine processes
+        assert dask_client.submit(square, 7).result(timeout=20) == 49
+        assert [f.result(timeout=20) for f in dask_client.map(square, range(5))] == [0, 1, 4, 9, 16]
+    finally:
+        rc.stop_dask()
+        dask_client.close()
+    assert rc[:].apply_sync(square, 3) == [9, 9]
+    assert callable(rc.become_distributed) and callable(rc.stop_distributed)  # the older names
