@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from ipcluster.error import SerializationError
-from ipcluster.protocol import serialize
+from ipcluster.protocol import dillpickle, serialize
 
-dill = pytest.importorskip("dill")
+pytest.importorskip("dill")
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +73,8 @@ def test_each_unpickler_reads_the_other_sides_pickles() -> None:
 
 
 def test_a_pickle_only_dills_unpickler_reads_says_to_call_use_dill() -> None:
-    data = dill.dumps(sys.modules["__main__"].__dict__)  # dill refers to "your __main__"
+    dumps, _ = dillpickle.functions()
+    data = dumps(sys.modules["__main__"].__dict__, None)  # dill refers to "your __main__"
     with pytest.raises(SerializationError, match=r"use_dill\(\)"):
         serialize.loads(data)
     serialize.use_dill()
