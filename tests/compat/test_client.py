@@ -121,9 +121,10 @@ def test_metadata_keys(lview: Any) -> None:
     assert ar.stdout == "hello\n"
 
 
-def test_metadata_timestamps_are_aware_datetimes(rc: Any, lview: Any) -> None:
-    """ipyparallel's timestamps are timezone-aware (UTC) datetimes, in order, and the timing
-    helpers take them."""
+def test_metadata_timestamps_are_aware_datetimes(lview: Any) -> None:
+    """ipyparallel's timestamps are timezone-aware datetimes, in order, and the timing helpers
+    take them. (ipyparallel's are in the local zone, ipcluster's in UTC: aware datetimes compare
+    and subtract the same either way.)"""
     before = datetime.datetime.now(datetime.timezone.utc)
     ar = lview.apply_async(slow, 0.05)
     ar.get(timeout=20)
@@ -132,10 +133,9 @@ def test_metadata_timestamps_are_aware_datetimes(rc: Any, lview: Any) -> None:
     stamps = [md[key] for key in ("submitted", "started", "completed", "received")]
     for key, stamp in zip(("submitted", "started", "completed", "received"), stamps):
         assert isinstance(stamp, datetime.datetime), key
-        assert stamp.utcoffset() == datetime.timedelta(0), key
+        assert stamp.utcoffset() is not None, key  # aware
         assert getattr(ar, key) == stamp, key  # ar.submitted, ar.started...
     assert before <= stamps[0] <= stamps[1] <= stamps[2] <= stamps[3] <= after
-    assert rc.metadata[ar.msg_ids[0]]["completed"] == md["completed"]
     ran = (md["completed"] - md["started"]).total_seconds()
     assert 0.05 <= ran < 10
     assert ar.timedelta(ar.submitted, ar.received) == pytest.approx(ar.wall_time, abs=1e-3)
