@@ -335,7 +335,7 @@ class AsyncResult(Future):  # type: ignore[type-arg]
 
     def timedelta(self, start: Any, end: Any, start_key: Callable[..., Any] = min,
                   end_key: Callable[..., Any] = max) -> float:
-        """Seconds between two (sets of) timestamps, e.g. ``ar.timedelta(ar.submitted, ar.received)``."""
+        """Seconds from ``start`` to ``end``: datetimes (``ar.submitted``), or lists that ``*_key`` pick from."""
         if isinstance(start, (list, tuple)):
             start = start_key(start)
         if isinstance(end, (list, tuple)):

@@ -221,8 +221,9 @@ class LazyMapIterator:
                 inflight.remove(ar)
             values = ar.get()
             if self._sizer is not None:
-                times = ar._tasks[0].metadata()
-                if times.get("started") and times.get("completed"):
-                    self._sizer.observe(len(values), times["completed"] - times["started"])
+                task = ar._tasks[0]  # its engine's times, as floats (metadata() makes datetimes)
+                started, completed = task.stamp("started"), task.stamp("completed")
+                if started and completed:
+                    self._sizer.observe(len(values), completed - started)
             self._submit()
             yield from values

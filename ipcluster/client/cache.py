@@ -28,16 +28,15 @@ import mmap
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from traitlets import HasTraits, Integer, TraitError, validate
+from traitlets import HasTraits, Integer, TraitError, observe, validate
 
-from .task import Broadcast, Task
+from .task import Task
 
 if TYPE_CHECKING:
     from ._io import ClientIO
-    from .replies import Replies
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +179,9 @@ class CacheOptions(HasTraits):
     results_cache_max_bytes=300 << 20)``) or set on a client at any time (what is over a new
     bound goes at once)."""
 
+    _io: "ClientIO"  # the client's, set by Client.__init__
+    timeout: float
+
     results_cache_size = Integer(
         1024,
         config=True,
@@ -219,6 +221,24 @@ class CacheOptions(HasTraits):
             raise TraitError(f"{type(self).__name__}.{name} is {unit}, 0 or more; got {value!r}")
         return int(value)
 
+    def cache_info(self) -> dict[str, int]:
+        """What this client keeps of finished results, for ``rc.results`` and ``rc.get_result``.
+
+        Returns a dict: ``results`` (how many are kept), ``bytes`` (of their results' buffers),
+        ``shm_bytes`` (of those bytes, how many are mapped from shared-memory files: /dev/shm's
+        usage counts them, but no file there shows them, nor the client's RSS until touched),
+        ``max_results`` and ``max_bytes`` (the bounds), ``evictions`` and ``evicted_bytes`` (what
+        the bounds have dropped so far, oldest first; purges are not counted).
+        """
+        return on_io_thread(self._io, self._io.replies.finished.info, self.timeout)
+
+    @observe("results_cache_size", "results_cache_max_bytes")
+    def _cache_bounds_changed(self, change: Any) -> None:
+        io = getattr(self, "_io", None)  # None while __init__ takes them from its arguments
+        if io is not None:
+            cache, size, max_bytes = io.replies.finished, self.results_cache_size, self.results_cache_max_bytes
+            on_io_thread(io, lambda: cache.resize(size, max_bytes), self.timeout)
+
 
 def on_io_thread(io: "ClientIO", fn: Callable[[], T], timeout: float) -> T:
     """``fn()`` on the client's I/O thread, which owns the task tables, from any thread; at once
@@ -230,43 +250,3 @@ def on_io_thread(io: "ClientIO", fn: Callable[[], T], timeout: float) -> T:
         return fn()
 
     return io.run(call(), timeout)  # type: ignore[no-any-return]
-
-
-class TaskMapping(Mapping):  # type: ignore[type-arg]
-    """A read-only view of the client's task records (``rc.results``, ``rc.metadata``)."""
-
-    def __init__(self, replies: "Replies", getter: Any, include_pending: bool) -> None:
-        self._replies = replies
-        self._get = getter
-        self._pending = include_pending
-
-    def _task(self, msg_id: str) -> Task | None:
-        task = self._replies.finished.get(msg_id)
-        if task is None and self._pending:
-            entry = self._replies.pending.get(msg_id)
-            if isinstance(entry, Broadcast):
-                return next(iter(entry.tasks.values()), None)
-            return entry
-        return task
-
-    def __getitem__(self, msg_id: str) -> Any:
-        task = self._task(msg_id)
-        if task is None:
-            raise KeyError(msg_id)
-        return self._get(task)
-
-    def __contains__(self, msg_id: object) -> bool:
-        return isinstance(msg_id, str) and self._task(msg_id) is not None
-
-    def _keys(self) -> list[str]:
-        finished = self._replies.finished
-        keys = list(finished)
-        if self._pending:
-            keys += [k for k in list(self._replies.pending) if k not in finished]
-        return keys
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys())
-
-    def __len__(self) -> int:
-        return len(self._keys())

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import zmq
-from traitlets import observe
 from traitlets.config import Configurable
 
 from ..error import ClusterTimeout, IPClusterError
@@ -27,17 +26,17 @@ from ..protocol.session import Message, Session
 from . import activation
 from ._io import ClientIO
 from .asyncresult import AsyncResult
-from .cache import CacheOptions, TaskMapping, on_io_thread
+from .cache import CacheOptions
+from .daskcluster import DaskBridge
 from .queries import ControllerQueries
 from .remotefunction import getname
+from .replies import TaskMapping
 from .submit import Submitter
 from .task import Broadcast
 from .balanced import LoadBalancedView
 from .view import BroadcastView, DirectView
 
 log = logging.getLogger(__name__)
-
-_EMPTY: dict[str, Any] = {}
 
 
 class Client(CacheOptions, Configurable):
@@ -140,6 +139,7 @@ class Client(CacheOptions, Configurable):
         #: sends this client's tasks (views describe requests and hand them to it)
         self.submitter = Submitter(self, self.session, io, self.history)
         self._queries = ControllerQueries(self, io, self.submitter.targets)
+        self._dask = DaskBridge(self, io)
         try:
             content = io.run(self._connect(timeout), timeout + 5)
         except BaseException:
@@ -369,24 +369,6 @@ class Client(CacheOptions, Configurable):
         """Metadata of outstanding and recently finished tasks by msg_id."""
         return TaskMapping(self._io.replies, lambda t: t.metadata(), include_pending=True)
 
-    def cache_info(self) -> dict[str, int]:
-        """What this client keeps of finished results, for ``rc.results`` and ``rc.get_result``.
-
-        Returns a dict: ``results`` (how many are kept), ``bytes`` (of their results' buffers),
-        ``shm_bytes`` (of those bytes, how many are mapped from shared-memory files: /dev/shm's
-        usage counts them, but no file there shows them, nor the client's RSS until touched),
-        ``max_results`` and ``max_bytes`` (the bounds), ``evictions`` and ``evicted_bytes`` (what
-        the bounds have dropped so far, oldest first; purges are not counted).
-        """
-        return on_io_thread(self._io, self._io.replies.finished.info, self.timeout)
-
-    @observe("results_cache_size", "results_cache_max_bytes")
-    def _cache_bounds_changed(self, change: Any) -> None:
-        io = getattr(self, "_io", None)  # None while __init__ takes them from its arguments
-        if io is not None:
-            cache, size, max_bytes = io.replies.finished, self.results_cache_size, self.results_cache_max_bytes
-            on_io_thread(io, lambda: cache.resize(size, max_bytes), self.timeout)
-
     def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
         """Wait for ``jobs`` (msg_ids, history indices, AsyncResults; default: all outstanding);
         return whether all finished within ``timeout`` seconds (``-1``: no limit)."""
@@ -484,3 +466,25 @@ class Client(CacheOptions, Configurable):
     def hub_history(self) -> list[str]:
         """msg_ids of every task the controller has a record of, in submission order."""
         return self._queries.hub_history()
+
+    # -- dask (DaskBridge does the work) -----------------------------------------------------------
+    def become_dask(self, targets: Any = "all", port: int = 0, nanny: bool = False,
+                    scheduler_args: dict[str, Any] | None = None, **worker_args: Any) -> Any:
+        """Turn the engines into a dask.distributed cluster; return a ``distributed.Client`` of it.
+
+        The Scheduler runs in the controller process, on ``port`` (0: any free one) of the
+        controller's interface; ``scheduler_args`` are passed to ``distributed.Scheduler``. Each
+        engine of ``targets`` runs a Worker (``nthreads=1`` unless ``worker_args``, passed to
+        ``distributed.Worker``, say otherwise), in the engine process, or as a child process of a
+        dask Nanny with ``nanny=True``. Needs dask.distributed in the client, the controller and
+        the engines (the ImportError says where it is missing). Undo with :meth:`stop_dask`.
+        """
+        return self._dask.become(targets, port, nanny, scheduler_args, worker_args)
+
+    def stop_dask(self, targets: Any = "all") -> None:
+        """Stop the dask workers of ``targets`` and the scheduler that :meth:`become_dask` started,
+        and close the ``distributed.Client`` it returned."""
+        self._dask.stop(targets)
+
+    become_distributed = become_dask
+    stop_distributed = stop_dask

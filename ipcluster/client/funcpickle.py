@@ -18,7 +18,7 @@ import types
 import weakref
 from typing import Any
 
-from ..protocol.serialize import _needs_value, serialize_object
+from ..protocol.serialize import _needs_value, remember_cache, serialize_object
 
 _MISSING = object()
 _IMMUTABLE = frozenset({int, float, complex, str, bytes, bool, type(None), type(Ellipsis), range})
@@ -94,6 +94,12 @@ class FunctionPickleCache:
         self._entries: dict[int, _Entry] = {}
         self._by_name: dict[Any, bytes] = {}
         self._names: dict[types.CodeType, tuple[str, ...]] = {}
+        remember_cache(self)  # pickles of one pickler must not outlive a switch to another
+
+    def clear(self) -> None:
+        """Forget every pickle (the process switched between cloudpickle and dill)."""
+        self._entries.clear()
+        self._by_name.clear()
 
     def dumps(self, f: Any) -> list[Any]:
         """``serialize_object(f)`` as the apply request needs it; a new list each call."""
@@ -103,7 +109,7 @@ class FunctionPickleCache:
         by_value = _needs_value(f)
         if not by_value:
             bufs = serialize_object(f)
-            if type(f) in _NAMED and len(bufs) == 1 and b"cloudpickle" not in bufs[0]:
+            if type(f) in _NAMED and len(bufs) == 1 and b"cloudpickle" not in bufs[0] and b"dill" not in bufs[0]:
                 # a pickle by reference (module and name): the same for as long as f exists
                 if len(self._by_name) >= self.maxsize:
                     self._by_name.pop(next(iter(self._by_name)))

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..error import IPClusterError
@@ -212,3 +212,41 @@ class Replies:
                 return True
             finally:
                 self.waiters -= 1
+
+
+class TaskMapping(Mapping):  # type: ignore[type-arg]
+    """A read-only view of a client's task records by msg_id (``rc.results``, ``rc.metadata``):
+    ``getter(task)`` of the finished ones, and of the pending ones with ``include_pending``."""
+
+    def __init__(self, replies: Replies, getter: Callable[[Task], Any], include_pending: bool) -> None:
+        self._replies = replies
+        self._get = getter
+        self._pending = include_pending
+
+    def _task(self, msg_id: str) -> Task | None:
+        task = self._replies.finished.get(msg_id)
+        if task is None and self._pending:
+            entry = self._replies.pending.get(msg_id)
+            task = next(iter(entry.tasks.values()), None) if isinstance(entry, Broadcast) else entry
+        return task
+
+    def __getitem__(self, msg_id: str) -> Any:
+        task = self._task(msg_id)
+        if task is None:
+            raise KeyError(msg_id)
+        return self._get(task)
+
+    def __contains__(self, msg_id: object) -> bool:
+        return isinstance(msg_id, str) and self._task(msg_id) is not None
+
+    def _keys(self) -> list[str]:
+        keys = list(self._replies.finished)
+        if self._pending:
+            keys += [k for k in list(self._replies.pending) if k not in self._replies.finished]
+        return keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())

@@ -5,7 +5,8 @@ the I/O thread as the reply and the request's output arrive. It has ``__slots__`
 finished, no reference to its :class:`~ipcluster.client.asyncresult.AsyncResult` (the only
 cycle, task -> result -> task, is broken when the task completes), so a million finished
 tasks cost neither a garbage-collector pass nor much memory. The metadata dict users read
-(``ar.metadata``, ``rc.metadata[msg_id]``) is built from it on demand.
+(``ar.metadata``, ``rc.metadata[msg_id]``) is built from it on demand: times are kept as epoch
+seconds (floats) and become ``datetime`` objects only there.
 """
 
 from __future__ import annotations
@@ -183,47 +184,9 @@ class Task:
         )
 
 
-def _when(stamp: Any) -> "Timestamp | None":
-    return None if stamp is None else Timestamp(stamp)
-
-
-class Duration(float):
-    """Seconds between two :class:`Timestamp`; also answers ``total_seconds()`` like a timedelta."""
-
-    __slots__ = ()
-
-    def total_seconds(self) -> float:
-        return float(self)
-
-
-class Timestamp(float):
-    """A time in task metadata: epoch seconds (a float, so ``md["completed"] - md["started"]``
-    and comparisons with ``time.time()`` work) that also behaves enough like ipyparallel's
-    datetimes: ``isoformat()``, ``timestamp()``, ``.datetime``, and differences with
-    ``total_seconds()``."""
-
-    __slots__ = ()
-
-    @property
-    def datetime(self) -> datetime:
-        """The same time as an aware UTC ``datetime``."""
-        return datetime.fromtimestamp(self, timezone.utc)
-
-    def timestamp(self) -> float:
-        return float(self)
-
-    def isoformat(self, *args: Any) -> str:
-        return self.datetime.isoformat(*args)
-
-    def __sub__(self, other: Any) -> Any:
-        if isinstance(other, Timestamp):
-            return Duration(float(self) - float(other))
-        if isinstance(other, datetime):
-            return self.datetime - other
-        return float(self) - other
-
-    def __repr__(self) -> str:
-        return f"Timestamp({float(self)!r}: {self.isoformat()})"
+def _when(stamp: Any) -> datetime | None:
+    """Epoch seconds as ipyparallel shows them: an aware UTC ``datetime`` (None stays None)."""
+    return None if stamp is None else datetime.fromtimestamp(float(stamp), timezone.utc)
 
 
 def _ids(dep: Any) -> list[str]:

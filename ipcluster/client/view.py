@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..protocol import serialize as wire
 from . import map as partitioning
 from .activation import activate
 from .asyncresult import AsyncMapResult, AsyncResult
@@ -405,12 +406,26 @@ class DirectView(View):
         """``sync_imports()``"""
         return self.sync_imports(True)
 
-    def use_cloudpickle(self) -> None:
-        """Nothing to do: functions and objects pickle with cloudpickle whenever plain pickle
-        cannot (kept for ipyparallel compatibility)."""
+    def use_dill(self) -> Any:
+        """Pickle with dill here and on this view's engines: what cloudpickle refuses (a closure
+        over a lock or an open file...) then travels. dill must be installed on both sides (the
+        ImportError names ``pip install dill``). The switch is per process, as in ipyparallel:
+        it holds for every view of this client, and for each of these engines whoever sends.
+        Returns what ``apply`` returns (one ``None`` per engine when blocking)."""
+        wire.use_dill()
+        return self.apply(wire.use_dill)
 
-    def use_pickle(self) -> None:
-        """Nothing to do (see :meth:`use_cloudpickle`)."""
+    def use_cloudpickle(self) -> Any:
+        """Back to the default serializer, here and on this view's engines: plain pickle, and
+        cloudpickle for what plain pickle cannot store by reference (lambdas, closures, what
+        lives in ``__main__``)."""
+        wire.use_cloudpickle()
+        return self.apply(wire.use_cloudpickle)
+
+    def use_pickle(self) -> Any:
+        """Undo :meth:`use_dill`: the default serializer (see :meth:`use_cloudpickle`; plain
+        pickle alone would refuse lambdas, which the default keeps)."""
+        return self.use_cloudpickle()
 
     def activate(self, suffix: str = "") -> Any:
         """Make this view the target of the ``%px`` magics (``%px{suffix}``...)."""

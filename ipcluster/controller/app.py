@@ -34,6 +34,7 @@ from ..protocol.connection import (
 )
 from ..protocol.session import Session, new_key
 from ..protocol.shm import make_folder
+from .daskscheduler import DaskScheduler
 from .db import MemoryStore
 from .hub import Hub
 from .router import Router
@@ -77,6 +78,8 @@ class ControllerApp(Application):
                       "instead of receiving them over a socket (see the data channel); '' turns that off.")
     reuse_files = Bool(False, config=True, help="Reuse the key and ports of existing connection files (to restart a controller in place).")
     ping = Float(0.0, config=True, help="Milliseconds between heartbeats, as ipyparallel's --ping gives it (sets hb_period; 0: hb_period as configured).")
+    dask_timeout = Float(30.0, config=True, help="Seconds to wait for the dask scheduler that Client.become_dask() "
+                         "starts in the controller to start, or to close.")
 
     @observe("ping")
     def _ping_sets_hb_period(self, change: Any) -> None:
@@ -225,8 +228,9 @@ class ControllerApp(Application):
                   **({"shm": shm_dir} if shm_dir else {})}
         scheduler = SCHEMES[self.task_scheme](hwm=self.hwm, queue_time=self.queue_time)
         store = MemoryStore(self.max_records, self.max_result_bytes, self.max_result_size)
+        dask = DaskScheduler(self.ip, location, self.dask_timeout, self.log)
         router = Router(Hub(store, scheduler), session, socks, cluster_id=self.cluster_id,
-                        hb_period=self.hb_period, hb_misses=self.hb_misses, log=self.log)
+                        hb_period=self.hb_period, hb_misses=self.hb_misses, dask=dask, log=self.log)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, router.stop)
@@ -248,6 +252,7 @@ class ControllerApp(Application):
             await router.stopped.wait()
         finally:
             router.stop()
+            dask.stop()  # if become_dask started one (bounded by dask_timeout)
             for f in files:
                 f.unlink(missing_ok=True)
             for s in socks.values():

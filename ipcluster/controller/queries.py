@@ -1,5 +1,5 @@
 """The controller's answers to the queries of clients: connection, queue status, results by
-msg_id, purge, history, abort, resubmit, signal and shutdown.
+msg_id, purge, history, abort, resubmit, signal, shutdown, and dask's scheduler.
 
 Kept apart from :mod:`.router`, which moves frames between sockets, because it changes with the
 query protocol. Each handler takes the asking client's identity and the request's content (typed
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..error import EngineError
@@ -148,6 +148,21 @@ class Queries:
             # answer first, then stop once the reply has been handed to ZeroMQ
             asyncio.get_running_loop().call_soon(self.router.stop)
         return {}, []
+
+    async def become_dask_request(self, client: bytes, c: messages.BecomeDaskRequest) -> Reply:
+        """Start dask's scheduler in this process (a second or more: in a worker thread)."""
+        dask = self.router.dask
+        address = await asyncio.to_thread(dask.start, int(c.get("port") or 0), dict(c.get("scheduler_args") or {}))
+        return {"address": address}, []
+
+    async def stop_dask_request(self, client: bytes, c: messages.StopDaskRequest) -> Reply:
+        return {"stopped": await asyncio.to_thread(self.router.dask.stop)}, []
+
+    #: queries answered when a wait is over, in a task of their own while the router serves the rest
+    LATER: dict[str, Callable[..., Awaitable[Reply]]] = {
+        "become_dask_request": become_dask_request,
+        "stop_dask_request": stop_dask_request,
+    }
 
     #: the controller's answer to each query of a client, by msg_type (task requests are routed
     #: to engines instead: messages.ENGINE_REQUESTS)

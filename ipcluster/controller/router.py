@@ -23,6 +23,7 @@ from ..protocol import messages
 from ..protocol.receive import Handlers, Reply, drain
 from ..protocol.session import DELIM, Packet, Session
 from ..protocol.wire import fd, send_frames
+from .daskscheduler import DaskScheduler
 from .heartbeat import HeartMonitor
 from .hub import Action, Assign, Fail, Hub
 from .db import TaskRecord
@@ -53,6 +54,7 @@ class Router:
         cluster_id: str = "",
         hb_period: float = 1.0,
         hb_misses: int = 3,
+        dask: DaskScheduler | None = None,
         log: logging.Logger | None = None,
     ) -> None:
         self.hub = hub
@@ -61,6 +63,9 @@ class Router:
         self.hb_period = hb_period
         self.heart = HeartMonitor(hb_misses)
         self.log = log or logging.getLogger(__name__)
+        #: dask's scheduler, started in this process by ``Client.become_dask``
+        self.dask = dask or DaskScheduler(log=self.log)
+        self._later: set[asyncio.Task[None]] = set()  # queries answered when their wait is over
         self.client = sockets["client"]
         self.engine = sockets["engine"]
         self.iopub_in = sockets["iopub_in"]
@@ -108,6 +113,8 @@ class Router:
                     pass
         if self._hb_handle is not None:
             self._hb_handle.cancel()
+        for task in self._later:
+            task.cancel()
         self.flush()
         self.stopped.set()
 
@@ -245,9 +252,27 @@ class Router:
             self.log.warning("%s from %r does not unpack: %s", msg_type, client, e)
             content, buffers = error_content(e), list[Any]()
         else:
+            later = Queries.LATER.get(msg_type)
+            if later is not None:
+                task = asyncio.ensure_future(self._answer_later(later, client, msg_type, header, msg["content"]))
+                self._later.add(task)
+                task.add_done_callback(self._later.discard)
+                return
             content, buffers = self.queries.answer(msg_type, self._answers, client, msg["content"])
         reply_type = messages.reply_type(msg_type) if msg_type.endswith("_request") else "error_reply"
         self.reply(self.client, client, reply_type, content, header, buffers)
+
+    async def _answer_later(self, handler: Callable[..., Any], client: bytes, msg_type: str,
+                            header: dict[str, Any], request: dict[str, Any]) -> None:
+        """Answer a query of :data:`Queries.LATER` once its handler is done (errors too)."""
+        try:
+            content, buffers = await handler(self._answers, client, request)
+            content.setdefault("status", "ok")
+        except Exception as e:  # the reply's boundary: CancelledError still propagates
+            self.log.warning("%s failed: %s: %s", msg_type, type(e).__name__, e)
+            content, buffers = error_content(e), []
+        self.reply(self.client, client, messages.reply_type(msg_type), content, header, buffers)
+        self.flush()  # outside a pump pass: nothing else will
 
     def route_request(self, client: bytes, packet: Packet, frames: list[Any], i: int) -> None:
         hub = self.hub

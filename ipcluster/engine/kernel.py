@@ -55,7 +55,7 @@ from ..protocol.wire import fd as wire_fd
 from .cells import Cells
 from .interrupts import Interrupts
 from .iopub import IOPub
-from .namespace import FunctionCache, clear_namespace, resolve_references
+from .namespace import FunctionCache, clear_namespace, module_attributes, resolve_references
 from .running_loop import hide_running_loop, restore_running_loop
 
 #: ZeroMQ messages taken per receive pass before the queue gets a look (see protocol.receive)
@@ -465,8 +465,11 @@ class Kernel(LoggingConfigurable):
         """Reset the user namespace (builtins stay)."""
         self.iopub.begin(msg["header"])
         self.functions.clear()
+        kept = module_attributes(self.user_ns)
         if not self.cells.reset():
             clear_namespace(self.user_ns)
+        for key, value in kept.items():  # IPython's reset drops __spec__ and co.
+            self.user_ns.setdefault(key, value)
         return {"status": "ok"}, ()
 
     #: what the engine runs, by request type; each returns the reply's content and buffers

@@ -31,7 +31,7 @@ from ..protocol.interactive import rebind
 from ..protocol.reference import REFERENCE_ATTR
 from ..protocol.serialize import deserialize_object, unpack_apply
 
-__all__ = ["FunctionCache", "clear_namespace", "make_user_module", "rebind", "resolve_references"]
+__all__ = ["FunctionCache", "clear_namespace", "make_user_module", "module_attributes", "rebind", "resolve_references"]
 
 
 def make_user_module() -> types.ModuleType:
@@ -43,9 +43,19 @@ def make_user_module() -> types.ModuleType:
     return module
 
 
+#: what makes the namespace a module, kept when it is cleared: code run on the engine reads them
+#: (multiprocessing's "spawn", and so dask's nanny, reads ``sys.modules["__main__"].__spec__``)
+MODULE_ATTRS = ("__name__", "__doc__", "__builtins__", "__spec__", "__loader__", "__package__")
+
+
+def module_attributes(ns: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``ns`` that :func:`clear_namespace` keeps."""
+    return {k: ns[k] for k in MODULE_ATTRS if k in ns}
+
+
 def clear_namespace(ns: dict[str, Any]) -> None:
-    """Empty the namespace, keeping what makes it a module (``__name__``, ``__builtins__``)."""
-    keep: dict[str, Any] = {k: ns[k] for k in ("__name__", "__doc__", "__builtins__") if k in ns}
+    """Empty the namespace, keeping what makes it a module (:data:`MODULE_ATTRS`)."""
+    keep = module_attributes(ns)
     ns.clear()
     ns.update(keep)
 

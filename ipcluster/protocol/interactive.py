@@ -19,10 +19,11 @@ engine imports this module to unpickle them, and must never import the client to
 from __future__ import annotations
 
 import builtins
-import pickle
 import sys
 import types
 from typing import Any, TypeVar
+
+from .serialize import loads
 
 F = TypeVar("F")
 _FunctionType = types.FunctionType
@@ -96,12 +97,12 @@ def map_chunk(f: Any, *seqs: Any) -> list[Any]:
     ``f`` may arrive pickled (bytes), so that a map pickles its function once, not once per part.
     """
     if isinstance(f, bytes):
-        f = pickle.loads(f)
+        f = loads(f)
     return list(map(in_user_namespace(f), *seqs))
 
 
 def call_part(f: Any, *args: Any, **kwargs: Any) -> Any:
     """Runs on an engine: ``f`` on one part (``@parallel`` functions called directly)."""
     if isinstance(f, bytes):
-        f = pickle.loads(f)
+        f = loads(f)
     return in_user_namespace(f)(*args, **kwargs)

@@ -179,6 +179,28 @@ class ShutdownReply(TypedDict):
     status: str
 
 
+class BecomeDaskRequest(TypedDict):
+    """Client -> controller (``Client.become_dask``): start a dask.distributed Scheduler in the
+    controller process, unless one runs; ``scheduler_args`` go to ``distributed.Scheduler``."""
+
+    port: int  # 0: any free port
+    scheduler_args: dict[str, Any]
+
+
+class BecomeDaskReply(TypedDict):
+    status: str
+    address: str  # the scheduler's, e.g. "tcp://10.0.0.5:8786", as engines and clients reach it
+
+
+class StopDaskRequest(TypedDict):
+    """Client -> controller (``Client.stop_dask``): stop the Scheduler, if one runs."""
+
+
+class StopDaskReply(TypedDict):
+    status: str
+    stopped: bool  # whether one was running
+
+
 class AuthError(TypedDict):
     """Sent unsigned by the controller to a peer whose message signature did not verify."""
 
@@ -290,6 +312,10 @@ MSG_TYPES: dict[str, type] = {
     "signal_reply": SignalReply,
     "shutdown_request": ShutdownRequest,
     "shutdown_reply": ShutdownReply,
+    "become_dask_request": BecomeDaskRequest,
+    "become_dask_reply": BecomeDaskReply,
+    "stop_dask_request": StopDaskRequest,
+    "stop_dask_reply": StopDaskReply,
     "auth_error": AuthError,
     "registration_request": RegistrationRequest,
     "registration_reply": RegistrationReply,

@@ -8,14 +8,20 @@ Plain ``pickle`` is tried first because it is the fastest; it stores functions a
 reference*, which fails on an engine for anything defined interactively (``__main__``), as a
 lambda, or as a closure. Those — and anything plain pickle refuses — go through cloudpickle, which
 stores them by value. Detecting a ``__main__`` reference costs one substring search of the pickle.
+
+The by-value pickler is a per-process choice, as in ipyparallel's ``serialize``: cloudpickle
+(the default; :func:`use_cloudpickle`) or dill (:func:`use_dill`, see :mod:`.dillpickle`), which
+also unpickles everything this process receives. ``view.use_dill()`` switches a client and its
+engines together. Plain pickle stays first either way, so the switch costs nothing per task.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 from ..error import SerializationError
 from .codepickle import pickler_class
@@ -30,6 +36,51 @@ def dumps_by_value(obj: Any, buffer_callback: Any) -> bytes:
     out = io.BytesIO()
     pickler_class()(out, protocol=PICKLE_PROTOCOL, buffer_callback=buffer_callback).dump(obj)
     return out.getvalue()
+
+
+class _Cache(Protocol):
+    def clear(self) -> None: ...
+
+
+#: this process's by-value pickler and unpickler (see :func:`use_dill`)
+_by_value: Callable[[Any, Any], bytes] = dumps_by_value
+_loads: Callable[..., Any] = pickle.loads
+_serializer = "cloudpickle"
+#: caches of pickles made by the pickler in use (a client's function pickles), cleared on a switch
+_caches: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def serializer() -> str:
+    """What this process pickles by value and unpickles with: ``"cloudpickle"`` or ``"dill"``."""
+    return _serializer
+
+
+def use_dill() -> None:
+    """Pickle by value with dill, and unpickle with it, in this process (ImportError naming
+    ``pip install dill`` if it is missing)."""
+    from .dillpickle import functions
+
+    global _by_value, _loads, _serializer
+    _by_value, _loads = functions()
+    _serializer = "dill"
+    _switched()
+
+
+def use_cloudpickle() -> None:
+    """Back to the default: plain pickle, cloudpickle for what it cannot pickle by reference."""
+    global _by_value, _loads, _serializer
+    _by_value, _loads, _serializer = dumps_by_value, pickle.loads, "cloudpickle"
+    _switched()
+
+
+def remember_cache(cache: _Cache) -> None:
+    """Have ``cache.clear()`` called when the pickler changes (held weakly)."""
+    _caches.add(cache)
+
+
+def _switched() -> None:
+    for cache in list(_caches):
+        cache.clear()
 
 
 def _describe(obj: Any) -> str:
@@ -65,7 +116,7 @@ def serialize_object(obj: Any, buffers: list[Any] | None = None, *, by_value: bo
             oob.clear()
     if data is None:
         try:
-            data = dumps_by_value(obj, keep)
+            data = _by_value(obj, keep)
         except Exception as e:
             raise SerializationError(f"cannot serialize {_describe(obj)}: {type(e).__name__}: {e}") from e
     out = buffers if buffers is not None else []
@@ -83,12 +134,39 @@ def _view(frame: Any) -> Any:
 def deserialize_object(frames: Iterator[Any]) -> Any:
     """Unpickle the next object from an iterator of frames, consuming its out-of-band buffers."""
     data = next(frames)
-    return pickle.loads(_view(data), buffers=(_view(b) for b in frames))
+    try:
+        return _loads(_view(data), buffers=(_view(b) for b in frames))
+    except ModuleNotFoundError as e:
+        _check_dill(e)
+        raise
 
 
 def _load_one(it: Iterator[Any]) -> Any:
     data = next(it)
-    return pickle.loads(_view(data), buffers=_LazyBuffers(it))
+    try:
+        return _loads(_view(data), buffers=_LazyBuffers(it))
+    except ModuleNotFoundError as e:
+        _check_dill(e)
+        raise
+
+
+def loads(data: Any, buffers: Iterable[Any] = ()) -> Any:
+    """Unpickle ``data`` (and its out-of-band ``buffers``) with this process's unpickler."""
+    try:
+        return _loads(data, buffers=buffers)
+    except ModuleNotFoundError as e:
+        _check_dill(e)
+        raise
+
+
+def _check_dill(e: ModuleNotFoundError) -> None:
+    """Raise a SerializationError that says what to do when ``e`` means the pickle came from dill
+    (a function from ``__main__`` refers to ``__builtin__.__main__``) and this process does not
+    unpickle with it."""
+    if e.name == "__builtin__" and _serializer != "dill":
+        raise SerializationError(
+            "this was pickled with dill (use_dill()), but this process unpickles without it: "
+            "call use_dill() here too (view.use_dill() switches a client and the view's engines)") from e
 
 
 class _LazyBuffers:

@@ -28,6 +28,7 @@ from .canning import (
     uncan,
     uncan_map,
 )
+from ..protocol.serialize import use_cloudpickle, use_dill
 from .serialize import (
     PICKLE_PROTOCOL,
     deserialize_object,
@@ -57,7 +58,13 @@ __all__ = [
     "uncan",
     "uncan_map",
     "unpack_apply_message",
+    "use_cloudpickle",
+    "use_dill",
+    "use_pickle",
 ]
+
+#: ipyparallel's name for "back to the default" (here: plain pickle, cloudpickle where needed)
+use_pickle = use_cloudpickle
 
 
 def __getattr__(name: str) -> Any:

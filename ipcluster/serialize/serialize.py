@@ -137,7 +137,7 @@ def deserialize_object(buffers: Sequence[Any], g: dict[str, Any] | None = None) 
     if not items:
         raise ValueError("deserialize_object needs at least one buffer (the pickle)")
     rest = _Counting(items[1:])
-    canned = pickle.loads(_view(items[0]), buffers=rest)
+    canned = _wire.loads(_view(items[0]), buffers=rest)
     remaining = items[1 + rest.used :]
     for wrapper in _wrappers(canned):
         for i, buf in enumerate(wrapper.buffers):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime
 import logging
 import time
 from collections.abc import Iterator
@@ -99,6 +100,24 @@ def test_result_waits_for_the_output_the_reply_announces(h: Harness) -> None:
     assert ar.engine_id == 0 and ar.metadata["engine_id"] == 0 and ar["engine_id"] == 0
     assert ar.wall_time >= 0 and ar.serial_time >= 0 and ar.elapsed >= 0
     assert t.msg_id not in h._io.replies.pending and h._io.replies.finished[t.msg_id] is t
+
+
+def test_timing_from_datetimes_and_floats_agrees(h: Harness) -> None:
+    """ipyparallel's timestamps are datetimes; wall_time, serial_time and timedelta read them."""
+    tasks = h.tasks(2)
+    ar = AsyncResult(h, tasks)  # type: ignore[arg-type]
+    for i, t in enumerate(tasks):
+        t.submitted = 1000.0 + i
+        h.reply(t, i, md={"started": 1001.0 + i, "completed": 1001.5 + 2 * i})
+    assert ar.get(timeout=5) == [0, 1]
+    assert all(isinstance(s, datetime.datetime) and s.tzinfo is not None for s in ar.submitted + ar.received)
+    assert ar.serial_time == pytest.approx(0.5 + 1.5)
+    assert ar.timedelta(ar.started, ar.completed) == pytest.approx(2.5)  # earliest start to latest end
+    assert ar.timedelta(ar.submitted, ar.received) == pytest.approx(ar.wall_time)
+    assert ar.timedelta(ar.started, ar.completed, start_key=max, end_key=min) == pytest.approx(-0.5)
+    one = ar.split()[0]
+    assert one.timedelta(one.started, one.completed) == pytest.approx(0.5)  # single datetimes
+    assert ar.timedelta(1000.0, 1002.5) == 2.5  # epoch seconds still work
 
 
 def test_output_before_the_reply_counts(h: Harness) -> None:

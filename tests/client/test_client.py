@@ -4,6 +4,7 @@ failures, over real sockets on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
 import threading
@@ -223,6 +224,8 @@ def test_output_and_metadata(rc: ipp.Client, fake: FakeCluster) -> None:
         assert ar.get(timeout=5) == "done"
         assert ar.stdout == "late\n" and ar.outputs == [{"data": {"text/plain": "picture"}, "metadata": {}}]
     assert rc.metadata[ar.msg_ids[0]]["stdout"] == "late\n" and rc.results[ar.msg_ids[0]] == "done"
+    completed = rc.metadata[ar.msg_ids[0]]["completed"]
+    assert completed == ar.completed and completed.tzinfo is datetime.timezone.utc
 
 
 def test_display_outputs_and_wait_interactive(rc: ipp.Client, capsys: pytest.CaptureFixture[str]) -> None:

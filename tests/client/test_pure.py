@@ -3,6 +3,7 @@ function-pickle cache, metadata timestamps."""
 
 from __future__ import annotations
 
+import datetime
 import pickle
 import types
 
@@ -15,7 +16,7 @@ from ipcluster.client.dependency import Dependency, dependent, render_dependency
 from ipcluster.client.funcpickle import FunctionPickleCache
 from ipcluster.client.namespace import in_user_namespace, interactive
 from ipcluster.client.remotefunction import ParallelFunction, RemoteFunction, getname
-from ipcluster.client.task import Task, Timestamp
+from ipcluster.client.task import Task
 from ipcluster.error import UnmetDependency
 
 
@@ -217,13 +218,37 @@ def test_pickle_cache_skips_mutable_globals_and_dead_functions() -> None:
     assert pickle.loads(cache.dumps(len)[0]) is len  # by reference: not cached, still right
 
 
+def test_pickle_cache_forgets_everything_when_the_pickler_changes() -> None:
+    pytest.importorskip("dill")
+    from ipcluster.protocol import serialize
+
+    cache = FunctionPickleCache()
+    g = _main(lambda: 1)
+    by_cloudpickle = cache.dumps(g)
+    assert len(cache._entries) == 1
+    serialize.use_dill()
+    try:
+        assert cache._entries == {}  # a cloudpickle pickle is not what a dill process sends
+        assert cache.dumps(g) != by_cloudpickle and b"dill" in cache.dumps(g)[0]
+    finally:
+        serialize.use_cloudpickle()
+    assert cache._entries == {} and cache.dumps(g) == by_cloudpickle
+
+
 # -- metadata ---------------------------------------------------------------------------------------
-def test_timestamps_are_floats_that_also_act_like_datetimes() -> None:
-    a, b = Timestamp(100.5), Timestamp(100.0)
-    assert a - b == 0.5 and (a - b).total_seconds() == 0.5
-    assert a > b and a - 0.5 == b and a.timestamp() == 100.5
-    assert a.isoformat().startswith("1970-01-01T00:01:40.5")
-    assert (a - b.datetime).total_seconds() == 0.5
+def test_metadata_times_are_aware_utc_datetimes_built_from_the_floats_kept() -> None:
+    t = Task("m0", "apply", 0, 100.25)
+    assert t.metadata()["started"] is None and t.metadata()["received"] is None  # no reply yet
+    t.reply_md = {"engine_id": 0, "started": 100.5, "completed": 101.75, "status": "ok"}
+    t.received = 102.0
+    md = t.metadata()
+    utc = datetime.timezone.utc
+    for key, stamp in (("submitted", 100.25), ("started", 100.5), ("completed", 101.75), ("received", 102.0)):
+        assert type(md[key]) is datetime.datetime and md[key].tzinfo is utc, key
+        assert md[key] == datetime.datetime.fromtimestamp(stamp, utc) and md[key].timestamp() == stamp, key
+    assert md["completed"] - md["started"] == datetime.timedelta(seconds=1.25)
+    assert md["submitted"].isoformat() == "1970-01-01T00:01:40.250000+00:00"
+    assert t.stamp("started") == 100.5 and t.submitted == 100.25  # kept as floats
 
 
 def test_task_metadata_and_outputs() -> None:
@@ -236,7 +261,7 @@ def test_task_metadata_and_outputs() -> None:
     md = t.metadata()
     assert md.stdout == "ab\n" and md["stderr"] == "oops" and md["engine_id"] == 1
     assert md["outputs"] == [{"data": {"text/plain": "d"}, "metadata": {}}]
-    assert md["completed"] - md["started"] == 1.0 and md["after"] == ["x"]
+    assert (md["completed"] - md["started"]).total_seconds() == 1.0 and md["after"] == ["x"]
     t.add_output("clear_output", {"wait": False})
     assert t.text("stdout") == "" and t.metadata()["outputs"] == []
 

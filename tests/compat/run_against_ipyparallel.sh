@@ -7,7 +7,7 @@
 #
 # Usage: tests/compat/run_against_ipyparallel.sh [pytest args...]   (default: all of tests/compat)
 # Environment: IPP_VENV (default /tmp/venv-ipp) is made on first use, with
-#   pip install 'ipyparallel==9.2.*' pytest pytest-timeout pytest-asyncio joblib numpy
+#   pip install 'ipyparallel==9.2.*' pytest pytest-timeout pytest-asyncio joblib numpy dill distributed
 # It must be a virtualenv of its own: ipyparallel installs an `ipcluster` command too.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,7 +15,7 @@ root="$(cd "$here/../.." && pwd)"
 venv="${IPP_VENV:-/tmp/venv-ipp}"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q 'ipyparallel==9.2.*' pytest pytest-timeout pytest-asyncio joblib numpy
+    "$venv/bin/pip" install -q 'ipyparallel==9.2.*' pytest pytest-timeout pytest-asyncio joblib numpy dill distributed
 fi
 cd "$root"
 # test paths among the arguments? else the whole compatibility suite

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .target import NAME, gap, ipp
+from .target import NAME, ipp
 
 
 def getpid() -> int:
@@ -121,12 +121,35 @@ def test_metadata_keys(lview: Any) -> None:
     assert ar.stdout == "hello\n"
 
 
-@gap("timestamps are datetime objects")
-def test_metadata_timestamps_are_datetimes(lview: Any) -> None:
-    ar = lview.apply_async(square, 2)
+def test_metadata_timestamps_are_aware_datetimes(lview: Any) -> None:
+    """ipyparallel's timestamps are timezone-aware datetimes, in order, and the timing helpers
+    take them. (ipyparallel's are in the local zone, ipcluster's in UTC: aware datetimes compare
+    and subtract the same either way.)"""
+    before = datetime.datetime.now(datetime.timezone.utc)
+    ar = lview.apply_async(slow, 0.05)
     ar.get(timeout=20)
-    for key in ("submitted", "started", "completed", "received"):
-        assert isinstance(ar.metadata[key], datetime.datetime), key
+    after = datetime.datetime.now(datetime.timezone.utc)
+    md = ar.metadata
+    stamps = [md[key] for key in ("submitted", "started", "completed", "received")]
+    for key, stamp in zip(("submitted", "started", "completed", "received"), stamps):
+        assert isinstance(stamp, datetime.datetime), key
+        assert stamp.utcoffset() is not None, key  # aware
+        assert getattr(ar, key) == stamp, key  # ar.submitted, ar.started...
+    assert before <= stamps[0] <= stamps[1] <= stamps[2] <= stamps[3] <= after
+    ran = (md["completed"] - md["started"]).total_seconds()
+    assert 0.05 <= ran < 10
+    assert ar.timedelta(ar.submitted, ar.received) == pytest.approx(ar.wall_time, abs=1e-3)
+    assert ar.timedelta(ar.started, ar.completed) == pytest.approx(ar.serial_time, abs=1e-3)
+    assert ar.elapsed >= ran
+
+
+def test_timedelta_of_a_multi_engine_result(dview: Any) -> None:
+    ar = dview.apply_async(slow, 0.05)
+    ar.get(timeout=20)
+    assert len(ar.started) == 2 and all(isinstance(s, datetime.datetime) for s in ar.started)
+    span = ar.timedelta(ar.started, ar.completed)  # the earliest start to the latest end
+    assert span == pytest.approx((max(ar.completed) - min(ar.started)).total_seconds(), abs=1e-6)
+    assert span >= max((c - s).total_seconds() for s, c in zip(ar.started, ar.completed)) >= 0.05
 
 
 def test_remote_error_names_the_exception(lview: Any) -> None:
@@ -250,9 +273,41 @@ def test_view_serialization_switches(dview: Any) -> None:
     dview.use_pickle()
 
 
-@gap("view.use_dill()")
-def test_view_use_dill_exists(dview: Any) -> None:
-    assert callable(dview.use_dill)
+def locked_increment() -> Any:
+    """A closure over a lock: cloudpickle (and ipyparallel's canning) refuse it, dill does not."""
+    import threading
+
+    lock = threading.Lock()
+
+    def increment(x: int) -> int:
+        with lock:
+            return x + 1
+
+    return increment
+
+
+def new_lock() -> Any:
+    import threading
+
+    return threading.Lock()
+
+
+def test_view_use_dill_sends_what_cloudpickle_cannot(dview: Any) -> None:
+    pytest.importorskip("dill")
+    increment = locked_increment()
+    with pytest.raises(Exception):  # noqa: B017 (each package words it its own way)
+        dview.apply_sync(increment, 1)
+    dview.use_dill()
+    try:
+        assert dview.apply_sync(increment, 1) == [2, 2]
+        locks = dview.apply_sync(new_lock)  # the engines pickle their results with dill too
+        assert len(locks) == 2 and all(lock.acquire(blocking=False) for lock in locks)
+        assert dview.apply_sync(lambda: 3) == [3, 3]
+    finally:
+        dview.use_pickle()
+    assert dview.apply_sync(lambda: 4) == [4, 4]
+    with pytest.raises(Exception):  # noqa: B017
+        dview.apply_sync(increment, 1)
 
 
 def test_view_register_joblib_backend(lview: Any) -> None:
@@ -275,6 +330,22 @@ def test_joblib_backend_class(lview: Any) -> None:
     assert os.getpid() not in out
 
 
-@gap("Client.become_dask / stop_dask")
-def test_client_become_dask_exists(rc: Any) -> None:
-    assert callable(rc.become_dask) and callable(rc.stop_dask)
+def test_client_become_dask_makes_the_engines_dask_workers(rc: Any) -> None:
+    """``rc.become_dask()`` returns a ``distributed.Client`` whose workers are the engines;
+    ``rc.stop_dask()`` stops them and the scheduler, and the engines go on working."""
+    distributed = pytest.importorskip("distributed")
+    import os
+
+    engine_pids = sorted(rc[:].apply_sync(getpid))
+    dask_client = rc.become_dask(scheduler_args={"dashboard": False})
+    try:
+        assert isinstance(dask_client, distributed.Client)
+        dask_client.wait_for_workers(2, timeout=20)
+        assert sorted(dask_client.run(os.getpid).values()) == engine_pids  # in the engine processes
+        assert dask_client.submit(square, 7).result(timeout=20) == 49
+        assert [f.result(timeout=20) for f in dask_client.map(square, range(5))] == [0, 1, 4, 9, 16]
+    finally:
+        rc.stop_dask()
+        dask_client.close()
+    assert rc[:].apply_sync(square, 3) == [9, 9]
+    assert callable(rc.become_distributed) and callable(rc.stop_distributed)  # the older names

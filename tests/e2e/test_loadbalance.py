@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import random
 import signal
@@ -11,6 +12,8 @@ import pytest
 
 import ipcluster as ipp
 from ipcluster import error
+
+MILLISECOND = datetime.timedelta(milliseconds=1)
 
 
 def test_map_and_apply(rc: ipp.Client) -> None:
@@ -55,7 +58,7 @@ def test_after_and_follow(rc: ipp.Client) -> None:
     first = lview.apply_async(time.sleep, 0.3)
     with lview.temp_flags(after=[first]):
         second = lview.apply_async(time.time)
-    assert second.get(timeout=10) >= first.metadata["completed"] - 0.01
+    assert second.get(timeout=10) >= first.metadata["completed"].timestamp() - 0.01
     with lview.temp_flags(follow=[second]):
         assert lview.apply_sync(os.getpid) == rc[second.engine_id].apply_sync(os.getpid)
     bad = lview.apply_async(lambda: 1 / 0)
@@ -79,7 +82,7 @@ def test_random_dag_runs_in_a_valid_order(rc: ipp.Client) -> None:
     done = {i: ar.get(timeout=60) for i, ar in results.items()}
     for i, ps in parents.items():
         for p in ps:
-            assert results[p].metadata["completed"] <= results[i].metadata["started"] + 1e-3, (p, i)
+            assert results[p].metadata["completed"] <= results[i].metadata["started"] + MILLISECOND, (p, i)
     assert len(done) == n
 
 

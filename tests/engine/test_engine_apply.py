@@ -276,6 +276,11 @@ async def test_clear_resets_the_namespace(engine: Engine) -> None:
     assert reply["content"] == {"status": "ok"}
     assert result_of(await engine.apply(interactive(lambda: "x" in globals()))) is False
     assert result_of(await engine.apply(interactive(lambda: len("still has builtins")))) == 18
+    await engine.execute("y = 2")  # with an IPython shell, clear is the shell's reset
+    header = await engine.request("clear_request", {})
+    assert (await engine.controller.reply_to(header["msg_id"]))["content"] == {"status": "ok"}
+    still_a_module = interactive(lambda: [k in globals() for k in ("y", "__spec__", "__package__")])
+    assert result_of(await engine.apply(still_a_module)) == [False, True, True]  # multiprocessing's spawn reads __spec__
 
 
 async def test_display_from_apply_publishes_a_bundle(engine: Engine) -> None:

@@ -188,6 +188,7 @@ def test_clear_namespace_keeps_builtins() -> None:
     ns["x"] = 1
     clear_namespace(ns)
     assert "x" not in ns and ns["__name__"] == "__main__" and "__builtins__" in ns
+    assert "__spec__" in ns and "__loader__" in ns and "__package__" in ns  # multiprocessing reads __spec__
 
 
 def test_function_cache_reuses_functions() -> None:

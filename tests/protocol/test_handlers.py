@@ -20,11 +20,13 @@ REQUESTS = sorted(t for t in MSG_TYPES if t.endswith("_request"))
 # what the controller does with each message type it receives: one fate per type
 CONTROLLER: dict[str, Mapping[str, Any]] = {
     "answered by the controller (Queries.TABLE)": Queries.TABLE,
+    "answered by the controller when a wait is over (Queries.LATER)": Queries.LATER,
     "routed to an engine (messages.ENGINE_REQUESTS)": dict.fromkeys(messages.ENGINE_REQUESTS),
     "sent by engines to the controller (Router.ENGINE_MESSAGES)": Router.ENGINE_MESSAGES,
 }
 TYPED_TABLES: dict[str, Mapping[str, Callable[..., Any]]] = {
     "Queries.TABLE": Queries.TABLE,
+    "Queries.LATER": Queries.LATER,
     "Router.ENGINE_MESSAGES": Router.ENGINE_MESSAGES,
     "Kernel.CONTROL": Kernel.CONTROL,
 }
