@@ -3,19 +3,23 @@
 The hub works on :class:`~.base.TaskRecord` objects in memory exactly as with
 :class:`~.memory.MemoryStore`, whose bounds and culling rules this store shares (it extends that
 class): at most ``max_records`` records, the oldest *finished* ones dropped first, pending ones
-never; replies and requests kept within ``max_result_bytes`` (oldest evicted first) and
-``max_result_size`` each. The file holds what memory holds of finished tasks, no more.
+never; replies (and requests) kept within ``max_result_bytes``, oldest evicted first, and
+``max_result_size`` each. The file holds what memory holds of finished tasks, no more: each
+record's status, times, engine and header, and its reply while memory keeps it. Requests are not
+written (they double the bytes written), so a task from before a restart cannot be resubmitted.
 
-Nothing is written per task. Each change to a finished record (it completed, its buffers were
-evicted, it was dropped) only notes the msg_id in a dict; :meth:`SQLiteStore.flush` writes every
-noted record in one transaction, from the controller's event loop every ``flush_interval``
-seconds (:meth:`SQLiteStore.write_behind`) and once more on :meth:`SQLiteStore.close`. A
-controller killed with SIGKILL therefore loses at most the last interval's completions; tasks
-still pending when the controller stops are not in the file at all.
+Nothing is written per task. Each change to a finished record (it completed, its reply was
+evicted, it was dropped) only notes the msg_id in a dict. Every ``interval`` seconds
+(:meth:`SQLiteStore.write_behind`) the noted records become rows, on the event loop, and one
+writer thread writes them in one transaction, one batch at a time: while a batch is being
+written, changes gather for the next. :meth:`SQLiteStore.close` writes the rest. A controller
+killed with SIGKILL loses the last interval's completions; tasks still pending when the
+controller stops are not in the file at all.
 
 At start the file's records are read back into memory (:meth:`MemoryStore.load
-<.memory.MemoryStore.load>`), so a restarted controller answers ``result_request`` and
-``history_request`` for tasks that finished before, and nothing reads the file afterwards.
+<.memory.MemoryStore.load>`, which applies the bounds again), so a restarted controller answers
+``result_request`` and ``history_request`` for tasks that finished before; nothing reads the
+file afterwards.
 
 One controller uses a file at a time: the store holds an exclusive ``flock`` on it while open,
 and a second controller pointed at the same file fails at start with a message naming it.
@@ -31,6 +35,7 @@ import os
 import sqlite3
 import stat
 import struct
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +47,7 @@ from .memory import MemoryStore
 
 #: the columns of the task table, in order (a table with other columns is refused, not altered)
 COLUMNS = ("msg_id", "msg_type", "client", "header", "engine_id", "submitted", "received", "status",
-           "ename", "nbytes", "result_dropped", "reply", "request")
+           "ename", "nbytes", "result_dropped", "reply")
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS {table} (
     msg_id TEXT PRIMARY KEY NOT NULL,
@@ -56,8 +61,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS {table} (
     ename TEXT,
     nbytes INTEGER NOT NULL,   -- size of the reply's frames
     result_dropped INTEGER NOT NULL,
-    reply BLOB,                -- the reply's frames after the delimiter (pack_frames), while kept
-    request BLOB               -- the request's frames from the delimiter on, while kept (resubmit)
+    reply BLOB                 -- the reply's frames after the delimiter (pack_frames), while kept
 )"""
 
 #: seconds a query waits for SQLite's own lock (only this process uses the file: never long)
@@ -98,17 +102,14 @@ def quote(name: str) -> str:
 
 def _row(rec: TaskRecord) -> tuple[Any, ...]:
     return (rec.msg_id, rec.msg_type, rec.client, orjson.dumps(rec.header).decode(), rec.engine_id, rec.submitted,
-            rec.received, rec.status, rec.ename, rec.nbytes, int(rec.result_dropped), pack_frames(rec.reply),
-            pack_frames(rec.request))
+            rec.received, rec.status, rec.ename, rec.nbytes, int(rec.result_dropped), pack_frames(rec.reply))
 
 
 def _record(row: tuple[Any, ...]) -> TaskRecord:
-    (msg_id, msg_type, client, header, engine_id, submitted, received, status, ename, nbytes, dropped,
-     reply, request) = row
+    msg_id, msg_type, client, header, engine_id, submitted, received, status, ename, nbytes, dropped, reply = row
     return TaskRecord(str(msg_id), str(msg_type), bytes(client), orjson.loads(header), engine_id=engine_id,
                       submitted=float(submitted), received=float(received), status=status, ename=ename,
-                      nbytes=int(nbytes), result_dropped=bool(dropped), reply=unpack_frames(reply),
-                      request=unpack_frames(request))
+                      nbytes=int(nbytes), result_dropped=bool(dropped), reply=unpack_frames(reply))
 
 
 class SQLiteStore(MemoryStore):
@@ -120,13 +121,18 @@ class SQLiteStore(MemoryStore):
 
     def __init__(self, path: str | os.PathLike[str], table: str = "ipcluster_tasks", *,
                  max_records: int = 100_000, max_result_bytes: int = 64 << 20, max_result_size: int = 1 << 20,
-                 log: logging.Logger | None = None) -> None:
+                 write_timeout: float = 60.0, log: logging.Logger | None = None) -> None:
         super().__init__(max_records, max_result_bytes, max_result_size)
         self.path = Path(path)
         self.table = table
+        self.write_timeout = write_timeout
         self.log = log or logging.getLogger(__name__)
         self._dirty: dict[str, TaskRecord | None] = {}  # msg_id -> record to write, or None: delete it
-        self._failing = 0  # records lost to failed writes since the last one that worked
+        self._failing = 0  # records lost to failed writes since the last one that worked (writer thread)
+        # one thread writes, one batch at a time: SQLite's own work (pages, WAL) runs off the event
+        # loop, and releases the GIL while it does
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="ipcluster-task-store")
+        self._in_flight: Future[int] | None = None
         self._lock_fd = _create_and_lock(self.path)
         try:
             self._db = self._connect()
@@ -137,6 +143,7 @@ class SQLiteStore(MemoryStore):
                 raise IPClusterError(f"cannot read the task store {self.path}: {e}; move the file aside "
                                      "or choose another (ControllerApp.sqlite_file)") from e
         except BaseException:
+            self._writer.shutdown()
             os.close(self._lock_fd)
             raise
         self.loaded = len(self)
@@ -145,7 +152,7 @@ class SQLiteStore(MemoryStore):
     # -- the file --------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         try:
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
             try:
                 db.execute("PRAGMA journal_mode=WAL")  # reads the header first: a non-database fails here
                 db.execute("PRAGMA synchronous=NORMAL")  # a commit survives the process, not the OS, crashing
@@ -178,20 +185,22 @@ class SQLiteStore(MemoryStore):
 
     @property
     def unwritten(self) -> int:
-        """Records changed since the last flush."""
+        """Records changed since the last batch was taken for writing."""
         return len(self._dirty)
 
-    def flush(self) -> int:
-        """Write every change since the last flush in one transaction; returns the records written.
+    def _take(self) -> tuple[list[tuple[str]], list[tuple[Any, ...]]]:
+        """The changes since the last batch, as rows (built here: records change on this thread)."""
+        dirty, self._dirty = self._dirty, {}
+        gone = [(m,) for m, r in dirty.items() if r is None]
+        rows = [_row(r) for r in dirty.values() if r is not None]
+        return gone, rows
+
+    def _write(self, gone: list[tuple[str]], rows: list[tuple[Any, ...]]) -> int:
+        """On the writer thread: one transaction; returns the records written.
 
         A failed write (disk full, file removed) is logged as an error and its changes are lost,
         never retried forever: memory keeps serving them while the controller runs.
         """
-        if not self._dirty:
-            return 0
-        dirty, self._dirty = self._dirty, {}
-        gone = [(m,) for m, r in dirty.items() if r is None]
-        rows = [_row(r) for r in dirty.values() if r is not None]
         table = quote(self.table)
         db = self._db
         try:
@@ -209,20 +218,39 @@ class SQLiteStore(MemoryStore):
         except sqlite3.Error as e:
             if not self._failing:
                 self.log.error("could not write %d task record(s) to %s: %s; they are kept in memory only "
-                               "(further failures are counted, not logged)", len(dirty), self.path, e)
-            self._failing += len(dirty)
+                               "(further failures are counted, not logged)", len(gone) + len(rows), self.path, e)
+            self._failing += len(gone) + len(rows)
             return 0
         if self._failing:
             self.log.warning("writing to the task store %s works again; %d record change(s) were not written",
                              self.path, self._failing)
             self._failing = 0
-        return len(dirty)
+        return len(gone) + len(rows)
+
+    def flush_soon(self) -> Future[int] | None:
+        """Hand the changes so far to the writer thread, unless it is still writing the previous
+        batch (then they wait for the next call, in a larger batch); the write's future, or None."""
+        if not self._dirty or (self._in_flight is not None and not self._in_flight.done()):
+            return None
+        self._in_flight = self._writer.submit(self._write, *self._take())
+        return self._in_flight
+
+    def flush(self) -> int:
+        """Write every change so far, waiting for it (up to ``write_timeout`` seconds); returns the
+        records written by this call."""
+        if self._in_flight is not None:
+            self._in_flight.result(self.write_timeout)
+        if not self._dirty:
+            return 0
+        self._in_flight = self._writer.submit(self._write, *self._take())
+        return self._in_flight.result(self.write_timeout)
 
     async def write_behind(self, interval: float) -> None:
-        """Flush every ``interval`` seconds until cancelled (:meth:`close` writes the rest)."""
+        """Hand changes to the writer thread every ``interval`` seconds until cancelled (:meth:`close`
+        writes the rest). The event loop never waits for the file."""
         while True:
             await asyncio.sleep(interval)
-            self.flush()
+            self.flush_soon()
 
     def close(self) -> None:
         """Write what is left and release the file (and its lock)."""
@@ -231,7 +259,11 @@ class SQLiteStore(MemoryStore):
         try:
             n = self.flush()
             self.log.debug("task store %s: wrote %d record(s) on close", self.path, n)
+            self._writer.shutdown(wait=True)
             self._db.close()
+        except TimeoutError:
+            self.log.error("task store %s: the last write took longer than %s s; records of the last moments "
+                           "may be missing from it", self.path, self.write_timeout)
         finally:
             os.close(self._lock_fd)
             self._lock_fd = -1
