@@ -14,9 +14,10 @@ no equivalent and are named in a warning.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from traitlets.config import Application
+if TYPE_CHECKING:
+    from .app import ControllerApp
 
 #: section -> {ipyparallel option: ControllerApp trait}
 RENAMES: dict[str, dict[str, str]] = {
@@ -26,7 +27,7 @@ RENAMES: dict[str, dict[str, str]] = {
 }
 
 
-def apply(app: Application) -> None:
+def apply(app: "ControllerApp") -> None:
     """Set ``app``'s traits from ipyparallel's sections of its config."""
     config = app.config
     ours: Any = config.ControllerApp if config._has_section("ControllerApp") else {}
@@ -47,6 +48,6 @@ def apply(app: Application) -> None:
                 app.log.warning("%s.%s (an ipyparallel option) has no equivalent in ipcluster and is ignored",
                                 section, key)
         if section == "SQLiteDB" and ("filename" in config[section] or "location" in config[section]):
-            location = config[section].get("location") or getattr(app, "profile_dir")
+            location = config[section].get("location") or app.profile_dir
             filename = config[section].get("filename") or "tasks.db"
             take("sqlite_file", os.path.join(location, filename), "SQLiteDB.filename/location")

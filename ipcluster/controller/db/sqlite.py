@@ -250,7 +250,10 @@ class SQLiteStore(MemoryStore):
         writes the rest). The event loop never waits for the file."""
         while True:
             await asyncio.sleep(interval)
-            self.flush_soon()
+            try:
+                self.flush_soon()
+            except Exception:  # a record that cannot become a row must not end the writing
+                self.log.exception("task store %s: could not prepare a batch of records; it is not written", self.path)
 
     def close(self) -> None:
         """Write what is left and release the file (and its lock)."""
