@@ -21,10 +21,11 @@ from typing import Any
 
 import psutil
 import zmq
-from traitlets import Bool, Float, Integer, Unicode, default, observe
+from traitlets import Bool, Float, Integer, TraitError, Unicode, default, observe, validate
 from traitlets.config import Application, catch_config_error
 
 from .._argv import last_option_wins
+from . import ipp_config
 from ..error import IPClusterError
 from ..protocol.connection import (
     connection_file_name,
@@ -35,12 +36,14 @@ from ..protocol.connection import (
 from ..protocol.session import Session, new_key
 from ..protocol.shm import make_folder
 from .daskscheduler import DaskScheduler
-from .db import MemoryStore
+from .db import MemoryStore, SQLiteStore, TaskStore
 from .hub import Hub
 from .router import Router
 from .schedulers import SCHEMES
 
-
+#: db_class values, and ipyparallel's names for them (matched on the last dotted part, any case)
+DB_CLASSES = {"memory": "memory", "dictdb": "memory", "sqlite": "sqlite", "sqlitedb": "sqlite",
+              "none": "none", "nodb": "none"}
 
 class ControllerApp(Application):
     name = "ipcontroller"
@@ -71,6 +74,19 @@ class ControllerApp(Application):
                           "the oldest finished ones are dropped first.")
     max_result_bytes = Integer(64 << 20, config=True, help="Bytes of result buffers the controller keeps for get_result (oldest evicted first).")
     max_result_size = Integer(1 << 20, config=True, help="Results larger than this many bytes are routed to their client but not kept.")
+    db_class = Unicode("memory", config=True, help="Where task records live. 'memory' (the default): in the "
+                       "controller only, gone when it stops. 'sqlite': the same records in memory, with the "
+                       "finished ones also written to sqlite_file, so that a controller restarted on that file "
+                       "still answers get_result and result_status for them (within the same bounds: "
+                       "max_records, max_result_bytes, max_result_size). 'none': memory, keeping no results "
+                       "(max_result_bytes 0). ipyparallel's names DictDB, SQLiteDB and NoDB are accepted.")
+    sqlite_file = Unicode(config=True, help="The SQLite file of db_class 'sqlite' (created owner-only, mode 0600; "
+                          "default: tasks.db in the profile's security folder). One controller uses a file at a "
+                          "time: give controllers that run at once in one profile different files.")
+    sqlite_table = Unicode("ipcluster_tasks", config=True, help="The table of sqlite_file holding the task records.")
+    sqlite_flush_interval = Float(0.1, config=True, help="Seconds between two writes of finished records to "
+                                  "sqlite_file (one transaction each; never one per task). A controller killed "
+                                  "without warning loses the records of about this long; a stopped one writes all.")
     ipc = Bool(True, config=True, help="Also listen on Unix domain sockets (in a private folder) that clients "
                "and engines on this host use instead of TCP: a message costs about a quarter less.")
     shm_dir = Unicode("/dev/shm", config=True, help="Memory-backed folder (tmpfs) in which the controller makes a "
@@ -80,6 +96,19 @@ class ControllerApp(Application):
     ping = Float(0.0, config=True, help="Milliseconds between heartbeats, as ipyparallel's --ping gives it (sets hb_period; 0: hb_period as configured).")
     dask_timeout = Float(30.0, config=True, help="Seconds to wait for the dask scheduler that Client.become_dask() "
                          "starts in the controller to start, or to close.")
+
+    @validate("db_class")
+    def _known_db_class(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        name = DB_CLASSES.get(value.rsplit(".", 1)[-1].lower())
+        if name is None:
+            raise TraitError(f"unknown db_class {value!r}: choose 'memory', 'sqlite' or 'none' "
+                             "(or ipyparallel's DictDB, SQLiteDB, NoDB; MongoDB is not supported)")
+        return name
+
+    @default("sqlite_file")
+    def _sqlite_file_default(self) -> str:
+        return str(self.security / "tasks.db")
 
     @observe("ping")
     def _ping_sets_hb_period(self, change: Any) -> None:
@@ -100,9 +129,14 @@ class ControllerApp(Application):
     }
     flags = {
         "reuse": ({"ControllerApp": {"reuse_files": True}}, "Reuse existing connection files."),
-        "dictdb": ({"ControllerApp": {}}, "Keep task records in memory (the default; ipyparallel's flag)."),
+        "dictdb": ({"ControllerApp": {"db_class": "memory"}}, "Keep task records in memory (the default; ipyparallel's flag)."),
+        "sqlitedb": (
+            {"ControllerApp": {"db_class": "sqlite"}},
+            "Also write finished task records to an SQLite file (ControllerApp.sqlite_file), read back when a "
+            "controller starts on it again.",
+        ),
         "nodb": (
-            {"ControllerApp": {"max_result_bytes": 0}},
+            {"ControllerApp": {"db_class": "none"}},
             "Keep no results for get_result: each goes to the client that asked only (task records stay).",
         ),
     }
@@ -126,6 +160,7 @@ class ControllerApp(Application):
         if config_file.exists():
             self.load_config_file(config_file.name, path=str(config_file.parent))
             self.parse_command_line(argv)  # the command line wins over the file
+        ipp_config.apply(self)
         if self.task_scheme not in SCHEMES:
             self.log.critical("unknown task scheme %r (choose from %s)", self.task_scheme, ", ".join(SCHEMES))
             self.exit(2)
@@ -178,19 +213,38 @@ class ControllerApp(Application):
             return previous
         return make_folder(self.shm_dir)
 
+    def make_store(self) -> TaskStore:
+        """The task store db_class names, with the configured bounds (raises IPClusterError,
+        naming the file, when an SQLite file cannot be used)."""
+        if self.db_class == "sqlite":
+            store = SQLiteStore(os.path.expanduser(self.sqlite_file), self.sqlite_table, max_records=self.max_records,
+                                max_result_bytes=self.max_result_bytes, max_result_size=self.max_result_size,
+                                log=self.log)
+            self.log.info("task store %s (table %s): %d finished task(s) from before", store.path, store.table,
+                          store.loaded)
+            return store
+        max_result_bytes = 0 if self.db_class == "none" else self.max_result_bytes
+        return MemoryStore(self.max_records, max_result_bytes, self.max_result_size)
+
     async def serve(self) -> None:
-        previous = self._previous()
-        ipc_dir = self._ipc_dir(previous.get("ipc_dir", "")) if self.ipc else ""
-        shm_dir = ""
+        store = self.make_store()  # first: a store that cannot be used stops the controller before it listens
+        writer = asyncio.create_task(store.write_behind(self.sqlite_flush_interval)) \
+            if isinstance(store, SQLiteStore) else None
+        ipc_dir = shm_dir = ""
         try:
+            previous = self._previous()
+            ipc_dir = self._ipc_dir(previous.get("ipc_dir", "")) if self.ipc else ""
             shm_dir = self._shm_dir(previous.get("shm", "")) if ipc_dir else ""
-            await self._serve(previous, ipc_dir, shm_dir)
+            await self._serve(previous, ipc_dir, shm_dir, store)
         finally:  # however it ends: the sockets' and shared memory's folders go with the controller
+            if writer is not None:
+                writer.cancel()
+            store.close()  # writes what finished since the last write
             for folder in (ipc_dir, shm_dir):
                 if folder:
                     shutil.rmtree(folder, ignore_errors=True)
 
-    async def _serve(self, previous: dict[str, Any], ipc_dir: str, shm_dir: str) -> None:
+    async def _serve(self, previous: dict[str, Any], ipc_dir: str, shm_dir: str, store: TaskStore) -> None:
         ctx: zmq.Context[zmq.Socket[Any]] = zmq.Context.instance()
         key = previous.get("key", "").encode() or new_key()
         session = Session(key, username="controller")
@@ -227,7 +281,6 @@ class ControllerApp(Application):
                   "cluster_id": self.cluster_id, "pid": os.getpid(),
                   **({"shm": shm_dir} if shm_dir else {})}
         scheduler = SCHEMES[self.task_scheme](hwm=self.hwm, queue_time=self.queue_time)
-        store = MemoryStore(self.max_records, self.max_result_bytes, self.max_result_size)
         dask = DaskScheduler(self.ip, location, self.dask_timeout, self.log)
         router = Router(Hub(store, scheduler), session, socks, cluster_id=self.cluster_id,
                         hb_period=self.hb_period, hb_misses=self.hb_misses, dask=dask, log=self.log)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .target import NAME, gap, ipp
+from .target import NAME, ipp
 
 
 def help_all(*argv: str) -> str:
@@ -34,7 +34,7 @@ def controller_help() -> str:
         "--port",
         "--ping",
         "--dictdb",
-        pytest.param("--sqlitedb", marks=gap("ipcontroller --sqlitedb")),
+        "--sqlitedb",
         "--nodb",
     ],
 )

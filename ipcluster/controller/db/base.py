@@ -3,7 +3,8 @@
 The controller records every task it routes: who asked, which engine ran it, when it was
 submitted, started and completed, its status and (within configured bounds) its reply, so that
 another client can fetch a result later (`get_result`) or ask what happened (`result_status`).
-The in-memory store is the default; a persistent store (SQLite) implements the same interface.
+The in-memory store is the default; the persistent store (:mod:`.sqlite`) keeps the same records in
+memory and mirrors the finished ones in an SQLite file.
 """
 
 from __future__ import annotations
@@ -78,3 +79,6 @@ class TaskStore(abc.ABC):
 
     @abc.abstractmethod
     def __len__(self) -> int: ...
+
+    def close(self) -> None:
+        """Write whatever is not written yet and release the store's files (in memory: nothing)."""

@@ -8,6 +8,11 @@ evicted result says so instead of hanging.
 Records beyond ``max_records`` are evicted oldest-finished first, from an index of finished
 records kept in completion order: a flood of queued tasks (more pending than ``max_records``)
 costs O(1) per new record, where a scan for finished records would cost O(records) each.
+Pending records are never evicted.
+
+These rules are the persistent store's too (:mod:`.sqlite` extends this class): it is told of
+each change to a finished record through :meth:`MemoryStore._changed` and of each record that
+leaves through :meth:`MemoryStore._forgotten`, and mirrors them in its file.
 """
 
 from __future__ import annotations
@@ -25,11 +30,19 @@ class MemoryStore(TaskStore):
         self.max_records = max_records
         self.max_result_bytes = max_result_bytes
         self.max_result_size = max_result_size
-        self._records: OrderedDict[str, TaskRecord] = OrderedDict()
+        self._records: OrderedDict[str, TaskRecord] = OrderedDict()  # submission order
         self._finished: OrderedDict[str, None] = OrderedDict()  # finished msg_ids, oldest completion first
         self._kept: OrderedDict[str, int] = OrderedDict()  # msg_id -> bytes of kept buffers
         self._kept_bytes = 0
 
+    # -- what a persistent store hears of (nothing here) -----------------------------------------
+    def _changed(self, record: TaskRecord) -> None:
+        """A finished record changed (it completed, or its buffers were evicted)."""
+
+    def _forgotten(self, msg_id: str) -> None:
+        """A record left the store (evicted beyond ``max_records``, or dropped)."""
+
+    # -- the interface -------------------------------------------------------------------------
     def add(self, record: TaskRecord) -> None:
         self._records[record.msg_id] = record
         if len(self._records) > self.max_records:
@@ -42,13 +55,37 @@ class MemoryStore(TaskStore):
         record.received = received
         self._finished[record.msg_id] = None
         self._finished.move_to_end(record.msg_id)  # a resubmitted or retried task finishes again
-        size = sum(map(len, reply))
-        record.nbytes = size
-        if size > self.max_result_size:
-            record.result_dropped = True
-            record.reply = None
-        else:
-            record.reply = reply
+        record.nbytes = sum(map(len, reply))
+        self._keep(record, reply)
+        self._changed(record)
+
+    def load(self, records: Iterable[TaskRecord]) -> None:
+        """Take back finished records (read from a file by a persistent store), as if they had
+        completed in order of ``received``; then apply the bounds, which may have shrunk since
+        they were written. Call it before any other record is added."""
+        recs = [r for r in records if r.received is not None]
+        for rec in sorted(recs, key=lambda r: r.submitted):
+            self._records[rec.msg_id] = rec
+        for rec in sorted(recs, key=lambda r: r.received or 0.0):
+            self._finished[rec.msg_id] = None
+            reply, rec.reply = rec.reply, None
+            had_request = rec.request is not None
+            self._keep(rec, reply)
+            if (reply is not None and rec.reply is None) or (had_request and rec.request is None):
+                self._changed(rec)  # over a bound that shrank: the file drops it too
+        if len(self._records) > self.max_records:
+            self._evict_records()
+
+    def _keep(self, record: TaskRecord, reply: list[Any] | None) -> None:
+        """Keep a finished record's reply and request as far as the byte bounds allow."""
+        size = 0
+        if reply is not None:
+            if record.nbytes > self.max_result_size:
+                record.result_dropped = True
+                record.reply = None
+            else:
+                record.reply = reply
+                size = record.nbytes
         if record.request is not None:
             req_size = sum(map(len, record.request))
             if req_size > self.max_result_size:
@@ -69,6 +106,7 @@ class MemoryStore(TaskStore):
                 if old.reply is not None:
                     old.reply = None
                     old.result_dropped = True
+                self._changed(old)
 
     def _forget_buffers(self, msg_id: str) -> None:
         size = self._kept.pop(msg_id, None)
@@ -82,6 +120,7 @@ class MemoryStore(TaskStore):
             msg_id, _ = finished.popitem(last=False)
             del self._records[msg_id]
             self._forget_buffers(msg_id)
+            self._forgotten(msg_id)
 
     def drop(self, msg_ids: Iterable[str]) -> list[str]:
         dropped = []
@@ -92,6 +131,7 @@ class MemoryStore(TaskStore):
             del self._records[msg_id]
             self._finished.pop(msg_id, None)
             self._forget_buffers(msg_id)
+            self._forgotten(msg_id)
             dropped.append(msg_id)
         return dropped
 
