@@ -87,6 +87,15 @@ class ConnectionReply(TypedDict):
     engine_info: dict[str, dict[str, Any]]  # engine id (as text) -> {uuid, pid, hostname}
     cluster_id: str
     task_scheme: str
+    engine_timeout: float  # seconds a load-balanced task waits while no engine is registered (0: forever)
+
+
+class PingRequest(TypedDict, total=False):
+    closing: bool  # the client's last ping: it is closing
+
+
+class PingReply(TypedDict):
+    status: str
 
 
 class QueueRequest(TypedDict):
@@ -274,6 +283,8 @@ MSG_TYPES: dict[str, type] = {
     "clear_reply": ClearReply,
     "connection_request": ConnectionRequest,
     "connection_reply": ConnectionReply,
+    "ping_request": PingRequest,
+    "ping_reply": PingReply,
     "queue_request": QueueRequest,
     "queue_reply": QueueReply,
     "result_request": ResultRequest,
