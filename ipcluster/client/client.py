@@ -28,6 +28,7 @@ from . import activation
 from ._io import ClientIO
 from .asyncresult import AsyncResult
 from .cache import CacheOptions, TaskMapping, on_io_thread
+from .liveness import LivenessOptions
 from .queries import ControllerQueries
 from .remotefunction import getname
 from .submit import Submitter
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 _EMPTY: dict[str, Any] = {}
 
 
-class Client(CacheOptions, Configurable):
+class Client(CacheOptions, LivenessOptions, Configurable):
     """A connection to an ipcluster controller.
 
     Parameters
@@ -70,6 +71,9 @@ class Client(CacheOptions, Configurable):
     results_cache_size, results_cache_max_bytes : int
         Bounds of the cache of finished results (see :meth:`cache_info`); ``config`` and
         ``parent`` (traitlets) may set them too, as ``c.Client.<name>``.
+    controller_hb_period, controller_hb_misses : float, int
+        How often the client pings the controller while it waits on it, and how many pings may
+        go unanswered before what waits fails with ``ControllerError`` (set the same ways).
 
     Raises
     ------
@@ -135,7 +139,8 @@ class Client(CacheOptions, Configurable):
         client_url = url(info, "client_port")
         self._io = io = ClientIO(self.session, client_url, url(info, "iopub_port"), context=context,
                                  where=f"{client_url} (from {where})", cache_size=self.results_cache_size,
-                                 cache_bytes=self.results_cache_max_bytes, shm_dir=shm_folder(info))
+                                 cache_bytes=self.results_cache_max_bytes, shm_dir=shm_folder(info),
+                                 hb_period=self.controller_hb_period, hb_misses=self.controller_hb_misses)
         self._finalizer = weakref.finalize(self, io.close)
         #: sends this client's tasks (views describe requests and hand them to it)
         self.submitter = Submitter(self, self.session, io, self.history)
