@@ -94,12 +94,11 @@ class ClientIO:
         self.replies = Replies(self.loop, cache_size, cache_bytes)
         self.pinger = Pinger(self.loop, session, self.where, hb_period, hb_misses, send=self.send,
                              busy=lambda: bool(self.replies.pending or self._queries) and not self.lost,
-                             drain=self._drain_dealer, fail=self._fail_all,  # its verdict sets ``lost``,
-                             set_lost=lambda why: setattr(self, "lost", why))  # which the hot path checks
+                             fail=self._fail_all,  # its verdict sets ``lost``, which the hot path checks
+                             set_lost=lambda why: setattr(self, "lost", why))
         # replies to tasks, by msg_type; any other reply answers a controller query
-        table = {**dict.fromkeys(("apply_reply", "execute_reply", "clear_reply"), self.replies.on_reply),
-                 "ping_reply": self.pinger.on_pong}
-        self._on_message: Handlers[Callable[[Message], None]] = Handlers(table, "the client", log)
+        self._on_message: Handlers[Callable[[Message], None]] = Handlers(dict.fromkeys(
+            ("apply_reply", "execute_reply", "clear_reply"), self.replies.on_reply), "the client", log)
         try:
             self.loop_thread.run(self._open(), 10)
         except BaseException:
@@ -137,7 +136,7 @@ class ClientIO:
         loop.call_soon(self._drain_dealer)
         loop.call_soon(self._drain_sub)
         loop.call_soon(self._drain_monitor)
-        self.pinger.start()
+        self.pinger.start(ctx, self.client_url)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = self.loop.create_task(coro)

@@ -7,7 +7,10 @@ so without this every ``get()`` waits out its own timeout, or forever.
 
 While a result or a query is outstanding, the client sends a ``ping_request`` every
 ``controller_hb_period`` seconds. The controller's loop answers it (a heartbeat device in a
-separate thread would answer while the loop is stuck, proving nothing). When the oldest
+separate thread would answer while the loop is stuck, proving nothing). Pings go over a socket
+of their own, a second connection to the controller's client port: on the request socket a ping
+would wait behind whatever was sent before it, and a 1 GB push over a slow link would look like
+a hung controller. The ping names the client's request identity (``client``). When the oldest
 unanswered ping is more than ``controller_hb_period * controller_hb_misses`` seconds old, every
 outstanding request fails with :class:`~ipcluster.error.ControllerError`, and new ones are
 refused with the same message. The client keeps pinging; when the controller answers again, new
@@ -30,10 +33,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import zmq
 from traitlets import Float, HasTraits, Integer, TraitError, validate
 
-from ..error import ControllerError
+from ..error import ControllerError, ProtocolError
 from ..protocol.session import Session
+from ..protocol.wire import NOBLOCK, fd, recv_frames, send_frames
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +105,8 @@ class Liveness:
 
 
 class Pinger:
-    """Runs :class:`Liveness` on the client's I/O loop: pings, judges, fails, recovers."""
+    """Runs :class:`Liveness` on the client's I/O loop, with a socket of its own: pings, judges,
+    fails, recovers."""
 
     def __init__(
         self,
@@ -112,7 +118,6 @@ class Pinger:
         *,
         send: Callable[[list[Any]], None],
         busy: Callable[[], bool],
-        drain: Callable[[], None],
         fail: Callable[[Exception], None],
         set_lost: Callable[[str | None], None],
     ) -> None:
@@ -121,17 +126,46 @@ class Pinger:
         self.where = where
         self.state = Liveness(period, max(misses, 1))
         self.hung: str | None = None  # why requests are refused, while the controller is silent
-        self._send, self._busy, self._drain, self._fail, self._set_lost = send, busy, drain, fail, set_lost
+        self._send, self._busy, self._fail, self._set_lost = send, busy, fail, set_lost
         self._handle: asyncio.TimerHandle | None = None
+        self._sock: zmq.Socket[Any] | None = None
 
-    def start(self) -> None:
-        if self.state.period > 0:
-            self._handle = self.loop.call_later(self.state.period, self.tick)
+    def start(self, context: zmq.Context[Any], url: str) -> None:
+        """On the I/O loop: connect the ping socket and start the timer (unless the period is 0)."""
+        if self.state.period <= 0:
+            return
+        sock = self._sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(url)
+        self.loop.add_reader(fd(sock), self._drain)
+        self._handle = self.loop.call_later(self.state.period, self.tick)
 
     def stop(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                self.loop.remove_reader(fd(sock))
+            except (zmq.ZMQError, ValueError):
+                pass
+            sock.close(linger=0)
+
+    def _drain(self) -> None:
+        """Take every answer waiting on the ping socket (its descriptor is edge-triggered)."""
+        while self._sock is not None:
+            try:
+                frames = recv_frames(self._sock, NOBLOCK)
+            except zmq.ZMQError:  # nothing left (Again), or closed
+                return
+            try:
+                _, msg = self.session.unpack(frames)
+            except ProtocolError as e:
+                log.debug("dropped an answer to a ping that did not verify: %s", e)
+                continue
+            if msg["msg_type"] == "ping_reply":
+                self.on_pong(msg)
 
     def tick(self) -> None:
         self._handle = self.loop.call_later(self.state.period, self.tick)  # first: nothing below stops it
@@ -147,9 +181,11 @@ class Pinger:
             log.error("%s; failing the outstanding requests", self.hung)
             self._set_lost(self.hung)  # refused from now on, as when the connection is lost
             self._fail(ControllerError(self.hung))
+        assert self._sock is not None
         try:
-            self._send(self.session.serialize("ping_request", {})[1])
-        except Exception as e:  # the socket is closed, or the controller is unreachable
+            send_frames(self._sock, self.session.serialize("ping_request", {"client": self.session.session_id})[1],
+                        NOBLOCK)
+        except zmq.ZMQError as e:  # not connected yet, or closed
             log.debug("could not ping the controller: %s", e)
             return
         self.state.sent(now)

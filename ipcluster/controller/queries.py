@@ -38,11 +38,13 @@ class Queries:
                 "task_scheme": self.hub.scheduler.name, "engine_timeout": self.router.engine_timeout}, []
 
     def ping_request(self, client: bytes, c: messages.PingRequest) -> Reply:
-        """A client's heartbeat: note it is alive; a closing one is gone at once."""
+        """A client's heartbeat: note it is alive; a closing one is gone at once. Pings come over
+        a socket of their own and name the client's request identity; the last one, ``closing``,
+        comes after the client's requests, on its request socket."""
         if c.get("closing"):
             self.router.client_gone(client, "it closed")
         else:
-            self.hub.pinged[client] = time.monotonic()
+            self.hub.pinged[str(c.get("client") or "").encode() or client] = time.monotonic()
         return {}, []
 
     def queue_request(self, client: bytes, c: messages.QueueRequest) -> Reply:

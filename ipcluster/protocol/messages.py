@@ -91,7 +91,8 @@ class ConnectionReply(TypedDict):
 
 
 class PingRequest(TypedDict, total=False):
-    closing: bool  # the client's last ping: it is closing
+    client: str  # the identity of the client's request socket (pings come over a socket of their own)
+    closing: bool  # the client's last message, on its request socket: it is closing
 
 
 class PingReply(TypedDict):

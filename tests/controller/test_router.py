@@ -315,8 +315,9 @@ async def test_a_silent_client_loses_its_queue_and_starved_tasks_fail(controller
     controller.router.client_timeout = 0.3
     silent, quiet = controller.peer("client", b"silent"), controller.peer("client", b"quiet")
     dropped = await silent.send("apply_request", buffers=apply_buffers())
-    await silent.send("ping_request")
-    await silent.recv()
+    pinger = controller.peer("client")  # pings come over a socket of their own, naming the client
+    await pinger.send("ping_request", {"client": "silent"})
+    await pinger.recv()
     kept = await quiet.send("apply_request", buffers=apply_buffers())  # never pings: never taken for gone
     _, reply = await silent.recv()  # its pings stopped: the controller closes its task on the next beats
     assert reply["parent_header"]["msg_id"] == dropped["msg_id"] and reply["content"]["status"] == "aborted"
