@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from traitlets import TraitError
 
 from ipcluster.client.liveness import Liveness, LivenessOptions
+from ipcluster.error import ControllerError
 
 
 def test_silence_is_judged_from_the_oldest_unanswered_ping() -> None:
@@ -34,3 +37,33 @@ def test_options_refuse_negative_values() -> None:
     assert (opts.controller_hb_period, opts.controller_hb_misses) == (1.0, 5)
     with pytest.raises(TraitError, match="controller_hb_misses"):
         opts.controller_hb_misses = -1
+
+
+def test_a_silent_controller_fails_what_waits_then_new_requests_go_through(make_client, fake) -> None:
+    rc = make_client(controller_hb_period=0.05, controller_hb_misses=2)
+    fake.hold = True  # the task never finishes
+    fake.mute_pings = True
+    ar = rc[0].apply_async(lambda: 1)
+    with pytest.raises(ControllerError, match=r"has not answered for [\d.]+ s \(\d heartbeats\): it is hung"):
+        ar.get()  # no timeout of its own
+    with pytest.raises(ControllerError, match="hung or unreachable"):
+        rc[0].apply_async(lambda: 2)  # refused while the controller is silent
+    fake.hold = False
+    fake.mute_pings = False  # it answers again: new requests go through
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            assert rc[1].apply_sync(lambda: 3) == 3
+            break
+        except ControllerError:
+            assert time.monotonic() < deadline, "the client did not recover"
+            time.sleep(0.05)  # the poll's interval: the next ping's answer ends it
+
+
+def test_a_busy_client_with_an_answering_controller_stays_connected(make_client, fake) -> None:
+    rc = make_client(controller_hb_period=0.1, controller_hb_misses=3)
+    fake.hold = True
+    ar = rc[0].apply_async(lambda: 1)
+    fake.wait_received(ar)
+    assert not ar.wait(0.6)  # six periods, twice the bound: the pings are answered, nothing failed
+    fake.hold = False
