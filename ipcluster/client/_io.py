@@ -6,8 +6,9 @@ receives everything. Sockets are plain ZeroMQ sockets whose descriptors the loop
 (``add_reader``), as in the controller: a DEALER to the controller's client ROUTER (requests,
 replies, controller queries), a SUB on its iopub XPUB (engine output, notifications) and a monitor
 of the DEALER, which fails every outstanding request with ``ControllerError`` when the controller
-goes away (a hung one is noticed by :mod:`.liveness`' pings). Each socket has one reader that handles every message ready (up to a batch) before
-yielding, dispatching on ``msg_type``; waiting user threads are notified once per batch.
+goes away (:mod:`.liveness` notices a hung one). Each socket has one reader that handles every
+message ready (up to a batch) before yielding, dispatching on ``msg_type``; waiting user threads
+are notified once per batch.
 
 Why the caller sends itself instead of queueing for the I/O thread: with two cores, waking the
 I/O thread for each ``apply_async`` (every call found the queue empty) doubled the caller's cost
@@ -94,8 +95,8 @@ class ClientIO:
         self.replies = Replies(self.loop, cache_size, cache_bytes)
         self.pinger = Pinger(self.loop, session, self.where, hb_period, hb_misses, send=self.send,
                              busy=lambda: bool(self.replies.pending or self._queries) and not self.lost,
-                             fail=self._fail_all,  # its verdict sets ``lost``, which the hot path checks
-                             set_lost=lambda why: setattr(self, "lost", why))
+                             fail=self._fail_all, set_lost=lambda why: setattr(self, "lost", why),
+                             starved=lambda: bool(self.replies.pending) and not self.engines)
         # replies to tasks, by msg_type; any other reply answers a controller query
         self._on_message: Handlers[Callable[[Message], None]] = Handlers(dict.fromkeys(
             ("apply_reply", "execute_reply", "clear_reply"), self.replies.on_reply), "the client", log)

@@ -13,9 +13,9 @@ import warnings
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..error import NoEnginesWarning
 from . import map as partitioning
 from .asyncresult import AsyncMapResult, AsyncResult
-from ..error import NoEnginesWarning
 from .dependency import render_dependency
 from .remotefunction import getname
 from .task import Task
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 
 def warn_if_no_engines(client: "Client", stacklevel: int) -> None:
-    """Say at once that a load-balanced submission will wait for an engine to register."""
+    """Say at once that a load-balanced map will wait for an engine to register (once per map, not
+    per task: a lone ``apply`` is told by the client's liveness timer in a log line instead)."""
     timeout = client.engine_timeout
     then = (f"fails with NoEnginesError if none registers within {timeout:g} s (ControllerApp.engine_timeout)"
             if timeout else "waits for ever if none does (ControllerApp.engine_timeout is 0)")
@@ -96,9 +97,7 @@ class LoadBalancedView(View):
                       block: bool | None = None, track: bool | None = None, after: Any = None,
                       follow: Any = None, timeout: Any = None, targets: Any = None, retries: Any = None) -> Any:
         """``f(*args, **kwargs)`` on one engine chosen by the scheduler."""
-        sub = self.client.submitter
-        if not len(self.client):
-            warn_if_no_engines(self.client, 3)
+        sub = self.client.submitter  # no check for engines here: it would cost every task (see liveness)
         bufs = sub.pack(f, args or (), kwargs or {})
         md = self._metadata(after, follow, timeout, retries, targets)
         ar = self._record(sub.submit_one("apply_request", bufs, None, getname(f), metadata=md,

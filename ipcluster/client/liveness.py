@@ -22,6 +22,10 @@ The pings also tell the controller which clients are alive: a client that stops 
 has tasks queued (killed, or its host gone) loses them after ``ControllerApp.client_timeout``,
 and a client that closes says so in a last ping (``closing``), so its queued tasks go at once.
 
+The same timer says so in a log line (WARNING) when tasks wait while no engine is registered: a
+load-balanced ``map`` warns at once (``NoEnginesWarning``), but checking each ``apply`` would cost
+every task.
+
 The timer runs once per period on the I/O thread; nothing here runs per task.
 """
 
@@ -120,13 +124,15 @@ class Pinger:
         busy: Callable[[], bool],
         fail: Callable[[Exception], None],
         set_lost: Callable[[str | None], None],
+        starved: Callable[[], bool] = lambda: False,
     ) -> None:
         self.loop = loop
         self.session = session
         self.where = where
         self.state = Liveness(period, max(misses, 1))
         self.hung: str | None = None  # why requests are refused, while the controller is silent
-        self._send, self._busy, self._fail, self._set_lost = send, busy, fail, set_lost
+        self._send, self._busy, self._fail, self._set_lost, self._starved = send, busy, fail, set_lost, starved
+        self._said_starved = False  # whether the lack of engines was logged (once until one registers)
         self._handle: asyncio.TimerHandle | None = None
         self._sock: zmq.Socket[Any] | None = None
 
@@ -174,6 +180,7 @@ class Pinger:
             self.state.idle()
             return
         self._drain()  # an answer may wait unread (this thread was starved of the GIL)
+        self._check_engines()
         now = time.monotonic()
         silent = self.state.silence(now)
         if silent is not None and self.hung is None:
@@ -189,6 +196,14 @@ class Pinger:
             log.debug("could not ping the controller: %s", e)
             return
         self.state.sent(now)
+
+    def _check_engines(self) -> None:
+        if not self._starved():
+            self._said_starved = False
+        elif not self._said_starved:
+            self._said_starved = True
+            log.warning("no engines are registered with the controller at %s: load-balanced tasks wait until one "
+                        "registers (the controller fails them after ControllerApp.engine_timeout)", self.where)
 
     def on_pong(self, msg: Any) -> None:
         self.state.answered()

@@ -67,3 +67,15 @@ def test_a_busy_client_with_an_answering_controller_stays_connected(make_client,
     fake.wait_received(ar)
     assert not ar.wait(0.6)  # six periods, twice the bound: the pings are answered, nothing failed
     fake.hold = False
+
+
+def test_tasks_waiting_without_engines_are_logged_once(make_client, fake, caplog) -> None:
+    rc = make_client(controller_hb_period=0.05)
+    rc._io.engines.clear()  # as the client sees it, no engine is registered (the fake holds the task)
+    fake.hold = True
+    with caplog.at_level("WARNING", logger="ipcluster.client.liveness"):
+        ar = rc.load_balanced_view().apply_async(lambda: 1)  # no warning per task
+        fake.wait_received(ar)
+        assert not ar.wait(0.5)
+    said = [r.getMessage() for r in caplog.records if "no engines are registered" in r.getMessage()]
+    assert len(said) == 1 and "engine_timeout" in said[0]
