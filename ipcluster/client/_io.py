@@ -93,10 +93,9 @@ class ClientIO:
         self.loop_thread = LoopThread("ipcluster-client-io")
         self.loop = self.loop_thread.loop
         self.replies = Replies(self.loop, cache_size, cache_bytes)
-        self.pinger = Pinger(self.loop, session, self.where, hb_period, hb_misses, send=self.send,
-                             busy=lambda: bool(self.replies.pending or self._queries) and not self.lost,
-                             fail=self._fail_all, set_lost=lambda why: setattr(self, "lost", why),
-                             starved=lambda: bool(self.replies.pending) and not self.engines)
+        self.pinger = Pinger(self.loop, session, self.where, hb_period, hb_misses, self.replies.pending, self._queries,
+                             self.engines, up=lambda: self.connected and not self.lost, send=self.send,
+                             fail=self._fail_all, set_lost=lambda why: setattr(self, "lost", why))
         # replies to tasks, by msg_type; any other reply answers a controller query
         self._on_message: Handlers[Callable[[Message], None]] = Handlers(dict.fromkeys(
             ("apply_reply", "execute_reply", "clear_reply"), self.replies.on_reply), "the client", log)

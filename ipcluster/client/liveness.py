@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import zmq
@@ -119,19 +119,27 @@ class Pinger:
         where: str,
         period: float,
         misses: int,
+        pending: Mapping[str, Any],
+        queries: Mapping[str, Any],
+        engines: Mapping[int, Any],
         *,
+        up: Callable[[], bool],
         send: Callable[[list[Any]], None],
-        busy: Callable[[], bool],
         fail: Callable[[Exception], None],
         set_lost: Callable[[str | None], None],
-        starved: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``pending``, ``queries``: what waits on the controller (tasks, queries); ``engines``:
+        the registered engines, as the client knows them; ``up()``: whether the client is connected
+        and has not lost the connection (before the first connection no verdict is given: no
+        controller at all is the connection's own timeout); ``send``: send on the request socket;
+        ``fail``: fail what waits; ``set_lost``: refuse (a reason) or allow (None) new requests."""
         self.loop = loop
         self.session = session
         self.where = where
         self.state = Liveness(period, max(misses, 1))
         self.hung: str | None = None  # why requests are refused, while the controller is silent
-        self._send, self._busy, self._fail, self._set_lost, self._starved = send, busy, fail, set_lost, starved
+        self._pending, self._queries, self._engines, self._up = pending, queries, engines, up
+        self._send, self._fail, self._set_lost = send, fail, set_lost
         self._said_starved = False  # whether the lack of engines was logged (once until one registers)
         self._handle: asyncio.TimerHandle | None = None
         self._sock: zmq.Socket[Any] | None = None
@@ -175,7 +183,7 @@ class Pinger:
 
     def tick(self) -> None:
         self._handle = self.loop.call_later(self.state.period, self.tick)  # first: nothing below stops it
-        busy = self._busy()
+        busy = bool(self._pending or self._queries) and self._up()
         if not busy and self.hung is None:
             self.state.idle()
             return
@@ -198,7 +206,7 @@ class Pinger:
         self.state.sent(now)
 
     def _check_engines(self) -> None:
-        if not self._starved():
+        if not self._pending or self._engines:
             self._said_starved = False
         elif not self._said_starved:
             self._said_starved = True

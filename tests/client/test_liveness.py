@@ -79,3 +79,19 @@ def test_tasks_waiting_without_engines_are_logged_once(make_client, fake, caplog
         assert not ar.wait(0.5)
     said = [r.getMessage() for r in caplog.records if "no engines are registered" in r.getMessage()]
     assert len(said) == 1 and "engine_timeout" in said[0]
+
+
+def test_no_controller_at_all_is_still_the_connection_timeout(tmp_path, fake) -> None:
+    import socket
+
+    import ipcluster as ipp
+    from ipcluster import error
+    from ipcluster.protocol.connection import write_private_json
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    path = write_private_json(tmp_path / "stale.json", {**fake.info, "client_port": port})
+    with pytest.raises(error.TimeoutError, match="is the cluster running"):  # not "hung": it never answered
+        ipp.Client(str(path), timeout=0.6, controller_hb_period=0.05, controller_hb_misses=2)
