@@ -69,8 +69,8 @@ class ControllerApp(Application):
                                "results are kept. False: they run anyway, as in ipyparallel.")
     engine_timeout = Float(120.0, config=True, help="Seconds a load-balanced task may wait while no engine at all is "
                            "registered; then it fails with NoEnginesError (engines that register in time run it as "
-                           "usual). 0: wait forever, as in ipyparallel. Where engines start late (batch jobs waiting in a queue), "
-                           "raise it, or set 0.")
+                           "usual). 0: wait forever, as in ipyparallel. Where engines start late (batch jobs "
+                           "waiting in a queue), raise it, or set 0.")
     task_scheme = Unicode("leastload", config=True, help=f"Load-balancing scheme: one of {', '.join(SCHEMES)}.")
     hwm = Integer(64, config=True, help="Most load-balanced tasks outstanding on one engine (0: unlimited). "
                   "Within it the limit adapts to keep about queue_time seconds of work on each engine: "

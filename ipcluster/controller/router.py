@@ -393,7 +393,8 @@ class Router:
 
     def client_gone(self, client: bytes, reason: str) -> None:
         actions = self.hub.client_gone(client, self.drop_orphaned_tasks)
-        level = logging.WARNING if actions else logging.DEBUG  # an idle client stops pinging too
+        # work lost to a client that vanished is an ERROR; one that closed chose it; an idle one has none
+        level = logging.DEBUG if not actions else logging.WARNING if reason == "it closed" else logging.ERROR
         self.log.log(level, "client %r gone (%s); %d of its queued task(s) dropped", client, reason, len(actions))
         self.carry_out(actions)
 
