@@ -51,6 +51,10 @@ class NoEnginesError(IPClusterError):
 NoEnginesRegistered = NoEnginesError
 
 
+class NoEnginesWarning(UserWarning):
+    """A load-balanced task was submitted while no engine is registered: it waits for one."""
+
+
 class ClusterTimeout(IPClusterError, builtins.TimeoutError):
     """A wait on the cluster ran out of time."""
 

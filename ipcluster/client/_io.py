@@ -6,13 +6,13 @@ receives everything. Sockets are plain ZeroMQ sockets whose descriptors the loop
 (``add_reader``), as in the controller: a DEALER to the controller's client ROUTER (requests,
 replies, controller queries), a SUB on its iopub XPUB (engine output, notifications) and a monitor
 of the DEALER, which fails every outstanding request with ``ControllerError`` when the controller
-goes away. Each socket has one reader that handles every message ready (up to a batch) before
-yielding, dispatching on ``msg_type``; waiting user threads are notified once per batch.
+goes away (:mod:`.liveness` notices a hung one). Each socket has one reader that handles every
+message ready (up to a batch) before yielding, dispatching on ``msg_type``; waiting user threads
+are notified once per batch.
 
 Why the caller sends itself instead of queueing for the I/O thread: with two cores, waking the
-I/O thread for each ``apply_async`` (it always drains faster than one caller produces, so every
-call found the queue empty) doubled the caller's cost to ~45 µs through GIL hand-offs. The DEALER
-is shared under a lock instead; the queue remains for what ZeroMQ cannot take at once.
+I/O thread for each ``apply_async`` (every call found the queue empty) doubled the caller's cost
+to ~45 µs through GIL hand-offs. The DEALER is shared under a lock instead.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ..protocol.receive import Handlers, drain
 from ..protocol.wire import NOBLOCK, fd, readable, send_frames
 from ..protocol.session import DataMissing, Message, Session
 from .datalink import DataLink
+from .liveness import Pinger
 from .replies import Replies
 from .task import TRACK, Task
 
@@ -64,6 +65,7 @@ class ClientIO:
         cache_size: int = 1024,
         cache_bytes: int = 1 << 30,
         shm_dir: str = "",
+        hb_period: float = 1.0, hb_misses: int = 5,
     ) -> None:
         self.session = session
         self.shm_dir = shm_dir
@@ -91,6 +93,9 @@ class ClientIO:
         self.loop_thread = LoopThread("ipcluster-client-io")
         self.loop = self.loop_thread.loop
         self.replies = Replies(self.loop, cache_size, cache_bytes)
+        self.pinger = Pinger(self.loop, session, self.where, hb_period, hb_misses, self.replies.pending, self._queries,
+                             self.engines, up=lambda: self.connected and not self.lost, send=self.send,
+                             fail=self._fail_all, set_lost=lambda why: setattr(self, "lost", why))
         # replies to tasks, by msg_type; any other reply answers a controller query
         self._on_message: Handlers[Callable[[Message], None]] = Handlers(dict.fromkeys(
             ("apply_reply", "execute_reply", "clear_reply"), self.replies.on_reply), "the client", log)
@@ -131,6 +136,7 @@ class ClientIO:
         loop.call_soon(self._drain_dealer)
         loop.call_soon(self._drain_sub)
         loop.call_soon(self._drain_monitor)
+        self.pinger.start(ctx, self.client_url)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = self.loop.create_task(coro)
@@ -151,6 +157,7 @@ class ClientIO:
             self.context.destroy(linger=0)  # any socket _close could not close must not block us
 
     async def _close(self, linger: float | None) -> None:
+        self.pinger.close(bye=self.connected and not self.lost)  # the controller drops our queued tasks
         self._flush()
         for task in list(self._tasks):
             task.cancel()
@@ -183,8 +190,8 @@ class ClientIO:
         The DEALER is used from the caller's thread and the I/O thread alike, one at a time under
         ``_lock`` (a lock is the full memory barrier ZeroMQ asks for to share a socket between
         threads). Sending directly, rather than handing frames to the I/O thread, saves a
-        thread wake-up per call, which on two cores costs as much as the call itself. When ZeroMQ
-        cannot take a message without blocking, it waits in ``_out`` for the I/O thread.
+        thread wake-up per call (on two cores, as much as the call). What ZeroMQ cannot take
+        without blocking waits in ``_out`` for the I/O thread.
 
         In a burst (a loop of ``apply_async``: sends less than ``BURST`` apart), small messages wait
         in ``_out`` too, and the I/O thread sends them as one batch: ZeroMQ's cost is per message.
@@ -220,11 +227,8 @@ class ClientIO:
                 # descriptor that announced a reply: the I/O thread would not wake for it. Asking
                 # whether input waits (about 1 µs) tells, and a later arrival signals anew.
                 waiting = readable(dealer)
-        if self._out:
+        if self._out or waiting:
             self._wake_flush()
-        elif waiting and not self._drain_scheduled:
-            self._drain_scheduled = True
-            self._call_soon(self._drain_dealer)
 
     def _call_soon(self, fn: Callable[[], None]) -> None:
         if threading.get_ident() == self.loop_thread.thread.ident:
@@ -480,8 +484,7 @@ class ClientIO:
         assert self._welcome is not None
         try:
             async with asyncio.timeout(timeout):
-                await self._welcome.wait()
-            return True
+                return await self._welcome.wait()
         except TimeoutError:
             return False
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import collections
 import queue
+import warnings
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..error import NoEnginesWarning
 from . import map as partitioning
 from .asyncresult import AsyncMapResult, AsyncResult
 from .dependency import render_dependency
@@ -21,6 +23,16 @@ from .view import View
 
 if TYPE_CHECKING:
     from .client import Client
+
+
+def warn_if_no_engines(client: "Client", stacklevel: int) -> None:
+    """Say at once that a load-balanced map will wait for an engine to register (once per map, not
+    per task: a lone ``apply`` is told by the client's liveness timer in a log line instead)."""
+    timeout = client.engine_timeout
+    then = (f"fails with NoEnginesError if none registers within {timeout:g} s (ControllerApp.engine_timeout)"
+            if timeout else "waits for ever if none does (ControllerApp.engine_timeout is 0)")
+    warnings.warn(f"no engines are registered: these load-balanced tasks wait until one registers, and {then}",
+                  NoEnginesWarning, stacklevel=stacklevel + 1)
 
 
 class LoadBalancedView(View):
@@ -85,7 +97,7 @@ class LoadBalancedView(View):
                       block: bool | None = None, track: bool | None = None, after: Any = None,
                       follow: Any = None, timeout: Any = None, targets: Any = None, retries: Any = None) -> Any:
         """``f(*args, **kwargs)`` on one engine chosen by the scheduler."""
-        sub = self.client.submitter
+        sub = self.client.submitter  # no check for engines here: it would cost every task (see liveness)
         bufs = sub.pack(f, args or (), kwargs or {})
         md = self._metadata(after, follow, timeout, retries, targets)
         ar = self._record(sub.submit_one("apply_request", bufs, None, getname(f), metadata=md,
@@ -118,6 +130,8 @@ class LoadBalancedView(View):
         sub = client.submitter
         block = self.block if block is None else block
         track = self.track if track is None else track
+        if not len(client):
+            warn_if_no_engines(client, 3)
         seqs, n = partitioning.prepare(sequences)
         if chunksize is None:
             chunksize = partitioning.auto_chunksize(n, len(client))

@@ -28,6 +28,7 @@ from ._io import ClientIO
 from .asyncresult import AsyncResult
 from .cache import CacheOptions
 from .daskcluster import DaskBridge
+from .liveness import LivenessOptions
 from .queries import ControllerQueries
 from .remotefunction import getname
 from .replies import TaskMapping
@@ -39,7 +40,7 @@ from .view import BroadcastView, DirectView
 log = logging.getLogger(__name__)
 
 
-class Client(CacheOptions, Configurable):
+class Client(CacheOptions, LivenessOptions, Configurable):
     """A connection to an ipcluster controller.
 
     Parameters
@@ -69,6 +70,9 @@ class Client(CacheOptions, Configurable):
     results_cache_size, results_cache_max_bytes : int
         Bounds of the cache of finished results (see :meth:`cache_info`); ``config`` and
         ``parent`` (traitlets) may set them too, as ``c.Client.<name>``.
+    controller_hb_period, controller_hb_misses : float, int
+        How often the client pings the controller while it waits on it, and how many pings may
+        go unanswered before what waits fails with ``ControllerError`` (set the same ways).
 
     Raises
     ------
@@ -134,7 +138,8 @@ class Client(CacheOptions, Configurable):
         client_url = url(info, "client_port")
         self._io = io = ClientIO(self.session, client_url, url(info, "iopub_port"), context=context,
                                  where=f"{client_url} (from {where})", cache_size=self.results_cache_size,
-                                 cache_bytes=self.results_cache_max_bytes, shm_dir=shm_folder(info))
+                                 cache_bytes=self.results_cache_max_bytes, shm_dir=shm_folder(info),
+                                 hb_period=self.controller_hb_period, hb_misses=self.controller_hb_misses)
         self._finalizer = weakref.finalize(self, io.close)
         #: sends this client's tasks (views describe requests and hand them to it)
         self.submitter = Submitter(self, self.session, io, self.history)
@@ -146,6 +151,8 @@ class Client(CacheOptions, Configurable):
             self.close()
             raise
         self._task_scheme = content.get("task_scheme", "")
+        #: seconds the controller lets a load-balanced task wait while no engine is registered (0: forever)
+        self.engine_timeout: float = float(content.get("engine_timeout") or 0)
         activation.activate_in_ipython(self)
 
     async def _connect(self, timeout: float) -> dict[str, Any]:

@@ -63,6 +63,18 @@ class ControllerApp(Application):
     hb_period = Float(1.0, config=True, help="Seconds between heartbeats.")
     hb_misses = Integer(3, config=True, help="Heartbeats an engine may miss in a row before it is declared dead "
                                             "(detection time is about hb_period * (hb_misses + 1) seconds).")
+    client_timeout = Float(30.0, config=True, help="Seconds a client that pings (ipcluster clients ping every "
+                           "Client.controller_hb_period while they wait on results) may stay silent before the "
+                           "controller takes it for gone (killed, or its host unreachable); see drop_orphaned_tasks. "
+                           "Clients that never ping are never taken for gone. 0: never.")
+    drop_orphaned_tasks = Bool(True, config=True, help="When a client closes or goes silent (client_timeout), abort "
+                               "its load-balanced tasks not yet given to an engine, so one dead notebook's queue does "
+                               "not hold the engines from other clients. Tasks already running finish and their "
+                               "results are kept. False: they run anyway, as in ipyparallel.")
+    engine_timeout = Float(120.0, config=True, help="Seconds a load-balanced task may wait while no engine at all is "
+                           "registered; then it fails with NoEnginesError (engines that register in time run it as "
+                           "usual). 0: wait forever, as in ipyparallel. Where engines start late (batch jobs "
+                           "waiting in a queue), raise it, or set 0.")
     task_scheme = Unicode("leastload", config=True, help=f"Load-balancing scheme: one of {', '.join(SCHEMES)}.")
     hwm = Integer(64, config=True, help="Most load-balanced tasks outstanding on one engine (0: unlimited). "
                   "Within it the limit adapts to keep about queue_time seconds of work on each engine: "
@@ -283,7 +295,9 @@ class ControllerApp(Application):
         scheduler = SCHEMES[self.task_scheme](hwm=self.hwm, queue_time=self.queue_time)
         dask = DaskScheduler(self.ip, location, self.dask_timeout, self.log)
         router = Router(Hub(store, scheduler), session, socks, cluster_id=self.cluster_id,
-                        hb_period=self.hb_period, hb_misses=self.hb_misses, dask=dask, log=self.log)
+                        hb_period=self.hb_period, hb_misses=self.hb_misses, client_timeout=self.client_timeout,
+                        drop_orphaned_tasks=self.drop_orphaned_tasks, engine_timeout=self.engine_timeout,
+                        dask=dask, log=self.log)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, router.stop)

@@ -92,6 +92,8 @@ class Hub:
         self.waiting: dict[str, TaskRecord] = {}  # tasks whose dependencies are not met yet
         self.dependents: dict[str, set[str]] = {}  # msg_id -> waiting tasks naming it
         self.clients: dict[bytes, float] = {}  # connected client idents -> connection time
+        self.pinged: dict[bytes, float] = {}  # clients that ping -> time.monotonic() of the last ping
+        self.no_engines_since: float | None = time.time()  # None while any engine is registered
         self._next_id = 0
 
     # -- engines ---------------------------------------------------------------------------
@@ -103,6 +105,7 @@ class Hub:
         self.engines[info.id] = info
         self.by_uuid[uuid] = info
         self.scheduler.add_engine(info.id)
+        self.no_engines_since = None
         return info
 
     def unregister_engine(self, uuid: bytes) -> tuple[EngineInfo, list[Action]] | None:
@@ -113,6 +116,8 @@ class Hub:
             return None
         del self.engines[info.id]
         self.scheduler.remove_engine(info.id)
+        if not self.engines:
+            self.no_engines_since = time.time()
         actions: list[Action] = []
         lost = EngineError(f"engine {info.id} went away before finishing the task")
         for msg_id in info.outstanding():
@@ -373,6 +378,43 @@ class Hub:
         wanted = None if msg_ids is None else set(msg_ids)
         victims = [r for r in [*self.queued(), *self.waiting.values()] if wanted is None or r.msg_id in wanted]
         return [Fail(r, TaskAborted("task aborted before it ran"), "aborted") for r in victims]
+
+    # -- clients and the lack of engines -----------------------------------------------------
+    def silent_clients(self, before: float) -> list[bytes]:
+        """Clients that ping and have not since ``before`` (``time.monotonic()``)."""
+        return [c for c, t in self.pinged.items() if t < before]
+
+    def client_gone(self, client: bytes, drop_queued: bool = True) -> list[Action]:
+        """A client closed or fell silent: forget it, and (``drop_queued``) abort its tasks that
+        wait at the controller, so they do not hold engines from the clients still there. Tasks
+        already given to an engine run on; their results are kept as usual. O(queue), once per
+        client gone."""
+        self.pinged.pop(client, None)
+        self.clients.pop(client, None)
+        if not drop_queued:
+            return []
+        gone = TaskAborted("its client went away before it was given to an engine")
+        victims = [r for r in self.unassigned if r.queued and r.client == client]
+        victims.extend(r for r in self.waiting.values() if r.client == client)
+        return [Fail(r, gone, "aborted") for r in victims]
+
+    def starved(self, now: float, timeout: float) -> list[Action]:
+        """Queued load-balanced tasks that waited ``timeout`` seconds while no engine at all was
+        registered: they fail with NoEnginesError (``now`` from ``time.time()``; 0: never)."""
+        since = self.no_engines_since
+        if timeout <= 0 or since is None or now - since < timeout or not self.unassigned:
+            return []
+        cutoff = now - timeout
+        err = NoEnginesError(f"no engine was registered for {timeout:g} s (ControllerApp.engine_timeout) "
+                             "while this task waited, so it did not run: start engines, or check why they "
+                             "do not register")
+        victims = []
+        for rec in self.unassigned:  # oldest first
+            if rec.queued:
+                if rec.submitted > cutoff:
+                    break
+                victims.append(rec)
+        return [Fail(r, err) for r in victims]
 
     # -- queries ---------------------------------------------------------------------------
     def queued(self) -> list[TaskRecord]:

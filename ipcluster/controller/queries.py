@@ -1,4 +1,4 @@
-"""The controller's answers to the queries of clients: connection, queue status, results by
+"""The controller's answers to the queries of clients: connection, pings, queue status, results by
 msg_id, purge, history, abort, resubmit, signal, shutdown, and dask's scheduler.
 
 Kept apart from :mod:`.router`, which moves frames between sockets, because it changes with the
@@ -35,7 +35,17 @@ class Queries:
         self.hub.clients[client] = time.time()
         return {"engines": self.hub.engine_table(), "engine_info": self.hub.engine_details(),
                 "cluster_id": self.router.cluster_id,
-                "task_scheme": self.hub.scheduler.name}, []
+                "task_scheme": self.hub.scheduler.name, "engine_timeout": self.router.engine_timeout}, []
+
+    def ping_request(self, client: bytes, c: messages.PingRequest) -> Reply:
+        """A client's heartbeat: note it is alive; a closing one is gone at once. Pings come over
+        a socket of their own and name the client's request identity; the last one, ``closing``,
+        comes after the client's requests, on its request socket."""
+        if c.get("closing"):
+            self.router.client_gone(client, "it closed")
+        else:
+            self.hub.pinged[str(c.get("client") or "").encode() or client] = time.monotonic()
+        return {}, []
 
     def queue_request(self, client: bytes, c: messages.QueueRequest) -> Reply:
         return self.hub.queue_status(c.get("targets"), bool(c.get("verbose"))), []
@@ -168,6 +178,7 @@ class Queries:
     #: to engines instead: messages.ENGINE_REQUESTS)
     TABLE: dict[str, Callable[..., Reply]] = {
         "connection_request": connection_request,
+        "ping_request": ping_request,
         "queue_request": queue_request,
         "result_request": result_request,
         "purge_request": purge_request,

@@ -55,12 +55,18 @@ class Router:
         hb_period: float = 1.0,
         hb_misses: int = 3,
         dask: DaskScheduler | None = None,
+        client_timeout: float = 30.0,
+        drop_orphaned_tasks: bool = True,
+        engine_timeout: float = 0.0,
         log: logging.Logger | None = None,
     ) -> None:
         self.hub = hub
         self.session = session
         self.cluster_id = cluster_id
         self.hb_period = hb_period
+        self.client_timeout = client_timeout
+        self.drop_orphaned_tasks = drop_orphaned_tasks
+        self.engine_timeout = engine_timeout
         self.heart = HeartMonitor(hb_misses)
         self.log = log or logging.getLogger(__name__)
         #: dask's scheduler, started in this process by ``Client.become_dask``
@@ -393,7 +399,29 @@ class Router:
             except Exception:
                 self.log.exception("error while removing engine %r", ident)
         self._send(self.hb_ping, [self.heart.next_ping()])
+        try:
+            self.check_clients()
+        except Exception:
+            self.log.exception("error while checking on clients and queued tasks")
         self._loop.call_soon(self.pump)  # a send can swallow a socket's edge-triggered wake-up
+
+    def check_clients(self) -> None:
+        """Once a heartbeat: drop the tasks of clients gone silent, fail tasks starved of engines."""
+        if self.client_timeout > 0:
+            for client in self.hub.silent_clients(time.monotonic() - self.client_timeout):
+                self.client_gone(client, f"silent for {self.client_timeout:g} s")
+        starved = self.hub.starved(time.time(), self.engine_timeout)
+        if starved:
+            self.log.error("no engine registered for %g s: failing %d queued load-balanced task(s)",
+                           self.engine_timeout, len(starved))
+            self.carry_out(starved)
+
+    def client_gone(self, client: bytes, reason: str) -> None:
+        actions = self.hub.client_gone(client, self.drop_orphaned_tasks)
+        # work lost to a client that vanished is an ERROR; one that closed chose it; an idle one has none
+        level = logging.DEBUG if not actions else logging.WARNING if reason == "it closed" else logging.ERROR
+        self.log.log(level, "client %r gone (%s); %d of its queued task(s) dropped", client, reason, len(actions))
+        self.carry_out(actions)
 
     def on_pong(self, frames: list[Any]) -> None:
         if len(frames) == 2:

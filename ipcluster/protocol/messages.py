@@ -87,6 +87,16 @@ class ConnectionReply(TypedDict):
     engine_info: dict[str, dict[str, Any]]  # engine id (as text) -> {uuid, pid, hostname}
     cluster_id: str
     task_scheme: str
+    engine_timeout: float  # seconds a load-balanced task waits while no engine is registered (0: forever)
+
+
+class PingRequest(TypedDict, total=False):
+    client: str  # the identity of the client's request socket (pings come over a socket of their own)
+    closing: bool  # the client's last message, on its request socket: it is closing
+
+
+class PingReply(TypedDict):
+    status: str
 
 
 class QueueRequest(TypedDict):
@@ -296,6 +306,8 @@ MSG_TYPES: dict[str, type] = {
     "clear_reply": ClearReply,
     "connection_request": ConnectionRequest,
     "connection_reply": ConnectionReply,
+    "ping_request": PingRequest,
+    "ping_reply": PingReply,
     "queue_request": QueueRequest,
     "queue_reply": QueueReply,
     "result_request": ResultRequest,

@@ -9,6 +9,7 @@ through :meth:`FakeCluster.call` (run a function in its thread) and a few switch
 - ``hold``: queue task requests instead of running them (for abort, timeouts, queue_status).
 - ``iopub_after_reply``: publish a task's output after its reply instead of before.
 - ``extra_iopub``: claim this many more iopub messages than were sent (output never completes).
+- ``mute_pings``: leave the client's pings unanswered (a hung controller, as the client sees it).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class FakeCluster:
         self.hold = False
         self.iopub_after_reply = False
         self.extra_iopub = 0
+        self.mute_pings = False
         self.held: list[tuple[bytes, dict[str, Any], int]] = []
         self.records: dict[str, dict[str, Any]] = {}  # msg_id -> record
         self.history: list[str] = []
@@ -194,6 +196,11 @@ class FakeCluster:
             self.router.send_multipart(out)
             return
         msg_type = msg["msg_type"]
+        if msg_type == "ping_request":  # the client's heartbeat: answered unless muted, never recorded
+            if not self.mute_pings:
+                _, out = self.session.serialize("ping_reply", {"status": "ok"}, parent=msg["header"], idents=[client])
+                self.router.send_multipart(out)
+            return
         self.received.append(msg_type)
         header = msg["header"]
         if msg_type in ("apply_request", "execute_request", "clear_request"):

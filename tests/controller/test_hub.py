@@ -378,3 +378,51 @@ def test_the_last_of_a_repeated_option_wins() -> None:
     argv = ["--log-level=20", "--ip=127.0.0.1", "--log_level=10", "--flag", "pos", "--ip=0.0.0.0"]
     assert last_option_wins(argv) == ["--log_level=10", "--flag", "pos", "--ip=0.0.0.0"]
     assert last_option_wins([]) == []
+
+
+def test_a_gone_client_loses_its_queued_tasks_not_its_running_ones() -> None:
+    hub = make_hub()
+    hub.register_engine(b"e")
+    hub.scheduler.hwm = 1
+    mine = [hub.new_record(header(n), b"dead", [b"f"]) for n in range(5)]
+    other = hub.new_record(header(9), b"alive", [b"f"])
+    assert placed(hub.submit_balanced(mine[0], {})) == [("m0", 0)]  # given to the engine: it runs on
+    for r in [*mine[1:], other]:
+        assert hub.submit_balanced(r, {}) == []
+    hub.pinged[b"dead"], hub.pinged[b"alive"] = 1.0, 5.0
+    assert hub.silent_clients(before=3.0) == [b"dead"]
+    actions = hub.client_gone(b"dead")
+    assert failed(actions) == [(f"m{n}", "TaskAborted") for n in range(1, 5)]
+    assert {a.status for a in actions} == {"aborted"}
+    for a in actions:
+        hub.fail(a.record, [b"{}"] * 4, a.status, "TaskAborted")
+    assert hub.queue_status()["unassigned"] == 1  # only the live client's task waits
+    assert b"dead" not in hub.pinged
+    # the running task finishes and is kept; the queue then moves to the live client's task
+    r, forward, actions = hub.finish(b"e", "m0", [b"{}"] * 4, {"status": "ok"})
+    assert forward and r is not None and r.completed
+    assert placed(actions) == [("m9", 0)]
+
+
+def test_a_gone_client_keeps_its_queue_when_told_to() -> None:
+    hub = make_hub()
+    hub.submit_balanced(hub.new_record(header(1), b"c", [b"f"]), {})
+    assert hub.client_gone(b"c", drop_queued=False) == []
+    assert hub.queue_status()["unassigned"] == 1
+
+
+def test_tasks_starved_of_engines_fail_after_the_engine_timeout() -> None:
+    hub = make_hub()
+    t0 = hub.no_engines_since
+    assert t0 is not None
+    old, new = (hub.new_record(header(n), b"c", [b"f"]) for n in (1, 2))
+    old.submitted, new.submitted = t0, t0 + 8
+    for r in (old, new):
+        hub.submit_balanced(r, {})
+    assert hub.starved(t0 + 5, timeout=10) == []  # not yet
+    assert hub.starved(t0 + 50, timeout=0) == []  # 0: never
+    assert failed(hub.starved(t0 + 11, timeout=10)) == [("m1", "NoEnginesError")]  # the younger one waits on
+    hub.register_engine(b"e")
+    assert hub.no_engines_since is None and hub.starved(t0 + 100, timeout=10) == []
+    hub.unregister_engine(b"e")
+    assert hub.no_engines_since is not None  # the clock starts again when the last engine goes

@@ -31,7 +31,7 @@ async def test_connect_register_and_route_direct(controller: Controller) -> None
     await client.send("connection_request")
     _, reply = await client.recv()
     assert reply["content"] == {"status": "ok", "engines": {}, "engine_info": {}, "cluster_id": "t",
-                                "task_scheme": "leastload"}
+                                "task_scheme": "leastload", "engine_timeout": 0.0}
     engine, eid = await controller.engine(b"e-0")
     assert eid == 0
     h = await client.send("apply_request", buffers=apply_buffers(sum, [1, 2, 3]), target=0)
@@ -286,3 +286,43 @@ async def test_batches_are_split_and_replies_batched(controller: Controller) -> 
     await engine.sock.send_multipart(engine.session.batch([idents[0]], replies))
     got = [await client.recv() for _ in range(3)]
     assert [deserialize_result(m["buffers"]) for _, m in got] == [0, 1, 2]
+
+
+async def queued_count(client) -> int:
+    await client.send("queue_request", {"targets": None, "verbose": False})
+    _, reply = await client.recv()
+    return reply["content"]["unassigned"]
+
+
+async def test_pings_are_answered_and_a_closing_client_loses_its_queue(controller: Controller) -> None:
+    leaving, staying = controller.peer("client", b"leaving"), controller.peer("client", b"staying")
+    for _ in range(3):
+        await leaving.send("apply_request", buffers=apply_buffers())  # no engines: they stay queued
+    await staying.send("apply_request", buffers=apply_buffers())
+    await leaving.send("ping_request")
+    _, pong = await leaving.recv()
+    assert pong["msg_type"] == "ping_reply" and pong["content"] == {"status": "ok"}
+    assert controller.hub.pinged.keys() == {b"leaving"}
+    assert await queued_count(staying) == 4
+    await leaving.send("ping_request", {"closing": True})
+    kinds = [(await leaving.recv())[1]["msg_type"] for _ in range(4)]
+    assert sorted(kinds) == ["apply_reply"] * 3 + ["ping_reply"]  # its tasks closed as aborted
+    assert await queued_count(staying) == 1
+    assert b"leaving" not in controller.hub.pinged
+
+
+async def test_a_silent_client_loses_its_queue_and_starved_tasks_fail(controller: Controller) -> None:
+    controller.router.client_timeout = 0.3
+    silent, quiet = controller.peer("client", b"silent"), controller.peer("client", b"quiet")
+    dropped = await silent.send("apply_request", buffers=apply_buffers())
+    pinger = controller.peer("client")  # pings come over a socket of their own, naming the client
+    await pinger.send("ping_request", {"client": "silent"})
+    await pinger.recv()
+    kept = await quiet.send("apply_request", buffers=apply_buffers())  # never pings: never taken for gone
+    _, reply = await silent.recv()  # its pings stopped: the controller closes its task on the next beats
+    assert reply["parent_header"]["msg_id"] == dropped["msg_id"] and reply["content"]["status"] == "aborted"
+    assert await queued_count(quiet) == 1
+    controller.router.engine_timeout = 0.2
+    _, reply = await quiet.recv()  # no engine for 0.2 s: the task fails instead of waiting for ever
+    assert reply["parent_header"]["msg_id"] == kept["msg_id"]
+    assert reply["content"]["ename"] == "NoEnginesError" and "engine_timeout" in reply["content"]["evalue"]
