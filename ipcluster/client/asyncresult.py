@@ -158,10 +158,15 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         """``concurrent.futures.Future.result``: like :meth:`get`, ``None`` waits for ever."""
         return self.get(timeout)
 
-    def wait(self, timeout: float | None = -1) -> bool:
-        """Wait until the result is available or ``timeout`` seconds pass; return ``ready()``."""
+    def wait(self, timeout: float | None = -1, return_when: str | None = None) -> Any:
+        """Wait up to ``timeout`` seconds (``-1``, ``None``: for ever); return ``ready()``, or with
+        ``return_when`` (``ipp.FIRST_COMPLETED``...) the sets ``(done, pending)`` of :meth:`split`
+        results that :func:`concurrent.futures.wait` returns."""
         if timeout is not None and timeout < 0:
             timeout = None
+        if return_when is not None:
+            from .hubresult import wait_split
+            return wait_split(self, timeout, return_when)
         try:
             Future.exception(self, timeout)
         except FutureTimeout:
@@ -409,22 +414,17 @@ class AsyncResult(Future):  # type: ignore[type-arg]
 
     def split(self) -> "list[AsyncResult]":
         """One result per task (per engine, for a DirectView call), each waitable on its own."""
-        from .hubresult import AsyncHubResult
+        from .hubresult import split
 
-        return [AsyncHubResult(self._client, [t], fname=self._fname, owner=False, single=True) for t in self._tasks]
+        return split(self)
 
     @classmethod
     def join(cls, *results: "AsyncResult") -> "AsyncResult":
         """One result for the tasks of several (of one client): ``get()`` lists their results in
         order. The originals stay usable."""
-        if not results:
-            raise ValueError("AsyncResult.join needs at least one AsyncResult")
-        client = results[0]._client
-        if any(r._client is not client for r in results):
-            raise ValueError("AsyncResult.join: the results belong to different clients")
-        from .hubresult import AsyncHubResult
+        from .hubresult import join
 
-        return AsyncHubResult(client, [t for r in results for t in r._tasks], fname="join", owner=False, single=False)
+        return join(results)
 
     def wait_interactive(self, interval: float = 0.1, timeout: float | None = -1, widget: bool | None = None) -> None:
         """Wait, showing a progress bar (tqdm when installed, a widget-free line otherwise)."""
