@@ -349,3 +349,20 @@ def test_client_become_dask_makes_the_engines_dask_workers(rc: Any) -> None:
         dask_client.close()
     assert rc[:].apply_sync(square, 3) == [9, 9]
     assert callable(rc.become_distributed) and callable(rc.stop_distributed)  # the older names
+
+
+def reject_if(reject: bool, exc: type) -> str:
+    if reject:
+        raise exc("this engine lacks what the task needs")
+    return "ran"
+
+
+def test_task_reject_error_with_retries_runs_elsewhere(rc: Any, lview: Any) -> None:
+    """"If not, the task should raise [TaskRejectError]. For the task to be retried on another
+    engine, the task should be created with the retries argument" (ipyparallel.error)."""
+    rc[0]["_reject"] = True
+    rc[1]["_reject"] = False
+    with lview.temp_flags(retries=1):
+        ars = [lview.apply_async(reject_if, ipp.Reference("_reject"), ipp.error.TaskRejectError) for _ in range(4)]
+    assert [ar.get(timeout=20) for ar in ars] == ["ran"] * 4
+    assert {ar.engine_id for ar in ars} == {1}
