@@ -17,13 +17,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from .. import error
 from .map import flatten
-from .output import display_outputs
+from .output import display_outputs, stream_output
 from .task import METADATA_KEYS, Task
 
 if TYPE_CHECKING:
@@ -402,15 +402,15 @@ class AsyncResult(Future):  # type: ignore[type-arg]
 
     # -- display ----------------------------------------------------------------------------
     def display_outputs(self, groupby: str = "type", result_only: bool = False, streams: bool = True) -> None:
-        """Show the output of the computation: streams prefixed by engine (``[stdout:0]``),
-        displays and results through IPython's display machinery when in IPython.
-
-        ``groupby``: ``"type"`` (all stdout, then all stderr, then displays), ``"engine"``
-        (everything of one engine, then the next) or ``"order"`` (like type, with the n-th
-        display of every engine together).
-        """
+        """Show the output: streams prefixed by engine (``[stdout:0]``), displays and results
+        through IPython's display machinery when in IPython. ``groupby``: ``"type"`` (all stdout,
+        then all stderr, then displays), ``"engine"`` (one engine's, then the next) or ``"order"``."""
         self.wait()
         display_outputs(self, groupby, result_only, streams)
+
+    def stream_output(self) -> AbstractContextManager[None]:
+        """A context manager: within it, stdout and stderr are printed as they arrive."""
+        return stream_output(self)
 
     def split(self) -> "list[AsyncResult]":
         """One result per task (per engine, for a DirectView call), each waitable on its own."""
