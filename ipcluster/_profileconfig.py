@@ -18,8 +18,19 @@ from typing import Any
 
 from traitlets.config import Application, Config
 
-#: (ipyparallel section, key) -> (this app's trait, conversion); key "*": every same-named trait
+#: (ipyparallel section, key) -> (this app's trait, conversion)
 Renames = dict[tuple[str, str], tuple[str, Callable[[Any], Any]]]
+
+#: ipyparallel's controller options that have another name or class here (ipcontroller_config.py)
+CONTROLLER_RENAMES: Renames = {
+    ("TaskScheduler", "scheme_name"): ("task_scheme", str),
+    ("TaskScheduler", "hwm"): ("hwm", int),
+    ("HeartMonitor", "period"): ("ping", float),  # milliseconds, as --ping
+}
+#: ipyparallel's engine options that have another name here (ipengine_config.py)
+ENGINE_RENAMES: Renames = {
+    ("IPEngine", "url_file"): ("connection_file", str),
+}
 
 
 def load_profile_config(app: Application, path: Path, argv: list[str], legacy: str, renames: Renames) -> bool:

@@ -57,3 +57,10 @@ def test_engine_flag_wins_and_stdin_info_has_no_profile(tmp_path: Path) -> None:
     stdin_app = EngineApp()
     stdin_app.initialize(["--file=-"])
     assert stdin_app.config_folder() is None
+
+
+def test_engine_url_file_is_the_connection_file(tmp_path: Path) -> None:
+    (tmp_path / "ipengine_config.py").write_text("c.IPEngine.url_file = '/elsewhere/engine.json'\n")
+    app = EngineApp()
+    app.initialize([f"--profile-dir={tmp_path}"])
+    assert app.connection_file == "/elsewhere/engine.json"

@@ -25,7 +25,7 @@ from traitlets import Bool, Float, Integer, Unicode, default, observe
 from traitlets.config import Application, catch_config_error
 
 from .._argv import last_option_wins
-from .._profileconfig import Renames, load_profile_config
+from .._profileconfig import CONTROLLER_RENAMES, load_profile_config
 from ..error import IPClusterError
 from ..protocol.connection import (
     connection_file_name,
@@ -41,14 +41,6 @@ from .hub import Hub
 from .router import Router
 from .schedulers import SCHEMES
 
-
-
-#: ipyparallel's controller traits that have another name or class here (ipcontroller_config.py)
-RENAMES: Renames = {
-    ("TaskScheduler", "scheme_name"): ("task_scheme", str),
-    ("TaskScheduler", "hwm"): ("hwm", int),
-    ("HeartMonitor", "period"): ("ping", float),  # milliseconds, as --ping
-}
 
 
 class ControllerApp(Application):
@@ -132,7 +124,8 @@ class ControllerApp(Application):
         argv = last_option_wins(argv)
         self.parse_command_line(argv)
         # the command line names the profile, then wins over its file
-        load_profile_config(self, Path(self.profile_dir) / "ipcontroller_config.py", argv, "IPController", RENAMES)
+        load_profile_config(self, Path(self.profile_dir) / "ipcontroller_config.py", argv, "IPController",
+                            CONTROLLER_RENAMES)
         if self.task_scheme not in SCHEMES:
             self.log.critical("unknown task scheme %r (choose from %s)", self.task_scheme, ", ".join(SCHEMES))
             self.exit(2)

@@ -36,7 +36,7 @@ from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Application
 
 from .._argv import last_option_wins
-from .._profileconfig import load_profile_config, profile_of_connection_file
+from .._profileconfig import ENGINE_RENAMES, load_profile_config, profile_of_connection_file
 from ..error import IPClusterError, ProtocolError
 from ..protocol.connection import find_connection_file, read_connection_file, shm_folder, url
 from ..protocol.connection import profile_dir as default_profile_dir
@@ -159,7 +159,7 @@ class EngineApp(Application):
         self.parse_command_line(argv)
         folder = self.config_folder()
         if folder is not None:
-            load_profile_config(self, folder / "ipengine_config.py", argv, "IPEngine", {})
+            load_profile_config(self, folder / "ipengine_config.py", argv, "IPEngine", ENGINE_RENAMES)
 
     def config_folder(self) -> Path | None:
         """The profile folder whose ``ipengine_config.py`` applies: ``--profile-dir``, else the
