@@ -366,3 +366,13 @@ def test_task_reject_error_with_retries_runs_elsewhere(rc: Any, lview: Any) -> N
         ars = [lview.apply_async(reject_if, ipp.Reference("_reject"), ipp.error.TaskRejectError) for _ in range(4)]
     assert [ar.get(timeout=20) for ar in ars] == ["ran"] * 4
     assert {ar.engine_id for ar in ars} == {1}
+
+
+def test_remote_and_parallel_function_classes(dview: Any, lview: Any) -> None:
+    """``ipp.RemoteFunction(view, f, block=None, **flags)`` and ``ipp.ParallelFunction(view, f,
+    dist="b", block=None, **flags)``, what ``@view.remote`` and ``@view.parallel`` make."""
+    rf = ipp.RemoteFunction(dview, square, block=True)
+    assert rf(3) == [9, 9]
+    pf = ipp.ParallelFunction(lview, square, block=True)
+    assert pf.map(range(4)) == [0, 1, 4, 9]
+    assert isinstance(lview.executor, ipp.ViewExecutor)
