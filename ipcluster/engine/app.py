@@ -33,7 +33,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from traitlets import Bool, Float, Unicode, default
-from traitlets.config import Application
+from traitlets.config import Application, catch_config_error
 
 from .._argv import last_option_wins
 from .._profileconfig import ENGINE_RENAMES, load_profile_config, profile_of_connection_file
@@ -153,6 +153,7 @@ class EngineApp(Application):
         self._control: Control | None = None
 
     # -- entry points ------------------------------------------------------------------
+    @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
         """Parse the command line, then read the profile's ``ipengine_config.py`` (flags win)."""
         argv = last_option_wins(argv)
@@ -162,8 +163,7 @@ class EngineApp(Application):
             load_profile_config(self, folder / "ipengine_config.py", argv, "IPEngine", ENGINE_RENAMES)
 
     def config_folder(self) -> Path | None:
-        """The profile folder whose ``ipengine_config.py`` applies: ``--profile-dir``, else the
-        one holding the connection file in its ``security/``, else the named profile's."""
+        """Whose ``ipengine_config.py`` applies: ``--profile-dir``, the connection file's, ``--profile``'s."""
         if self.profile_dir:
             return Path(self.profile_dir).expanduser()
         if self.connection_file:
