@@ -35,17 +35,40 @@ _LAZY = {
     "FIRST_EXCEPTION": "concurrent.futures",
     "ALL_COMPLETED": "concurrent.futures",
     "error": "ipcluster.error",
+    # the rest of ipyparallel's top-level names
+    "RemoteFunction": "ipcluster.client",
+    "ParallelFunction": "ipcluster.client",
+    "ViewExecutor": "ipcluster.client",
+    "dependent": "ipcluster.protocol.dependency",
+    **dict.fromkeys(
+        ["can", "uncan", "can_map", "uncan_map", "serialize_object", "deserialize_object", "pack_apply_message",
+         "unpack_apply_message", "PrePickled", "use_dill", "use_cloudpickle", "use_pickle"],
+        "ipcluster.serialize",
+    ),
+    **dict.fromkeys(
+        ["IPythonError", "KernelError", "TimeoutError", "UnmetDependency", "ImpossibleDependency",
+         "DependencyTimeout", "InvalidDependency", "EngineError", "TaskAborted", "TaskTimeout", "TaskRejectError",
+         "NoEnginesRegistered", "AlreadyDisplayedError", "wrap_exception"],
+        "ipcluster.error",
+    ),
 }
 #: names whose attribute has another name in its module
-_RENAMED = {"register_joblib_backend": ("ipcluster.joblib", "register")}
+_RENAMED = {
+    "register_joblib_backend": ("ipcluster.joblib", "register"),
+    "load_jupyter_server_extension": ("ipcluster.server", "_load_jupyter_server_extension"),
+}
+#: subpackages reachable as attributes, as in ipyparallel (``ipp.serialize.can``)
+_SUBMODULES = {"serialize", "util", "client", "cluster", "datapub", "joblib"}
 
 #: ipyparallel's tuple form of the version
 version_info = tuple(int(part) for part in __version__.split("."))
 
-__all__ = sorted([*_LAZY, *_RENAMED, "version_info"])
+__all__ = sorted([*_LAZY, *_RENAMED, "version_info"])  # not the subpackages: `import *` stays cheap
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"ipcluster.{name}")
     module, attr = _RENAMED.get(name) or (_LAZY.get(name), name)
     if module is None:
         raise AttributeError(f"module 'ipcluster' has no attribute {name!r}")

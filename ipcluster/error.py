@@ -16,6 +16,10 @@ class IPClusterError(Exception):
     """Base class of every ipcluster error."""
 
 
+#: ipyparallel's name for the base of its errors
+IPythonError = IPClusterError
+
+
 class ProtocolError(IPClusterError):
     """A message could not be parsed, or its signature did not verify."""
 
@@ -43,7 +47,12 @@ class ProcessExited(LauncherError):
         return text
 
 
-class NoEnginesError(IPClusterError):
+class KernelError(IPClusterError):
+    """An engine could not run a task as asked: ipyparallel's base of the task errors (dependency
+    errors, aborted, timed-out, rejected and lost tasks, and the engines' RemoteError)."""
+
+
+class NoEnginesError(KernelError):
     """No engines are registered, or none match the requested targets."""
 
 
@@ -63,20 +72,21 @@ class ClusterTimeout(IPClusterError, builtins.TimeoutError):
 TimeoutError = ClusterTimeout
 
 
-class TaskTimeout(ClusterTimeout):
+class TaskTimeout(ClusterTimeout, KernelError):
     """A task was not started or finished within its ``timeout``."""
 
 
-class TaskAborted(IPClusterError):
+class TaskAborted(KernelError):
     """A task was aborted before it ran."""
 
 
-class TaskRejected(IPClusterError):
-    """An engine refused a task."""
+class TaskRejected(KernelError):
+    """An engine refused a task. Raised by a task (as ``TaskRejectError``), it fails like any
+    other error, and a task sent with ``retries`` is tried again, on another engine if any."""
 
 
-class KernelError(IPClusterError):
-    """An engine could not run a task as asked (ipyparallel's base of the dependency errors)."""
+#: ipyparallel's name
+TaskRejectError = TaskRejected
 
 
 class UnmetDependency(KernelError):
@@ -95,7 +105,7 @@ class InvalidDependency(ImpossibleDependency):
     """A dependency names something that does not exist."""
 
 
-class EngineError(IPClusterError):
+class EngineError(KernelError):
     """The engine running a task died or went away before the task finished."""
 
 
@@ -107,7 +117,7 @@ class SerializationError(IPClusterError):
     """An object could not be serialized for sending."""
 
 
-class RemoteError(IPClusterError):
+class RemoteError(KernelError):
     """An exception raised on an engine, carried back with the engine's traceback.
 
     ``ename`` and ``evalue`` are the remote exception's type name and ``str``; ``traceback`` is

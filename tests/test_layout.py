@@ -200,7 +200,7 @@ def test_engine_modules_and_what_engines_unpickle_never_load_the_client(tmp_path
     import ipcluster
     from ipcluster.client import Dependency, Reference, depend, interactive, require
     from ipcluster.client.map import call_part, map_chunk
-    from ipcluster.protocol.serialize import serialize_object
+    from ipcluster.protocol.serialize import PrePickled, serialize_object
 
     assert ENGINE_MODULES and "ipcluster.engine.kernel" in ENGINE_MODULES
     assert ipcluster.Reference is Reference and ipcluster.interactive is interactive  # old paths still work
@@ -209,7 +209,7 @@ def test_engine_modules_and_what_engines_unpickle_never_load_the_client(tmp_path
         return True
 
     objects = [Reference("a"), map_chunk, call_part, Dependency(["x"], all=False),
-               depend(check)(len), require("os")(len)]
+               depend(check)(len), require("os")(len), PrePickled({"a": 1})]
     data = tmp_path / "objects.pickle"
     data.write_bytes(b"".join(bytes(b) for b in serialize_object(objects, by_value=False)))
     proc = subprocess.run(
@@ -220,4 +220,27 @@ def test_engine_modules_and_what_engines_unpickle_never_load_the_client(tmp_path
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["before"] == [], f"engine modules imported the client: {result['before']}"
     assert result["after"] == [], f"unpickling the client-engine contract imported {result['after']}"
-    assert result["types"] == ["Reference", "function", "function", "Dependency", "dependent", "required"]
+    assert result["types"] == ["Reference", "function", "function", "Dependency", "dependent", "required", "dict"]
+
+
+#: top-level names that are not the client's (errors, serialization, dependencies, constants)
+NON_CLIENT_NAMES = ["error", "RemoteError", "IPythonError", "TaskRejectError", "KernelError", "can", "uncan",
+                    "serialize_object", "deserialize_object", "PrePickled", "use_dill", "dependent", "Reference",
+                    "interactive", "FIRST_EXCEPTION", "serialize", "util", "version_info", "__version__"]
+
+
+def test_top_level_names_that_are_not_the_clients_never_load_it() -> None:
+    """``ipcluster.can`` or ``ipcluster.TaskRejectError`` in code an engine runs costs no client import;
+    ``ipcluster.ViewExecutor`` (a client name) does import it, on first use."""
+    code = (
+        "import json, sys, ipcluster\n"
+        f"names = {NON_CLIENT_NAMES!r}\n"
+        "values = [getattr(ipcluster, n) for n in names]\n"
+        "before = 'ipcluster.client' in sys.modules\n"
+        "ipcluster.ViewExecutor\n"
+        "print(json.dumps([before, 'ipcluster.client' in sys.modules]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [False, True]

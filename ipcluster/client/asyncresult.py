@@ -17,13 +17,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from .. import error
 from .map import flatten
-from .output import display_outputs
+from .output import display_outputs, stream_output
 from .task import METADATA_KEYS, Task
 
 if TYPE_CHECKING:
@@ -158,10 +158,15 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         """``concurrent.futures.Future.result``: like :meth:`get`, ``None`` waits for ever."""
         return self.get(timeout)
 
-    def wait(self, timeout: float | None = -1) -> bool:
-        """Wait until the result is available or ``timeout`` seconds pass; return ``ready()``."""
+    def wait(self, timeout: float | None = -1, return_when: str | None = None) -> Any:
+        """Wait up to ``timeout`` seconds (``-1``, ``None``: for ever); return ``ready()``, or with
+        ``return_when`` (``ipp.FIRST_COMPLETED``...) the sets ``(done, pending)`` of :meth:`split`
+        results that :func:`concurrent.futures.wait` returns."""
         if timeout is not None and timeout < 0:
             timeout = None
+        if return_when is not None:
+            from .hubresult import wait_split
+            return wait_split(self, timeout, return_when)
         try:
             Future.exception(self, timeout)
         except FutureTimeout:
@@ -397,34 +402,29 @@ class AsyncResult(Future):  # type: ignore[type-arg]
 
     # -- display ----------------------------------------------------------------------------
     def display_outputs(self, groupby: str = "type", result_only: bool = False, streams: bool = True) -> None:
-        """Show the output of the computation: streams prefixed by engine (``[stdout:0]``),
-        displays and results through IPython's display machinery when in IPython.
-
-        ``groupby``: ``"type"`` (all stdout, then all stderr, then displays), ``"engine"``
-        (everything of one engine, then the next) or ``"order"`` (like type, with the n-th
-        display of every engine together).
-        """
+        """Show the output: streams prefixed by engine (``[stdout:0]``), displays and results
+        through IPython's display machinery when in IPython. ``groupby``: ``"type"`` (all stdout,
+        then all stderr, then displays), ``"engine"`` (one engine's, then the next) or ``"order"``."""
         self.wait()
         display_outputs(self, groupby, result_only, streams)
 
+    def stream_output(self) -> AbstractContextManager[None]:
+        """A context manager: within it, stdout and stderr are printed as they arrive."""
+        return stream_output(self)
+
     def split(self) -> "list[AsyncResult]":
         """One result per task (per engine, for a DirectView call), each waitable on its own."""
-        from .hubresult import AsyncHubResult
+        from .hubresult import split
 
-        return [AsyncHubResult(self._client, [t], fname=self._fname, owner=False, single=True) for t in self._tasks]
+        return split(self)
 
     @classmethod
     def join(cls, *results: "AsyncResult") -> "AsyncResult":
         """One result for the tasks of several (of one client): ``get()`` lists their results in
         order. The originals stay usable."""
-        if not results:
-            raise ValueError("AsyncResult.join needs at least one AsyncResult")
-        client = results[0]._client
-        if any(r._client is not client for r in results):
-            raise ValueError("AsyncResult.join: the results belong to different clients")
-        from .hubresult import AsyncHubResult
+        from .hubresult import join
 
-        return AsyncHubResult(client, [t for r in results for t in r._tasks], fname="join", owner=False, single=False)
+        return join(results)
 
     def wait_interactive(self, interval: float = 0.1, timeout: float | None = -1, widget: bool | None = None) -> None:
         """Wait, showing a progress bar (tqdm when installed, a widget-free line otherwise)."""

@@ -1,9 +1,14 @@
-"""Showing a result's output again on the client: ``AsyncResult.display_outputs``."""
+"""Showing a result's output on the client: ``AsyncResult.display_outputs`` and ``stream_output``."""
 
 from __future__ import annotations
 
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
+
+from ..error import IPClusterError
 
 
 def _ipython() -> Any:
@@ -96,3 +101,54 @@ def display_outputs(ar: Any, groupby: str = "type", result_only: bool = False, s
                     _publish(ip, output, eid)
     for _, t, r in rows:
         show_result(t, r)
+
+
+@contextmanager
+def stream_output(ar: Any) -> Iterator[None]:
+    """``AsyncResult.stream_output()``: while the block runs, print each task's stdout and stderr
+    as it arrives, to ``sys.stdout``/``sys.stderr``, headed ``[stdout:N]`` (N the engine).
+
+    Output that had arrived already is printed on entering. The hooks are set and removed on the
+    client's I/O thread, which receives the output, so nothing is printed twice or skipped.
+    """
+    lock = threading.Lock()
+
+    def show(task: Any, name: str, text: str, engine_id: Any = None) -> None:
+        if not text:
+            return
+        eid = task.engine_id if engine_id is None else engine_id
+        file = sys.stderr if name == "stderr" else sys.stdout
+        with lock:
+            try:
+                show_stream(text, f"[{name}:{'?' if eid is None else eid}] ", file)
+                file.flush()
+            except (OSError, ValueError):  # a closed or broken stream: keep receiving
+                pass
+
+    async def arm() -> None:
+        for task in ar._tasks:
+            for name in ("stdout", "stderr"):
+                show(task, name, task.text(name))
+            task.on_stream = show
+
+    async def disarm() -> None:
+        for task in ar._tasks:
+            if task.on_stream is show:
+                task.on_stream = None
+
+    submitter = ar._client.submitter
+    try:
+        submitter.on_io_thread(arm())
+    except IPClusterError:  # closed client: no more output will come
+        for task in ar._tasks:
+            for name in ("stdout", "stderr"):
+                show(task, name, task.text(name))
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            submitter.on_io_thread(disarm())
+        except IPClusterError:
+            pass

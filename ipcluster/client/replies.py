@@ -107,7 +107,7 @@ class Replies:
             task = found
         else:
             task = entry
-        task.add_output(msg["msg_type"], msg["content"])
+        task.add_output(msg["msg_type"], msg["content"], msg["metadata"].get("engine_id"))
         task.seen += 1
         if not task.done and 0 <= task.expected <= task.seen:
             self.complete(task)

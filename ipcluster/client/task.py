@@ -11,6 +11,7 @@ seconds (floats) and become ``datetime`` objects only there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -81,6 +82,7 @@ class Task:
         "data",  # dict merged from data_message (ipcluster.datapub), or None
         "done",
         "timer",  # asyncio handle: stop waiting for output
+        "on_stream",  # callback(task, name, text, engine_id) for stream output as it arrives, or None
     )
 
     def __init__(self, msg_id: str, method: str, target: int | None, submitted: float,
@@ -110,6 +112,7 @@ class Task:
         self.data: dict[str, Any] | None = None
         self.done = False
         self.timer: Any = None
+        self.on_stream: Callable[[Task, str, str, Any], None] | None = None
 
     def __repr__(self) -> str:
         state = "done" if self.done else "pending"
@@ -129,9 +132,11 @@ class Task:
         return float(value) if value is not None else None
 
     # -- output arriving on iopub -----------------------------------------------------------
-    def add_output(self, msg_type: str, content: dict[str, Any]) -> None:
+    def add_output(self, msg_type: str, content: dict[str, Any], engine_id: Any = None) -> None:
         if msg_type == "stream":
             text = content.get("text", "")
+            if self.on_stream is not None:
+                self.on_stream(self, content.get("name", "stdout"), text, engine_id)
             if content.get("name") == "stderr":
                 if self.stderr is None:
                     self.stderr = []

@@ -32,6 +32,7 @@ from ..protocol.connection import (
 )
 from . import argv, engine_ids, jobs, owner
 from . import state as state_mod
+from .enginectl import EngineControl
 from .options import ClusterOptions, resolve_engine_count
 from .placement import check_reachable, engines_in
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from ..client import Client
 
 
-class Cluster(ClusterOptions, LoggingConfigurable):
+class Cluster(EngineControl, ClusterOptions, LoggingConfigurable):
     """One controller and its engines, started and stopped together.
 
     What it starts and how long it waits (``n``, the launchers, the timeouts) are the options of
@@ -345,46 +346,6 @@ class Cluster(ClusterOptions, LoggingConfigurable):
             self._unconfirmed.extend((launcher, proc) for proc in launcher.processes)
         self._write_state()
 
-    # -- signals ----------------------------------------------------------------------------------------
-
-    async def signal_engines(self, signum: int, engine_set_id: str | None = None) -> None:
-        """Send ``signum`` to every engine, or to those of one engine set.
-
-        SIGINT interrupts the task an engine is running; SIGTERM makes it exit.
-        """
-        for set_id in self._engine_set_ids(engine_set_id):
-            await self.engines[set_id].signal(signum)
-
-    def _engine_set_ids(self, engine_set_id: str | None) -> list[str]:
-        """The engine sets an operation on ``engine_set_id`` means (``None``: all of them)."""
-        if engine_set_id is None:
-            return list(self.engines)
-        if engine_set_id not in self.engines:
-            raise IPClusterError(f"no engine set {engine_set_id!r}; engine sets: {sorted(self.engines)}")
-        return [engine_set_id]
-
-    async def signal_engine(self, signum: int, engine_id: int) -> None:
-        """Send ``signum`` to the engine with id ``engine_id`` (as the client numbers engines).
-
-        The engine's pid is the one it registered with, which the controller tells every client;
-        the signal is sent only to a process this cluster started.
-        """
-        launcher, index = await self._engine_process(engine_id)
-        await launcher.signal(signum, index=index)
-
-    async def restart_engine(self, engine_id: int) -> None:
-        """Stop the engine ``engine_id`` and start one replacement in the same engine set."""
-        launcher, index = await self._engine_process(engine_id)
-        await launcher.stop_process(index)
-        await launcher.start(1)
-        self._unconfirmed.append((launcher, launcher.processes[-1]))
-        self._write_state()
-
-    async def _engine_process(self, engine_id: int) -> tuple[Launcher, int]:
-        """The launcher and index of the process behind engine ``engine_id``."""
-        client = self._clients[0] if self._clients else await self.connect_client()
-        return engine_ids.process_of(client, engine_id, self.engines.values())
-
     # -- state -------------------------------------------------------------------------------------------
 
     def running_pids(self) -> list[int]:
@@ -423,6 +384,21 @@ class Cluster(ClusterOptions, LoggingConfigurable):
 
     def _write_state(self) -> None:
         state_mod.write_state(self, self._removed_engine_sets)
+
+    def write_cluster_file(self) -> None:
+        """Record this cluster in :attr:`cluster_file` (a running cluster keeps it up to date)."""
+        self._write_state()
+
+    def remove_cluster_file(self) -> None:
+        """Remove :attr:`cluster_file`: ``ipcluster list`` and :meth:`from_file` no longer find it."""
+        self.cluster_file.unlink(missing_ok=True)
+
+    def update_cluster_file(self) -> None:
+        """Write :attr:`cluster_file` while the controller runs; remove it once it has stopped."""
+        if self.controller is not None and self.controller.poll() is None:
+            self.write_cluster_file()
+        else:
+            self.remove_cluster_file()
 
     def _close_clients(self) -> None:
         clients, self._clients = self._clients, []
@@ -480,9 +456,6 @@ class Cluster(ClusterOptions, LoggingConfigurable):
             self._stop_loop_thread()
 
     restart_engines_sync = run_sync(restart_engines)
-    restart_engine_sync = run_sync(restart_engine)
-    signal_engines_sync = run_sync(signal_engines)
-    signal_engine_sync = run_sync(signal_engine)
 
     # -- context managers -----------------------------------------------------------------------------
 

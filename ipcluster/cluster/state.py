@@ -170,13 +170,14 @@ def remove_connection_files(profile_dir: str | os.PathLike[str], cluster_id: str
 
 
 def profile_config(kwargs: dict[str, Any]) -> Config | None:
-    """The Cluster section of the profile's ``ipcluster_config.py`` (profile from Cluster kwargs)."""
+    """The profile's ``ipcluster_config.py`` (profile from Cluster kwargs): its Cluster section
+    configures the Cluster, its launcher sections (``c.LocalEngineSetLauncher...``) the launchers."""
     pdir = kwargs.get("profile_dir") or default_profile_dir(kwargs.get("profile", "default"), kwargs.get("ipython_dir"))
     path = Path(pdir).expanduser() / "ipcluster_config.py"
     if not path.exists():
         return None
     loaded = PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
-    return Config({"Cluster": loaded["Cluster"]}) if "Cluster" in loaded else None
+    return Config(loaded) if loaded else None
 
 
 # -- one Cluster's state, written and restored ---------------------------------------------------

@@ -25,6 +25,7 @@ from traitlets import Bool, Float, Integer, TraitError, Unicode, default, observ
 from traitlets.config import Application, catch_config_error
 
 from .._argv import last_option_wins
+from .._profileconfig import CONTROLLER_RENAMES, load_profile_config
 from . import ipp_config
 from ..error import IPClusterError
 from ..protocol.connection import (
@@ -168,11 +169,10 @@ class ControllerApp(Application):
     def initialize(self, argv: list[str] | None = None) -> None:
         argv = last_option_wins(argv)
         self.parse_command_line(argv)
-        config_file = Path(self.profile_dir) / "ipcontroller_config.py"
-        if config_file.exists():
-            self.load_config_file(config_file.name, path=str(config_file.parent))
-            self.parse_command_line(argv)  # the command line wins over the file
-        ipp_config.apply(self)
+        # the command line names the profile, then wins over its file
+        load_profile_config(self, Path(self.profile_dir) / "ipcontroller_config.py", argv, "IPController",
+                            CONTROLLER_RENAMES)
+        ipp_config.apply(self)  # ipyparallel's task-database names (HubFactory, SQLiteDB, DictDB)
         if self.task_scheme not in SCHEMES:
             self.log.critical("unknown task scheme %r (choose from %s)", self.task_scheme, ", ".join(SCHEMES))
             self.exit(2)

@@ -33,11 +33,13 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from traitlets import Bool, Float, Unicode, default
-from traitlets.config import Application
+from traitlets.config import Application, catch_config_error
 
 from .._argv import last_option_wins
+from .._profileconfig import ENGINE_RENAMES, load_profile_config, profile_of_connection_file
 from ..error import IPClusterError, ProtocolError
 from ..protocol.connection import find_connection_file, read_connection_file, shm_folder, url
+from ..protocol.connection import profile_dir as default_profile_dir
 from ..protocol.data import DataChannel
 from ..protocol.session import Session
 from .control import Control
@@ -151,6 +153,23 @@ class EngineApp(Application):
         self._control: Control | None = None
 
     # -- entry points ------------------------------------------------------------------
+    @catch_config_error
+    def initialize(self, argv: list[str] | None = None) -> None:
+        """Parse the command line, then read the profile's ``ipengine_config.py`` (flags win)."""
+        argv = last_option_wins(argv)
+        self.parse_command_line(argv)
+        folder = self.config_folder()
+        if folder is not None:
+            load_profile_config(self, folder / "ipengine_config.py", argv, "IPEngine", ENGINE_RENAMES)
+
+    def config_folder(self) -> Path | None:
+        """Whose ``ipengine_config.py`` applies: ``--profile-dir``, the connection file's, ``--profile``'s."""
+        if self.profile_dir:
+            return Path(self.profile_dir).expanduser()
+        if self.connection_file:
+            return None if self.connection_file == "-" else profile_of_connection_file(Path(self.connection_file))
+        return default_profile_dir(self.profile)
+
     def start(self) -> int:  # type: ignore[override]
         """Run the engine until it is stopped; return the process exit status."""
         # as in every IPython kernel, user code imports from the current folder, wherever it is:
@@ -474,7 +493,7 @@ def _auth_error(session: Session, frames: list[Any]) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     """The ``ipengine`` console script."""
     app = EngineApp.instance()
-    app.initialize(last_option_wins(argv))
+    app.initialize(argv)
     sys.exit(app.start())
 
 

@@ -222,3 +222,27 @@ def nbytes(frames: Iterable[Any]) -> int:
     for f in frames:
         total += f.nbytes if hasattr(f, "nbytes") else len(f)
     return total
+
+
+def _unpickle_prepickled(frames: list[Any]) -> Any:
+    return deserialize_object(iter(frames))
+
+
+class PrePickled:
+    """An object pickled once, when wrapped, and sent as those bytes every time after.
+
+    ipyparallel's ``PrePickled``: for an argument reused in many calls
+    (``view.apply(f, PrePickled(big))``), so the work of pickling it is done once. The engine
+    receives the object itself, not the wrapper. Large buffers (numpy arrays) stay out of band,
+    pointing at the original's memory, which must not change while the wrapper is in use.
+    """
+
+    def __init__(self, obj: Any) -> None:
+        data, *oob = serialize_object(obj)
+        self.frames: list[Any] = [data, *(pickle.PickleBuffer(b) for b in oob)]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_unpickle_prepickled, (self.frames,))
+
+    def __repr__(self) -> str:
+        return f"<PrePickled: {nbytes(memoryview(f) for f in self.frames)} bytes>"

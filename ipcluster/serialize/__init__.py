@@ -28,7 +28,7 @@ from .canning import (
     uncan,
     uncan_map,
 )
-from ..protocol.serialize import use_cloudpickle, use_dill
+from ..protocol.serialize import PrePickled, use_cloudpickle, use_dill
 from .serialize import (
     PICKLE_PROTOCOL,
     deserialize_object,
@@ -39,6 +39,7 @@ from .serialize import (
 
 __all__ = [
     "PICKLE_PROTOCOL",
+    "PrePickled",
     "CannedArray",
     "CannedBuffer",
     "CannedBytes",

@@ -258,3 +258,27 @@ def test_execute_results_show_the_last_value(h: Harness) -> None:
     reply = ar.get(timeout=5)
     assert repr(reply) == "Out[0:3]: 6" and reply.execution_count == 3
     assert reply["engine_id"] == 0 and reply.execute_result["data"] == {"text/plain": "6"}
+
+
+def test_stream_output_prints_what_arrives_while_inside(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    """Output so far on entering, then each piece as the I/O thread receives it, headed by the
+    engine that the output message names (a load-balanced task has no target); none after."""
+    (t,) = h.tasks(1)
+    t.target = None
+    ar = AsyncResult(h, t)  # type: ignore[arg-type]
+
+    def output(name: str, text: str) -> None:
+        _, frames = h.session.serialize("stream", {"name": name, "text": text}, parent={"msg_id": t.msg_id},
+                                        metadata={"engine_id": 3}, idents=[b"engine.3.stream"])
+        h._in_loop(h._io._on_iopub, frames)
+
+    output("stdout", "early\n")
+    with ar.stream_output():
+        assert capsys.readouterr().out == "[stdout:?] early\n"  # no reply yet: the engine is not known
+        output("stdout", "late\n")
+        output("stderr", "two\nlines\n")
+        captured = capsys.readouterr()
+        assert (captured.out, captured.err) == ("[stdout:3] late\n", "[stderr:3] \ntwo\nlines\n")
+    output("stdout", "after\n")
+    assert capsys.readouterr().out == ""
+    assert t.on_stream is None and ar.stdout == "early\nlate\nafter\n"

@@ -120,6 +120,17 @@ def test_profile_config_is_read(tmp_path: Path) -> None:
     assert Cluster(profile_dir=str(profile), load_profile=False).n is None
 
 
+def test_profile_config_reaches_the_launchers(tmp_path: Path) -> None:
+    """Launcher sections of ipcluster_config.py, under ipyparallel's class names too."""
+    profile = tmp_path / "profile_cfg"
+    profile.mkdir()
+    (profile / "ipcluster_config.py").write_text(
+        "c.SlurmEngineSetLauncher.queue = 'short'\n"
+    )
+    c = Cluster(profile_dir=str(profile))
+    assert c._make_launcher("slurm", argv=["true"], name="engines-x").queue == "short"  # type: ignore[attr-defined]
+
+
 def test_unknown_launcher_name(tmp_path: Path) -> None:
     c = make_cluster(tmp_path, engines="nosuch")
     with pytest.raises(IPClusterError, match="unknown launcher 'nosuch'; available launchers: .*local"):

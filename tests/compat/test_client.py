@@ -349,3 +349,30 @@ def test_client_become_dask_makes_the_engines_dask_workers(rc: Any) -> None:
         dask_client.close()
     assert rc[:].apply_sync(square, 3) == [9, 9]
     assert callable(rc.become_distributed) and callable(rc.stop_distributed)  # the older names
+
+
+def reject_if(reject: bool, exc: type) -> str:
+    if reject:
+        raise exc("this engine lacks what the task needs")
+    return "ran"
+
+
+def test_task_reject_error_with_retries_runs_elsewhere(rc: Any, lview: Any) -> None:
+    """"If not, the task should raise [TaskRejectError]. For the task to be retried on another
+    engine, the task should be created with the retries argument" (ipyparallel.error)."""
+    rc[0]["_reject"] = True
+    rc[1]["_reject"] = False
+    with lview.temp_flags(retries=1):
+        ars = [lview.apply_async(reject_if, ipp.Reference("_reject"), ipp.error.TaskRejectError) for _ in range(4)]
+    assert [ar.get(timeout=20) for ar in ars] == ["ran"] * 4
+    assert {ar.engine_id for ar in ars} == {1}
+
+
+def test_remote_and_parallel_function_classes(dview: Any, lview: Any) -> None:
+    """``ipp.RemoteFunction(view, f, block=None, **flags)`` and ``ipp.ParallelFunction(view, f,
+    dist="b", block=None, **flags)``, what ``@view.remote`` and ``@view.parallel`` make."""
+    rf = ipp.RemoteFunction(dview, square, block=True)
+    assert rf(3) == [9, 9]
+    pf = ipp.ParallelFunction(lview, square, block=True)
+    assert pf.map(range(4)) == [0, 1, 4, 9]
+    assert isinstance(lview.executor, ipp.ViewExecutor)

@@ -38,6 +38,36 @@ TOP_LEVEL = [
     "bind_kernel",
     "register_joblib_backend",
     "version_info",
+    "RemoteFunction",
+    "ParallelFunction",
+    "ViewExecutor",
+    "PrePickled",
+    "can",
+    "uncan",
+    "can_map",
+    "uncan_map",
+    "serialize_object",
+    "deserialize_object",
+    "pack_apply_message",
+    "unpack_apply_message",
+    "use_dill",
+    "use_cloudpickle",
+    "use_pickle",
+    "dependent",
+    "load_jupyter_server_extension",
+    "FIRST_COMPLETED",
+    "ALL_COMPLETED",
+    "IPythonError",
+    "KernelError",
+    "TaskRejectError",
+    "TaskAborted",
+    "TaskTimeout",
+    "TimeoutError",
+    "UnmetDependency",
+    "EngineError",
+    "NoEnginesRegistered",
+    "serialize",
+    "util",
 ]
 
 
@@ -60,6 +90,8 @@ ERRORS = [
     "KernelError",
     "AlreadyDisplayedError",
     "NoEnginesRegistered",
+    "IPythonError",
+    "TaskRejectError",
 ]
 
 
@@ -67,6 +99,30 @@ ERRORS = [
 def test_error_name(name: str) -> None:
     cls = getattr(ipp.error, name)
     assert isinstance(cls, type) and issubclass(cls, Exception)
+
+
+def test_top_level_errors_are_the_error_modules() -> None:
+    assert ipp.TaskRejectError is ipp.error.TaskRejectError and ipp.IPythonError is ipp.error.IPythonError
+
+
+#: (error, base) as ipyparallel's ``error`` module arranges them
+ERROR_BASES = [
+    *((name, "IPythonError") for name in ["KernelError", "RemoteError", "CompositeError", "EngineError",
+                                          "TaskAborted", "TaskTimeout", "TaskRejectError", "UnmetDependency",
+                                          "NoEnginesRegistered", "AlreadyDisplayedError"]),
+    *((name, "KernelError") for name in ["RemoteError", "EngineError", "TaskAborted", "TaskTimeout",
+                                         "TaskRejectError", "UnmetDependency", "NoEnginesRegistered"]),
+    ("ImpossibleDependency", "UnmetDependency"),
+    ("DependencyTimeout", "ImpossibleDependency"),
+    ("InvalidDependency", "ImpossibleDependency"),
+    ("AlreadyDisplayedError", "RemoteError"),
+]
+
+
+@pytest.mark.parametrize(("name", "base"), ERROR_BASES)
+def test_error_hierarchy(name: str, base: str) -> None:
+    """``except ipp.error.KernelError`` catches what it catches in ipyparallel."""
+    assert issubclass(getattr(ipp.error, name), getattr(ipp.error, base))
 
 
 def test_composite_error_is_a_remote_error() -> None:
