@@ -23,9 +23,11 @@ from ..error import (
     TaskAborted,
     TaskTimeout,
 )
+from ..protocol.messages import TASK_REQUESTS
 from .db import TaskRecord, TaskStore
 from .dependencies import Dependency, State
 from .schedulers import Scheduler
+from .taskstats import TaskStats
 
 #: how far down the queue to look for a task some engine can take, when the head cannot be placed
 SCAN_LIMIT = 1000
@@ -92,6 +94,7 @@ class Hub:
         self.waiting: dict[str, TaskRecord] = {}  # tasks whose dependencies are not met yet
         self.dependents: dict[str, set[str]] = {}  # msg_id -> waiting tasks naming it
         self.clients: dict[bytes, float] = {}  # connected client idents -> connection time
+        self.stats = TaskStats()  # progress per group, completions per engine, last failures
         self._next_id = 0
 
     # -- engines ---------------------------------------------------------------------------
@@ -113,6 +116,7 @@ class Hub:
             return None
         del self.engines[info.id]
         self.scheduler.remove_engine(info.id)
+        self.stats.engine_gone(info.id)
         actions: list[Action] = []
         lost = EngineError(f"engine {info.id} went away before finishing the task")
         for msg_id in info.outstanding():
@@ -151,9 +155,17 @@ class Hub:
         return info
 
     # -- submitting --------------------------------------------------------------------------
-    def new_record(self, header: dict[str, Any], client: bytes, request: list[Any] | None = None) -> TaskRecord:
-        rec = TaskRecord(header["msg_id"], header["msg_type"], client, header, submitted=time.time(),
-                         request=request)
+    def new_record(self, header: dict[str, Any], client: bytes, request: list[Any] | None = None,
+                   metadata: dict[str, Any] | None = None) -> TaskRecord:
+        """Record a new request; a task (apply, execute) is counted in :attr:`stats` under the
+        group its ``metadata`` names."""
+        msg_type = header["msg_type"]
+        rec = TaskRecord(header["msg_id"], msg_type, client, header, submitted=time.time(), request=request)
+        if msg_type in TASK_REQUESTS:
+            target = header.get("target")
+            parts = len(target) if type(target) is list else 1
+            md = metadata if type(metadata) is dict else {}
+            rec.tag = self.stats.submitted(msg_type, md, client, rec.submitted, parts)
         self.store.add(rec)
         return rec
 
@@ -296,6 +308,9 @@ class Hub:
         if rec.completed and rec.broadcast is None:
             return rec, False, self.drain_unassigned()  # answered already (timed out, aborted)
         status = content.get("status", "ok")
+        tag = rec.tag
+        if tag is not None and info is not None:
+            self.stats.replied(tag, info.id, status == "ok", content.get("ename"))
         actions: list[Action] = []
         if rec.balanced and status == "error" and info is not None:
             ename = content.get("ename")
@@ -307,6 +322,9 @@ class Hub:
                 actions.extend(self._place(rec))
                 actions.extend(self.drain_unassigned())
                 return rec, False, actions
+        received = time.time()
+        if tag is not None:
+            self.stats.finished(tag, status, content, info.id if info is not None else None, msg_id, received)
         if rec.broadcast is not None and info is not None:
             rec.broadcast.discard(info.id)
             if rec.broadcast:
@@ -314,10 +332,16 @@ class Hub:
                 return rec, True, actions
         rec.status = status if rec.status in (None, "ok") else rec.status
         rec.ename = content.get("ename")
-        self.store.complete(rec, reply, time.time())
+        self.store.complete(rec, reply, received)
         actions.extend(self._release(msg_id))
         actions.extend(self.drain_unassigned())
         return rec, True, actions
+
+    def fail_part(self, rec: TaskRecord, content: dict[str, Any], engine_id: int | None) -> None:
+        """The controller answered a task (or one engine's part of a broadcast) itself, with
+        this error content: count it (:meth:`fail` closes the task)."""
+        if rec.tag is not None:
+            self.stats.finished(rec.tag, content.get("status", "error"), content, engine_id, rec.msg_id, time.time())
 
     def fail(self, rec: TaskRecord, reply: list[Any], status: str, ename: str) -> list[Action]:
         """Close a task the controller answered itself (engine died, aborted, timed out)."""

@@ -1,5 +1,5 @@
-"""The controller's answers to the queries of clients: connection, queue status, results by
-msg_id, purge, history, abort, resubmit, signal and shutdown.
+"""The controller's answers to the queries of clients: connection, queue status, task statistics,
+results by msg_id, purge, history, abort, resubmit, signal and shutdown.
 
 Kept apart from :mod:`.router`, which moves frames between sockets, because it changes with the
 query protocol. Each handler takes the asking client's identity and the request's content (typed
@@ -39,6 +39,10 @@ class Queries:
 
     def queue_request(self, client: bytes, c: messages.QueueRequest) -> Reply:
         return self.hub.queue_status(c.get("targets"), bool(c.get("verbose"))), []
+
+    def task_stats_request(self, client: bytes, c: messages.TaskStatsRequest) -> Reply:
+        since = c.get("since", 0)
+        return self.hub.stats.query(since if type(since) is int else 0), []
 
     def result_request(self, client: bytes, c: messages.ResultRequest) -> Reply:
         msg_ids = c.get("msg_ids") or []
@@ -154,6 +158,7 @@ class Queries:
     TABLE: dict[str, Callable[..., Reply]] = {
         "connection_request": connection_request,
         "queue_request": queue_request,
+        "task_stats_request": task_stats_request,
         "result_request": result_request,
         "purge_request": purge_request,
         "history_request": history_request,
