@@ -452,6 +452,11 @@ class Client(CacheOptions, Configurable):
         and ``"unassigned"``: load-balanced tasks not yet given to an engine."""
         return self._queries.queue_status(targets, verbose)
 
+    def task_stats(self, since: int = 0) -> dict[str, Any]:
+        """The controller's task counts per group (label, map, function), per engine and
+        function, and its last failures, changed after revision ``since`` (see docs/protocol.md)."""
+        return self._queries.task_stats(since)
+
     def result_status(self, msg_ids: Any, status_only: bool = True) -> dict[str, Any]:
         """``{"pending": [...], "completed": [...]}`` from the controller; without
         ``status_only``, also each completed task's result (or exception) by msg_id."""
