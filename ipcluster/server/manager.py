@@ -24,6 +24,7 @@ from traitlets import Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..cluster import Cluster
+from ..error import ControllerError
 from .discovery import cluster_key, find_clusters, profile_dirs
 from .livestate import ClusterLive
 
@@ -54,6 +55,7 @@ class Monitor:
         self.client: Any = None
         self.live = ClusterLive()
         self.samples = 0
+        self.task_stats = True  # False once the controller said it does not answer task_stats_request
 
     async def connect(self, timeout: float) -> None:
         cluster = Cluster.from_file(self.cluster_file)
@@ -63,19 +65,32 @@ class Monitor:
     def registered(self) -> int | None:
         return len(self.client.ids) if self.client is not None else None
 
+    def _ask(self) -> tuple[dict[Any, Any], dict[str, Any] | None]:
+        """The controller's queue status and its task statistics changed since the last sample
+        (two small queries, in the client's I/O thread)."""
+        client = self.client
+        status = client.queue_status()
+        stats = None
+        if self.task_stats:
+            try:
+                stats = client.task_stats(self.live.tasks.rev)
+            except ControllerError:  # an older controller: the stream counts tasks from the queue status
+                self.task_stats = False
+        return status, stats
+
     async def sample(self, timeout: float) -> None:
-        """Ask the controller for its queues and record them in :attr:`live`."""
+        """Ask the controller for its queues and task statistics and record them in :attr:`live`."""
         if self.client is None:
             return
         client = self.client
-        status = await asyncio.wait_for(asyncio.to_thread(client.queue_status), timeout)
+        status, stats = await asyncio.wait_for(asyncio.to_thread(self._ask), timeout)
         info = client.engine_info
         hosts = {eid: str(i.get("hostname", "")) for eid, i in info.items()}
         memory = None
         if self.samples % 4 == 0:  # memory changes slowly; psutil per engine is not free at 256 engines
             memory = _local_memory_mb(info)
         self.samples += 1
-        self.live.sample(time.time(), status, hosts, memory)
+        self.live.sample(time.time(), status, hosts, memory, stats)
 
     def close(self) -> None:
         if self.client is not None:
