@@ -309,12 +309,12 @@ class Hub:
             return rec, False, self.drain_unassigned()  # answered already (timed out, aborted)
         status = content.get("status", "ok")
         tag = rec.tag
-        if tag is not None and info is not None:
-            self.stats.replied(tag, info.id, status == "ok", content.get("ename"))
         actions: list[Action] = []
         if rec.balanced and status == "error" and info is not None:
             ename = content.get("ename")
             if ename == "UnmetDependency" or rec.retries > 0:
+                if tag is not None:
+                    self.stats.answered(tag, info.id, status, content, final=False)
                 if ename != "UnmetDependency":
                     rec.retries -= 1
                 rec.ename = ename
@@ -324,7 +324,7 @@ class Hub:
                 return rec, False, actions
         received = time.time()
         if tag is not None:
-            self.stats.finished(tag, status, content, info.id if info is not None else None, msg_id, received)
+            self.stats.answered(tag, info.id if info is not None else None, status, content, msg_id, received)
         if rec.broadcast is not None and info is not None:
             rec.broadcast.discard(info.id)
             if rec.broadcast:
@@ -341,7 +341,8 @@ class Hub:
         """The controller answered a task (or one engine's part of a broadcast) itself, with
         this error content: count it (:meth:`fail` closes the task)."""
         if rec.tag is not None:
-            self.stats.finished(rec.tag, content.get("status", "error"), content, engine_id, rec.msg_id, time.time())
+            self.stats.answered(rec.tag, engine_id, content.get("status", "error"), content, rec.msg_id, time.time(),
+                                ran=False)
 
     def fail(self, rec: TaskRecord, reply: list[Any], status: str, ename: str) -> list[Action]:
         """Close a task the controller answered itself (engine died, aborted, timed out)."""

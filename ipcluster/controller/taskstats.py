@@ -89,8 +89,8 @@ class TaskStats:
     """Counts of the controller's tasks, answered as changes since a revision.
 
     The hub calls :meth:`submitted` for each new task (returning the :data:`Tag` it keeps on the
-    record), :meth:`replied` for each reply an engine sends, and :meth:`finished` once per task
-    (or per engine of a broadcast) when its outcome is final: done, failed, or aborted.
+    record) and :meth:`answered` for each reply an engine sends and each answer the controller
+    makes itself (engine lost, aborted, timed out), saying whether the outcome is final.
     """
 
     def __init__(self) -> None:
@@ -157,31 +157,33 @@ class TaskStats:
             group = self._new_group(key, fn, now)
         return (group, fn, 1)
 
-    def replied(self, tag: Tag, engine_id: int, ok: bool, ename: Any = None) -> None:
-        """Engine ``engine_id`` answered a task (retried or not): the task stream's count."""
-        if not ok and ename == "UnmetDependency":
-            return  # not a failure: the task goes to another engine
-        counts = self.engines.get(engine_id)
-        if counts is None:
-            counts = self.engines[engine_id] = {}
-        fn = tag[1]
-        entry = counts.get(fn)
-        if entry is None:
-            entry = counts[fn] = [0, 0, 0]
-        entry[0 if ok else 1] += tag[2]
-        entry[2] = self.rev
-
-    def finished(self, tag: Tag, status: str, content: dict[str, Any] | None = None,
-                 engine_id: int | None = None, msg_id: str = "", now: float = 0.0) -> None:
-        """A task's outcome is final. Failures (not aborts) are kept with their traceback, which
-        is in the reply's ``content``, decoded already for its status."""
+    def answered(self, tag: Tag, engine_id: int | None, status: str, content: dict[str, Any],
+                 msg_id: str = "", now: float = 0.0, final: bool = True, ran: bool = True) -> None:
+        """A task was answered, with a reply of this ``status`` and ``content``: by engine
+        ``engine_id``, or (``ran`` False) by the controller on its behalf (engine lost, aborted,
+        timed out). What an engine answered is counted for it (the task stream's counts; a task
+        retried elsewhere counts where it failed); with ``final``, the outcome is the group's.
+        Failures (not aborts) are kept with their traceback, which is in ``content``, decoded
+        already for the status."""
         group, fn, items = tag
-        if status == "ok":
+        ok = status == "ok"
+        if ran and engine_id is not None and (ok or content.get("ename") != "UnmetDependency"):
+            counts = self.engines.get(engine_id)
+            if counts is None:
+                counts = self.engines[engine_id] = {}
+            entry = counts.get(fn)
+            if entry is None:
+                entry = counts[fn] = [0, 0, 0]
+            entry[0 if ok else 1] += items
+            entry[2] = self.rev
+        if not final:
+            return
+        if ok:
             group.done += items
         else:
             group.failed += items
             if status == "error":
-                self._failure(group, fn, content or {}, engine_id, msg_id, now)
+                self._failure(group, fn, content, engine_id, msg_id, now)
         group.rev = self.rev
 
     def engine_gone(self, engine_id: int) -> None:

@@ -98,7 +98,7 @@ def test_failures_the_controller_answers_count_too() -> None:
     hub.fail(rec, [b"{}"] * 4, "error", "EngineError")
     out = hub.stats.query(0)
     assert out["groups"]["fn:slow"]["f"] == 1 and out["groups"]["fn:slow"]["n"] == 2
-    assert [f["ename"] for f in out["failures"]] == ["EngineError"]
+    assert [(f["ename"], f["engine_id"]) for f in out["failures"]] == [("EngineError", 0)]
     assert "0" not in out["engines"]  # counts of engines that are gone are dropped
     aborted = {"status": "aborted", "ename": "TaskAborted", "evalue": "", "traceback": ""}
     hub.fail_part(hub.store.get("m2"), aborted, 1)
@@ -121,7 +121,7 @@ def test_every_table_is_bounded() -> None:
     for n in range(taskstats.GROUP_LIMIT + 50):
         tag = stats.submitted("apply_request", {"fn": f"f{n % 200}", "map": n}, b"c", float(n))
         if n % 2 == 0:
-            stats.finished(tag, "error", {"ename": "E", "evalue": "x" * 1000, "traceback": "t\n" * 500}, 0, f"m{n}", 1.0)
+            stats.answered(tag, 0, "error", {"ename": "E", "evalue": "x" * 1000, "traceback": "t\n" * 500}, f"m{n}", 1.0)
     assert len(stats.groups) == taskstats.GROUP_LIMIT
     assert len(stats.functions) == taskstats.FUNCTION_LIMIT
     assert stats.submitted("apply_request", {"fn": "brand-new"}, b"c", 0.0)[1] == taskstats.OTHER
@@ -150,8 +150,7 @@ def test_two_readers_each_get_every_change() -> None:
     tag = stats.submitted("apply_request", {"fn": "f"}, b"c", 0.0)
     a = stats.query(0)
     b = stats.query(0)
-    stats.replied(tag, 0, True)
-    stats.finished(tag, "ok")
+    stats.answered(tag, 0, "ok", {})
     a2 = stats.query(a["rev"])
     b2 = stats.query(b["rev"])
     for out in (a2, b2):
