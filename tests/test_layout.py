@@ -68,6 +68,9 @@ CASES = {
     "ipcluster.server.manager": ["ipcluster.controller", "ipcluster.engine", "ipcluster.cli"],
     # the panel's state model is plain data: no process, socket or Jupyter code
     "ipcluster.server.livestate": [*ROLES, "ipcluster.cluster", "ipcluster.launchers", "jupyter_server", "zmq"],
+    "ipcluster.server.livetasks": [*ROLES, "ipcluster.cluster", "ipcluster.launchers", "jupyter_server", "zmq"],
+    # the controller's task statistics are plain state too
+    "ipcluster.controller.taskstats": ["ipcluster.engine", "ipcluster.client", *ABOVE, "zmq"],
 }
 
 

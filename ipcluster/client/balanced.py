@@ -40,10 +40,11 @@ class LoadBalancedView(View):
 
     Flags (``set_flags``, ``temp_flags`` or keyword arguments): ``targets`` (engines allowed),
     ``after`` and ``follow`` (dependencies: msg_ids, AsyncResults or a :class:`Dependency`),
-    ``timeout`` (seconds for the task to finish), ``retries`` (runs again on failure).
+    ``timeout`` (seconds for the task to finish), ``retries`` (runs again on failure),
+    ``label`` (a name the panel shows the tasks' progress under).
     """
 
-    _flag_names = ("targets", "block", "track", "follow", "after", "timeout", "retries")
+    _flag_names = ("targets", "block", "track", "label", "follow", "after", "timeout", "retries")
 
     def __init__(self, client: "Client | None" = None, socket: Any = None, **flags: Any) -> None:
         self.follow: Any = None
@@ -53,7 +54,7 @@ class LoadBalancedView(View):
         super().__init__(client=client, socket=socket, **flags)
 
     def set_flags(self, **kwargs: Any) -> None:
-        """Set flags by keyword: ``block``, ``track``, ``targets``, ``after``, ``follow``,
+        """Set flags by keyword: ``block``, ``track``, ``targets``, ``label``, ``after``, ``follow``,
         ``timeout``, ``retries``."""
         for name in ("after", "follow"):
             if name in kwargs and kwargs[name] is not None:
@@ -101,7 +102,7 @@ class LoadBalancedView(View):
         bufs = sub.pack(f, args or (), kwargs or {})
         md = self._metadata(after, follow, timeout, retries, targets)
         ar = self._record(sub.submit_one("apply_request", bufs, None, getname(f), metadata=md,
-                                         track=self.track if track is None else track))
+                                         track=self.track if track is None else track, label=self.label))
         if self.block if block is None else block:
             return ar.get()
         return ar
@@ -113,11 +114,11 @@ class LoadBalancedView(View):
         ``chunksize`` defaults to about 32 tasks per engine (pass 1 for one task per item).
         With ``ordered=False``, iterating the AsyncMapResult yields parts as they finish.
         Other keywords set flags for these tasks only: ``after``, ``follow``, ``timeout``,
-        ``retries``, ``targets``.
+        ``retries``, ``targets``, ``label``.
         """
         if not sequences:
             raise ValueError("map needs at least one sequence")
-        bad = set(flags) - {"after", "follow", "timeout", "retries", "targets"}
+        bad = set(flags) - {"after", "follow", "timeout", "retries", "targets", "label"}
         if bad:
             raise TypeError(f"invalid keyword arguments for map: {', '.join(sorted(bad))}")
         return self._parallel(f, sequences, {}, elementwise=True, block=block, chunksize=chunksize,
@@ -149,7 +150,10 @@ class LoadBalancedView(View):
                 joiner=partitioning.flatten if elementwise else partitioning.join,
             )
 
-        amr = self._record(sub.submit("apply_request", requests, result, metadata=md, track=track))
+        label = flags.get("label")
+        amr = self._record(sub.submit("apply_request", requests, result, metadata=md, track=track, fname=getname(f),
+                                      label=self.label if label is None else label,
+                                      items=[len(part[0]) for part in parts]))
         return amr.get() if block else amr
 
     def imap(self, f: Callable[..., Any], *sequences: Any, ordered: bool = True, max_outstanding: Any = "auto",
@@ -177,8 +181,10 @@ class LazyMapIterator:
                  max_outstanding: int, return_exceptions: bool, chunksize: int | None) -> None:
         self._view, self._f, self._ordered = view, f, ordered
         self._max_outstanding, self._return_exceptions = max_outstanding, return_exceptions
-        self._fn = view.client.submitter.pickled_function(f)
-        self._md = view._metadata(None, None, None, None, None)
+        sub = view.client.submitter
+        self._fn = sub.pickled_function(f)
+        # every part of it counts as one map
+        self._md = sub.tagged(view._metadata(None, None, None, None, None), getname(f), view.label, new_map=True)
         self._sizer: partitioning.AdaptiveChunks | None = None
         if chunksize is None:
             self._sizer = partitioning.AdaptiveChunks()
@@ -222,7 +228,7 @@ class LazyMapIterator:
                 return ar
 
             self._inflight.append(self._view._record(sub.submit("apply_request", [(bufs, None)], result,
-                                                                metadata=self._md)))
+                                                                metadata=self._md, items=[len(part[0])])))
 
     def _run(self) -> Generator[Any, None, None]:
         self._submit()

@@ -63,10 +63,8 @@ class Client(CacheOptions, LivenessOptions, Configurable):
         function asked at each wait (a Cluster passes the count of engines it started).
     engine_waiter : callable
         ``engine_waiter(client, n, timeout)`` (``timeout`` in seconds, ``math.inf`` for none)
-        waits for ``n`` engines in a blocking
-        :meth:`wait_for_engines`, raising as soon as one cannot come: a Cluster passes its own
-        wait, which fails at once when an engine process exits or a batch job ends (with its exit
-        code and output) instead of waiting out the timeout.
+        waits for ``n`` engines in a blocking :meth:`wait_for_engines`, raising as soon as one
+        cannot come: a Cluster's fails at once when an engine exits or a batch job ends.
     results_cache_size, results_cache_max_bytes : int
         Bounds of the cache of finished results (see :meth:`cache_info`); ``config`` and
         ``parent`` (traitlets) may set them too, as ``c.Client.<name>``.
@@ -440,6 +438,11 @@ class Client(CacheOptions, LivenessOptions, Configurable):
         """Per engine id: ``{"queue", "tasks", "completed"}`` counts (msg_id lists when verbose),
         and ``"unassigned"``: load-balanced tasks not yet given to an engine."""
         return self._queries.queue_status(targets, verbose)
+
+    def task_stats(self, since: int = 0) -> dict[str, Any]:
+        """The controller's task counts per group (label, map, function), per engine and
+        function, and its last failures, changed after revision ``since`` (see docs/protocol.md)."""
+        return self._queries.task_stats(since)
 
     def result_status(self, msg_ids: Any, status_only: bool = True) -> dict[str, Any]:
         """``{"pending": [...], "completed": [...]}`` from the controller; without

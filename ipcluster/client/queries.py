@@ -130,6 +130,12 @@ class ControllerQueries:
             return out[tids[0]]
         return out
 
+    def task_stats(self, since: int = 0) -> dict[str, Any]:
+        """Task counts per group and per engine, and the last failures, changed after ``since``."""
+        content = dict(self._query("task_stats_request", {"since": int(since)})["content"])
+        content.pop("status", None)
+        return content
+
     def result_status(self, msg_ids: Any, status_only: bool = True) -> dict[str, Any]:
         """``{"pending": [...], "completed": [...]}`` from the controller; without
         ``status_only``, also each completed task's result (or exception) by msg_id."""

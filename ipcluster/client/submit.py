@@ -12,7 +12,8 @@ function's pickle while it is unchanged), sign, make the AsyncResult, register, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable
+import itertools
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..error import IPClusterError, NoEnginesError, SerializationError
@@ -54,6 +55,30 @@ class Submitter:
         self.io = io
         self.history = history
         self._fcache = FunctionPickleCache()
+        self._tags: dict[str, dict[str, Any]] = {}  # fname -> {"fn": fname}, shared by plain calls
+        self._maps = itertools.count(1)
+
+    # -- what live views count a task by -----------------------------------------------------
+    def tagged(self, metadata: dict[str, Any] | None, fname: str, label: Any = None,
+               new_map: bool = False) -> dict[str, Any]:
+        """Request metadata naming the task's function (``fn``) and, when given, its ``label``;
+        with ``new_map``, a ``map`` number of this client shared by the parts of one map. The
+        controller counts progress per label, map or function from these (the panel's live view).
+        Never mutate the result: plain calls of one function share it."""
+        if metadata is None and label is None and not new_map:
+            md = self._tags.get(fname)
+            if md is None:
+                if len(self._tags) >= 256:
+                    self._tags.clear()
+                md = self._tags[fname] = {"fn": fname}
+            return md
+        md = dict(metadata or ())
+        md.setdefault("fn", fname)
+        if label is not None:
+            md["label"] = str(label)
+        if new_map and "map" not in md:
+            md["map"] = next(self._maps)
+        return md
 
     # -- describing a request ---------------------------------------------------------------
     def pack(self, f: Any, args: Any, kwargs: Any) -> list[Any]:
@@ -110,8 +135,10 @@ class Submitter:
     # -- submitting -------------------------------------------------------------------------
     def submit_one(self, msg_type: str, bufs: list[Any], target: int | None, fname: str, *,
                    metadata: dict[str, Any] | None = None, track: bool = False,
-                   content: dict[str, Any] | None = None) -> AsyncResult:
+                   content: dict[str, Any] | None = None, label: Any = None) -> AsyncResult:
         """One request, to engine ``target`` or the load balancer: its AsyncResult (the hot path)."""
+        if metadata is None or "fn" not in metadata:
+            metadata = self.tagged(metadata, fname, label)
         task, frames = self._prepare(msg_type, bufs, target, metadata, track, content)
         ar = AsyncResult(self.client, task, fname, None if target is None else [target])
         io = self.io
@@ -124,13 +151,20 @@ class Submitter:
 
     def submit(self, msg_type: str, parts: Iterable[Part], make: Callable[[list[Task]], R], *,
                content: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
-               track: bool = False) -> R:
+               track: bool = False, fname: str | None = None, label: Any = None,
+               items: Sequence[int] | None = None) -> R:
         """One request per ``(buffers, target)`` part; ``make(tasks)`` builds their result,
-        which owns the tasks before any request is sent."""
+        which owns the tasks before any request is sent. ``fname`` names the function; with
+        ``items`` (how many items of a map each part holds) the parts are counted as one map."""
+        if fname is not None and msg_type != "clear_request":
+            metadata = self.tagged(metadata, fname, label, new_map=items is not None)
         tasks: list[Task] = []
         frames_list: list[list[Any]] = []
-        for bufs, target in parts:
-            task, frames = self._prepare(msg_type, bufs, target, metadata, track, content)
+        for p, (bufs, target) in enumerate(parts):
+            md = metadata
+            if items is not None and items[p] != 1 and md is not None:
+                md = {**md, "items": items[p]}
+            task, frames = self._prepare(msg_type, bufs, target, md, track, content)
             tasks.append(task)
             frames_list.append(frames)
         result = make(tasks)
@@ -147,7 +181,7 @@ class Submitter:
         return result
 
     def broadcast(self, msg_type: str, bufs: list[Any], ids: list[int], make: Callable[[list[Task]], R], *,
-                  content: dict[str, Any] | None = None) -> R:
+                  content: dict[str, Any] | None = None, fname: str | None = None, label: Any = None) -> R:
         """One request for all of ``ids`` (``header["target"]`` a list), fanned out by the
         controller; one task per engine, sharing the msg_id."""
         io = self.io
@@ -155,7 +189,8 @@ class Submitter:
             io.check()
         header = self.session.msg_header(msg_type)
         header["target"] = list(ids)
-        _, frames = self.session.serialize(msg_type, content, buffers=bufs, header=header)
+        md = self.tagged(None, fname, label) if fname is not None and msg_type != "clear_request" else None
+        _, frames = self.session.serialize(msg_type, content, metadata=md, buffers=bufs, header=header)
         method = _METHODS[msg_type]
         tasks = [Task(header["msg_id"], method, eid, header["date"]) for eid in ids]
         for t in tasks:

@@ -36,7 +36,7 @@ class View:
     """What all views share: flags, ``apply``/``map`` in their three forms, and wrappers for the
     client's control methods. Use a subclass."""
 
-    _flag_names: tuple[str, ...] = ("targets", "block", "track")
+    _flag_names: tuple[str, ...] = ("targets", "block", "track", "label")
 
     def __init__(self, client: "Client | None" = None, socket: Any = None, **flags: Any) -> None:
         if client is None:
@@ -45,6 +45,8 @@ class View:
         self.block: bool = client.block
         self.track: bool = False
         self.targets: Any = None
+        #: a name for the tasks sent through this view: the panel shows their progress under it
+        self.label: str | None = None
         self.history: list[str] = []
         self._outstanding: set[str] = set()
         self._executor: ViewExecutor | None = None
@@ -66,7 +68,8 @@ class View:
     # -- flags -----------------------------------------------------------------------------
     def set_flags(self, **kwargs: Any) -> None:
         """Set flags by keyword: ``block`` (wait for results), ``track`` (track zero-copy sends
-        so ``ar.wait_for_send()`` tells when buffers may be changed), ``targets``..."""
+        so ``ar.wait_for_send()`` tells when buffers may be changed), ``label`` (a name the
+        controller counts the tasks under, shown by the JupyterLab panel), ``targets``..."""
         for name, value in kwargs.items():
             if name not in self._flag_names:
                 raise KeyError(f"invalid flag {name!r} (flags: {', '.join(self._flag_names)})")
@@ -232,20 +235,20 @@ class DirectView(View):
         """The same request to each target: one result for an int target, else a list."""
         sub = self.client.submitter
         if content is None and sub.is_engine(targets):  # the hot path: one engine
-            return self._record(sub.submit_one(msg_type, bufs, targets, fname, track=track))
+            return self._record(sub.submit_one(msg_type, bufs, targets, fname, track=track, label=self.label))
         ids = sub.targets(targets)
         single = isinstance(targets, int)
 
         def result(tasks: list[Task]) -> AsyncResult:
             return AsyncResult(self.client, tasks[0] if single else tasks, fname=fname, targets=ids)
 
-        return self._record(self._send_to_each(msg_type, bufs, ids, result, content, track))
+        return self._record(self._send_to_each(msg_type, bufs, ids, result, content, track, fname))
 
     def _send_to_each(self, msg_type: str, bufs: list[Any], ids: list[int], result: Callable[[list[Task]], AsyncResult],
-                      content: dict[str, Any] | None, track: bool) -> AsyncResult:
+                      content: dict[str, Any] | None, track: bool, fname: str) -> AsyncResult:
         """One request per engine."""
         return self.client.submitter.submit(msg_type, [(bufs, eid) for eid in ids], result, content=content,
-                                            track=track)
+                                            track=track, fname=fname, label=self.label)
 
     def _really_apply(self, f: Callable[..., Any], args: Any = None, kwargs: Any = None,  # type: ignore[override]
                       targets: Any = None, block: bool | None = None, track: bool | None = None) -> Any:
@@ -258,20 +261,21 @@ class DirectView(View):
         return ar.get() if block else ar
 
     def map(self, f: Callable[..., Any], *sequences: Any, block: bool | None = None, track: bool = False,
-            return_exceptions: bool = False) -> Any:
+            return_exceptions: bool = False, label: str | None = None) -> Any:
         """Parallel ``map(f, *sequences)``, one contiguous part of the sequences per engine.
 
         Returns the list of results (``block=True``) or an AsyncMapResult whose parts can be
-        iterated as they arrive.
+        iterated as they arrive. ``label`` (default: the view's) names the map in the panel.
         """
         if not sequences:
             raise ValueError("map needs at least one sequence")
         return self._parallel(f, sequences, {}, elementwise=True, block=block, track=track,
-                              return_exceptions=return_exceptions)
+                              return_exceptions=return_exceptions, label=label)
 
     def _parallel(self, f: Callable[..., Any], sequences: tuple[Any, ...], kwargs: dict[str, Any],  # type: ignore[override]
                   elementwise: bool, block: bool | None = None, targets: Any = None, track: bool | None = None,
-                  return_exceptions: bool = False, chunksize: Any = None, ordered: bool = True) -> Any:
+                  return_exceptions: bool = False, chunksize: Any = None, ordered: bool = True,
+                  label: str | None = None) -> Any:
         client = self.client
         sub = client.submitter
         block = self.block if block is None else block
@@ -291,7 +295,9 @@ class DirectView(View):
                 joiner=partitioning.flatten if elementwise else partitioning.join,
             )
 
-        amr = self._record(sub.submit("apply_request", requests, result, track=track))
+        amr = self._record(sub.submit("apply_request", requests, result, track=track, fname=getname(f),
+                                      label=self.label if label is None else label,
+                                      items=[len(part[0]) for _, part in parts]))
         return amr.get() if block else amr
 
     # -- code -------------------------------------------------------------------------------
@@ -364,7 +370,7 @@ class DirectView(View):
             requests.append((sub.pack(push_names, (), {key: value}), eid))
         ar = self._record(sub.submit("apply_request", requests,
                                      lambda tasks: AsyncResult(client, tasks, fname="scatter", targets=ids),
-                                     track=track))
+                                     track=track, fname="scatter", label=self.label))
         if block:
             ar.get()
             return None
@@ -381,7 +387,8 @@ class DirectView(View):
         bufs = sub.pack(pull_names, (key,), {})
         amr = self._record(sub.submit("apply_request", [(bufs, eid) for eid in ids],
                                       lambda tasks: AsyncMapResult(client, tasks, fname="gather",
-                                                                   joiner=partitioning.join)))
+                                                                   joiner=partitioning.join),
+                                      fname="gather", label=self.label))
         return amr.get() if block else amr
 
     def clear(self, targets: Any = None, block: bool | None = None) -> Any:
@@ -436,7 +443,7 @@ class BroadcastView(DirectView):
     """A DirectView whose calls go to the controller once and are fanned out there to every
     target engine (one message and one signature, whatever the number of engines)."""
 
-    _flag_names = ("targets", "block", "track", "is_coalescing")
+    _flag_names = ("targets", "block", "track", "label", "is_coalescing")
 
     def __init__(self, client: "Client | None" = None, socket: Any = None, targets: Any = None,
                  is_coalescing: bool = False, **flags: Any) -> None:
@@ -444,9 +451,10 @@ class BroadcastView(DirectView):
         super().__init__(client=client, socket=socket, targets=targets, **flags)
 
     def _send_to_each(self, msg_type: str, bufs: list[Any], ids: list[int], result: Callable[[list[Task]], AsyncResult],
-                      content: dict[str, Any] | None, track: bool) -> AsyncResult:
+                      content: dict[str, Any] | None, track: bool, fname: str) -> AsyncResult:
         """One request for all the engines (its tasks share one msg_id)."""
-        return self.client.submitter.broadcast(msg_type, bufs, ids, result, content=content)
+        return self.client.submitter.broadcast(msg_type, bufs, ids, result, content=content, fname=fname,
+                                               label=self.label)
 
     def map(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("BroadcastView.map is not implemented: use a DirectView")

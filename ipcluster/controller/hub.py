@@ -23,9 +23,11 @@ from ..error import (
     TaskAborted,
     TaskTimeout,
 )
+from ..protocol.messages import TASK_REQUESTS
 from .db import TaskRecord, TaskStore
 from .dependencies import Dependency, State
 from .schedulers import Scheduler
+from .taskstats import TaskStats
 
 #: how far down the queue to look for a task some engine can take, when the head cannot be placed
 SCAN_LIMIT = 1000
@@ -94,6 +96,7 @@ class Hub:
         self.clients: dict[bytes, float] = {}  # connected client idents -> connection time
         self.pinged: dict[bytes, float] = {}  # clients that ping -> time.monotonic() of the last ping
         self.no_engines_since: float | None = time.time()  # None while any engine is registered
+        self.stats = TaskStats()  # progress per group, completions per engine, last failures
         self._next_id = 0
 
     # -- engines ---------------------------------------------------------------------------
@@ -118,6 +121,7 @@ class Hub:
         self.scheduler.remove_engine(info.id)
         if not self.engines:
             self.no_engines_since = time.time()
+        self.stats.engine_gone(info.id)
         actions: list[Action] = []
         lost = EngineError(f"engine {info.id} went away before finishing the task")
         for msg_id in info.outstanding():
@@ -156,9 +160,17 @@ class Hub:
         return info
 
     # -- submitting --------------------------------------------------------------------------
-    def new_record(self, header: dict[str, Any], client: bytes, request: list[Any] | None = None) -> TaskRecord:
-        rec = TaskRecord(header["msg_id"], header["msg_type"], client, header, submitted=time.time(),
-                         request=request)
+    def new_record(self, header: dict[str, Any], client: bytes, request: list[Any] | None = None,
+                   metadata: dict[str, Any] | None = None) -> TaskRecord:
+        """Record a new request; a task (apply, execute) is counted in :attr:`stats` under the
+        group its ``metadata`` names."""
+        msg_type = header["msg_type"]
+        rec = TaskRecord(header["msg_id"], msg_type, client, header, submitted=time.time(), request=request)
+        if msg_type in TASK_REQUESTS:
+            target = header.get("target")
+            parts = len(target) if type(target) is list else 1
+            md = metadata if type(metadata) is dict else {}
+            rec.tag = self.stats.submitted(msg_type, md, client, rec.submitted, parts)
         self.store.add(rec)
         return rec
 
@@ -301,10 +313,13 @@ class Hub:
         if rec.completed and rec.broadcast is None:
             return rec, False, self.drain_unassigned()  # answered already (timed out, aborted)
         status = content.get("status", "ok")
+        tag = rec.tag
         actions: list[Action] = []
         if rec.balanced and status == "error" and info is not None:
             ename = content.get("ename")
             if ename == "UnmetDependency" or rec.retries > 0:
+                if tag is not None:
+                    self.stats.answered(tag, info.id, status, content, final=False)
                 if ename != "UnmetDependency":
                     rec.retries -= 1
                 rec.ename = ename
@@ -312,6 +327,9 @@ class Hub:
                 actions.extend(self._place(rec))
                 actions.extend(self.drain_unassigned())
                 return rec, False, actions
+        received = time.time()
+        if tag is not None:
+            self.stats.answered(tag, info.id if info is not None else None, status, content, msg_id, received)
         if rec.broadcast is not None and info is not None:
             rec.broadcast.discard(info.id)
             if rec.broadcast:
@@ -319,10 +337,17 @@ class Hub:
                 return rec, True, actions
         rec.status = status if rec.status in (None, "ok") else rec.status
         rec.ename = content.get("ename")
-        self.store.complete(rec, reply, time.time())
+        self.store.complete(rec, reply, received)
         actions.extend(self._release(msg_id))
         actions.extend(self.drain_unassigned())
         return rec, True, actions
+
+    def fail_part(self, rec: TaskRecord, content: dict[str, Any], engine_id: int | None) -> None:
+        """The controller answered a task (or one engine's part of a broadcast) itself, with
+        this error content: count it (:meth:`fail` closes the task)."""
+        if rec.tag is not None:
+            self.stats.answered(rec.tag, engine_id, content.get("status", "error"), content, rec.msg_id, time.time(),
+                                ran=False)
 
     def fail(self, rec: TaskRecord, reply: list[Any], status: str, ename: str) -> list[Action]:
         """Close a task the controller answered itself (engine died, aborted, timed out)."""

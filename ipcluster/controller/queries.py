@@ -1,5 +1,5 @@
-"""The controller's answers to the queries of clients: connection, pings, queue status, results by
-msg_id, purge, history, abort, resubmit, signal, shutdown, and dask's scheduler.
+"""The controller's answers to the queries of clients: connection, pings, queue status, task
+statistics, results by msg_id, purge, history, abort, resubmit, signal, shutdown, and dask's scheduler.
 
 Kept apart from :mod:`.router`, which moves frames between sockets, because it changes with the
 query protocol. Each handler takes the asking client's identity and the request's content (typed
@@ -49,6 +49,10 @@ class Queries:
 
     def queue_request(self, client: bytes, c: messages.QueueRequest) -> Reply:
         return self.hub.queue_status(c.get("targets"), bool(c.get("verbose"))), []
+
+    def task_stats_request(self, client: bytes, c: messages.TaskStatsRequest) -> Reply:
+        since = c.get("since", 0)
+        return self.hub.stats.query(since if type(since) is int else 0), []
 
     def result_request(self, client: bytes, c: messages.ResultRequest) -> Reply:
         msg_ids = c.get("msg_ids") or []
@@ -180,6 +184,7 @@ class Queries:
         "connection_request": connection_request,
         "ping_request": ping_request,
         "queue_request": queue_request,
+        "task_stats_request": task_stats_request,
         "result_request": result_request,
         "purge_request": purge_request,
         "history_request": history_request,

@@ -213,10 +213,11 @@ class Router:
         """Close a task on the engine's behalf with an error reply to its client."""
         content = error_content(exc)
         content["status"] = status
-        metadata = {"engine_id": rec.engine_id if engine_id is None else engine_id, "status": status,
-                    "completed": time.time()}
+        eid = rec.engine_id if engine_id is None else engine_id
+        metadata = {"engine_id": eid, "status": status, "completed": time.time()}
         frames = self.reply(self.client, rec.client, messages.reply_type(rec.msg_type), content,
                             rec.header, metadata=metadata)
+        self.hub.fail_part(rec, content, eid)
         if rec.broadcast:  # other engines of the broadcast have yet to answer
             return
         self.carry_out(self.hub.fail(rec, frames, status, type(exc).__name__))
@@ -289,7 +290,8 @@ class Router:
             self.reply(self.client, client, messages.reply_type(header["msg_type"]), content, header,
                        metadata={"status": "error"})
             return
-        rec = hub.new_record(header, client, compact(frames, i))
+        metadata = packet.metadata  # the task's group and function (for live views), load-balancing flags
+        rec = hub.new_record(header, client, compact(frames, i), metadata)
         target = header.get("target")
         if target is not None:
             actions = hub.submit_direct(rec, target)
@@ -300,7 +302,7 @@ class Router:
         elif header.get("data"):
             actions = [Fail(rec, ProtocolError("buffers sent over an engine's data channel need a target engine"))]
         elif header["msg_type"] in messages.TASK_REQUESTS:
-            actions = hub.submit_balanced(rec, packet.metadata)
+            actions = hub.submit_balanced(rec, metadata)
             if rec.timeout and not rec.completed:
                 assert self._loop is not None
                 self._loop.call_later(rec.timeout, self.expire, rec.msg_id)

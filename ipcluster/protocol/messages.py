@@ -56,13 +56,18 @@ class ClearReply(TypedDict):
 
 
 class TaskMetadata(TypedDict, total=False):
-    """Metadata of a task request (all optional); load-balancing fields are read by the scheduler."""
+    """Metadata of a task request (all optional); load-balancing fields are read by the scheduler,
+    the others by the controller's task statistics (live views)."""
 
     after: list[str]
     follow: list[str]
     timeout: float | None
     retries: int
     targets: list[int] | None
+    fn: str  # the function's name (a map's: the mapped function)
+    label: str  # the view's label flag: the group the task is counted in
+    map: int  # the map this task is a part of (numbered per client)
+    items: int  # items of a map in this part (default 1)
 
 
 class ReplyMetadata(TypedDict):
@@ -108,6 +113,24 @@ class QueueReply(TypedDict):
     """One entry per engine id (as text): ``{"queue", "tasks", "completed"}``, plus ``unassigned``."""
 
     status: str
+
+
+class TaskStatsRequest(TypedDict):
+    """Task statistics changed after revision ``since`` (0: all that is kept)."""
+
+    since: int
+
+
+class TaskStatsReply(TypedDict):
+    """``groups``: id -> ``{kind, name, fn, n, d, f, t}`` (items submitted, done, failed; first
+    submission); ``engines``: engine id -> function -> ``[done, failed]`` (totals); ``failures``:
+    the newest failed tasks, each with a bounded traceback. ``rev``: the ``since`` to ask next."""
+
+    status: str
+    rev: int
+    groups: dict[str, dict[str, Any]]
+    engines: dict[str, dict[str, list[int]]]
+    failures: list[dict[str, Any]]
 
 
 class ResultRequest(TypedDict):
@@ -310,6 +333,8 @@ MSG_TYPES: dict[str, type] = {
     "ping_reply": PingReply,
     "queue_request": QueueRequest,
     "queue_reply": QueueReply,
+    "task_stats_request": TaskStatsRequest,
+    "task_stats_reply": TaskStatsReply,
     "result_request": ResultRequest,
     "result_reply": ResultReply,
     "purge_request": PurgeRequest,

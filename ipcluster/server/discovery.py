@@ -56,13 +56,34 @@ def _alive(launcher: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [p for p in procs if pid_alive(int(p.get("pid", 0)), p.get("create_time"))]
 
 
+#: job states of a batch launcher's table (launchers/jobs.py) that are over
+FINISHED_JOBS = frozenset({"done", "failed", "cancelled", "timeout", "ended"})
+
+
+def batch_engines(launcher: dict[str, Any]) -> int | None:
+    """Engines a batch engine set asked for, in the jobs its file records as not over (the
+    processes of a batch job do not run here, so they cannot be counted by pid); None for a
+    launcher that submits no jobs."""
+    if not launcher.get("system"):
+        return None
+    table = launcher.get("jobs") or {}
+    states = table.get("jobs") or {}
+    counts = table.get("engines") or {}
+    return sum(int(counts.get(job_id, 0)) for job_id, entry in states.items()
+               if not (isinstance(entry, list) and entry and entry[0] in FINISHED_JOBS))
+
+
 def summarize(profile: str, path: Path, state: dict[str, Any]) -> dict[str, Any]:
     """The card of one cluster file: what the panel lists without talking to the controller."""
     info = state.get("cluster") or {}
     cluster_id = str(info.get("cluster_id", path.name[len(PREFIX):-len(".json")]))
-    engine_sets = {
-        set_id: len(_alive(launcher)) for set_id, launcher in (state.get("engines") or {}).items()
-    }
+    engine_sets: dict[str, int] = {}
+    batch = ""
+    for set_id, launcher in (state.get("engines") or {}).items():
+        jobs = batch_engines(launcher)
+        if jobs is not None:
+            batch = str(launcher["system"])
+        engine_sets[set_id] = len(_alive(launcher)) if jobs is None else jobs
     controller_up = bool(_alive(state.get("controller")))
     card: dict[str, Any] = {
         "key": cluster_key(profile, cluster_id),
@@ -79,6 +100,8 @@ def summarize(profile: str, path: Path, state: dict[str, Any]) -> dict[str, Any]
     }
     if info.get("start_time"):
         card["start_time"] = float(info["start_time"])
+    if batch:
+        card["batch"] = batch  # the system its engines are jobs of (the manager asks it for their states)
     return card
 
 

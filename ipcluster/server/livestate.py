@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from .livetasks import TaskLive
+
 #: seconds of completions kept for throughput (long enough to smooth chunky maps)
 THROUGHPUT_WINDOW_S = 10.0
 #: ticks of the task stream kept on the server for a browser that resumes
@@ -88,11 +90,13 @@ class ClusterLive:
     """Live statistics of one running cluster, from periodic controller samples.
 
     Feed it :meth:`sample` with the controller's ``queue_status()`` (per engine id: ``queue``,
-    ``tasks``, ``completed``; plus ``unassigned``) and the engines it knows. It derives engine
-    states, a task stream (completions per engine per tick), throughput over a sliding window,
-    and the progress and ETA of the current *burst* of work: a burst starts when outstanding work
-    appears on an idle cluster and ends when none is left. Counts are in tasks as the controller
-    sees them (a load-balanced map of many items is sent in chunks).
+    ``tasks``, ``completed``; plus ``unassigned``), the engines it knows, and its ``task_stats``
+    (see :mod:`.livetasks`). It derives engine states, throughput over a sliding window and the
+    progress and ETA of the current *burst* of work, in tasks as the controller schedules them (a
+    burst starts when outstanding work appears on an idle cluster and ends when none is left);
+    from the task statistics, the progress of each map and label in items, recent failures, and
+    the task stream: items finished per engine per tick, by function, and failed ones. Without
+    task statistics (a controller that does not answer them) the stream counts tasks.
     """
 
     def __init__(self) -> None:
@@ -103,7 +107,9 @@ class ClusterLive:
         self.burst_start_done: int | None = None
         self.burst_start_time: float | None = None
         self.history: deque[tuple[float, int]] = deque()  # (time, completed_total) for throughput
-        self.stream: deque[tuple[int, float, dict[str, int]]] = deque(maxlen=STREAM_TICKS)
+        # (tick, time, {function index: {engine id: items done}}, {engine id: items failed})
+        self.stream: deque[tuple[int, float, dict[str, dict[str, int]], dict[str, int]]] = deque(maxlen=STREAM_TICKS)
+        self.tasks = TaskLive()
         self.tick = 0
         self.now = 0.0
 
@@ -113,8 +119,10 @@ class ClusterLive:
         queue_status: dict[Any, Any],
         engine_hosts: dict[int, str] | None = None,
         memory_mb: dict[int, int] | None = None,
+        task_stats: dict[str, Any] | None = None,
     ) -> None:
-        """Take one controller sample taken at ``now``."""
+        """Take one controller sample taken at ``now``: its queue status and, when it has them,
+        its task statistics changed since :attr:`TaskLive.rev`."""
         self.now = now
         engine_hosts = engine_hosts or {}
         seen: set[int] = set()
@@ -151,6 +159,7 @@ class ClusterLive:
             if eid not in seen:
                 del self.engines[eid]
                 self.dead.add(eid)
+                self.tasks.forget_engine(eid)
         # monotonic, so an engine leaving does not make the throughput negative
         self.completed_total += sum(completions.values())
         self.history.append((now, self.completed_total))
@@ -162,8 +171,14 @@ class ClusterLive:
             self.burst_start_done = self.burst_start_time = None
         self.outstanding = outstanding
         self.tick += 1
-        if completions:
-            self.stream.append((self.tick, now, completions))
+        finished: dict[str, dict[str, int]] = {}
+        failed: dict[str, int] = {}
+        if task_stats is not None:
+            finished, failed = self.tasks.take(now, task_stats)
+        elif completions:
+            finished = {str(self.tasks.fn_index("tasks")): completions}
+        if finished or failed:
+            self.stream.append((self.tick, now, finished, failed))
 
     def throughput(self) -> float:
         """Tasks completed per second over the last :data:`THROUGHPUT_WINDOW_S` seconds."""
@@ -190,11 +205,14 @@ class ClusterLive:
             "completed": self.completed_total,
             "progress": progress,
             "engines": {str(eid): e.view(self.now) for eid, e in sorted(self.engines.items())},
+            **self.tasks.view(),
         }
 
     def stream_since(self, tick: int) -> list[list[Any]]:
-        """Task-stream ticks after ``tick``: ``[tick, time, {engine id: tasks completed}]``."""
-        return [[t, round(when, 2), counts] for t, when, counts in self.stream if t > tick]
+        """Task-stream ticks after ``tick``: ``[tick, time, {function index: {engine id: items
+        done}}]``, plus ``{engine id: items failed}`` when some failed (indices into ``fns``)."""
+        return [[t, round(when, 2), done, *([failed] if failed else [])] for t, when, done, failed in self.stream
+                if t > tick]
 
 
 class TabStream:

@@ -2,8 +2,9 @@
 
 :class:`ClusterManager` is the one place that does I/O for the panel: it reads cluster files
 (:mod:`.discovery`), drives clusters through the public :class:`~ipcluster.cluster.Cluster` API,
-and samples running controllers through a :class:`~ipcluster.client.Client` while a browser
-is watching. What the samples mean is decided in :mod:`.livestate`, which has no I/O.
+and samples running controllers through a :class:`~ipcluster.client.Client` (and the batch
+systems of clusters whose engines are jobs) while a browser is watching. What the samples mean
+is decided in :mod:`.livestate`, which has no I/O.
 
 Sampling runs only while at least one panel is visible, at most once per
 :attr:`ClusterManager.sample_interval`: a hidden panel, or none, costs the controllers nothing.
@@ -12,6 +13,7 @@ Sampling runs only while at least one panel is visible, at most once per
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import time
 from collections.abc import Callable
@@ -24,6 +26,8 @@ from traitlets import Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..cluster import Cluster
+from ..cluster.jobs import poll_jobs
+from ..error import ControllerError
 from .discovery import cluster_key, find_clusters, profile_dirs
 from .livestate import ClusterLive
 
@@ -54,6 +58,7 @@ class Monitor:
         self.client: Any = None
         self.live = ClusterLive()
         self.samples = 0
+        self.task_stats = True  # False once the controller said it does not answer task_stats_request
 
     async def connect(self, timeout: float) -> None:
         cluster = Cluster.from_file(self.cluster_file)
@@ -63,19 +68,32 @@ class Monitor:
     def registered(self) -> int | None:
         return len(self.client.ids) if self.client is not None else None
 
+    def _ask(self) -> tuple[dict[Any, Any], dict[str, Any] | None]:
+        """The controller's queue status and its task statistics changed since the last sample
+        (two small queries, in the client's I/O thread)."""
+        client = self.client
+        status = client.queue_status()
+        stats = None
+        if self.task_stats:
+            try:
+                stats = client.task_stats(self.live.tasks.rev)
+            except ControllerError:  # an older controller: the stream counts tasks from the queue status
+                self.task_stats = False
+        return status, stats
+
     async def sample(self, timeout: float) -> None:
-        """Ask the controller for its queues and record them in :attr:`live`."""
+        """Ask the controller for its queues and task statistics and record them in :attr:`live`."""
         if self.client is None:
             return
         client = self.client
-        status = await asyncio.wait_for(asyncio.to_thread(client.queue_status), timeout)
+        status, stats = await asyncio.wait_for(asyncio.to_thread(self._ask), timeout)
         info = client.engine_info
         hosts = {eid: str(i.get("hostname", "")) for eid, i in info.items()}
         memory = None
         if self.samples % 4 == 0:  # memory changes slowly; psutil per engine is not free at 256 engines
             memory = _local_memory_mb(info)
         self.samples += 1
-        self.live.sample(time.time(), status, hosts, memory)
+        self.live.sample(time.time(), status, hosts, memory, stats)
 
     def close(self) -> None:
         if self.client is not None:
@@ -116,6 +134,12 @@ class ClusterManager(LoggingConfigurable):
     stop_timeout = Float(
         5.0, config=True, help="Seconds a cluster started here waits for processes after SIGTERM, before SIGKILL."
     )
+    job_poll_interval = Float(
+        5.0,
+        config=True,
+        help="""Seconds between asking a batch system (squeue, qstat, ...) for the states of a
+        cluster's jobs, while a panel is visible (one status command per engine set).""",
+    )
 
     @default("ipython_dir")
     def _default_ipython_dir(self) -> str:
@@ -136,6 +160,9 @@ class ClusterManager(LoggingConfigurable):
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._cards: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, list[dict[str, Any]]] = {}  # key -> batch jobs as the queue last said
+        self._job_polls: dict[str, float] = {}  # key -> when its jobs were last asked for
+        self._polling: dict[str, asyncio.Task[None]] = {}
 
     # -- listing ------------------------------------------------------------------------------------
 
@@ -167,6 +194,8 @@ class ClusterManager(LoggingConfigurable):
                 card["engines_registered"] = monitor.registered
             if key in self.errors:
                 card["error"] = self.errors[key]
+            if card.get("batch") and key in self.jobs and card["state"] != "dead":
+                card["jobs"] = self.jobs[key]
         self._cards = cards
         self._sync_monitors(cards)
         return cards
@@ -195,6 +224,38 @@ class ClusterManager(LoggingConfigurable):
             old.close()
         self.monitors[key] = monitor
         self._notify()
+
+    def _poll_jobs_due(self, cards: dict[str, dict[str, Any]]) -> None:
+        """Ask the batch system for the jobs of batch clusters not asked for lately (in the background)."""
+        now = time.monotonic()
+        for key in list(self.jobs):
+            if key not in cards:
+                del self.jobs[key]
+                self._job_polls.pop(key, None)
+        for key, card in cards.items():
+            if (not card.get("batch") or card["state"] not in ("running", "scaling") or key in self._polling
+                    or now - self._job_polls.get(key, -math.inf) < self.job_poll_interval):
+                continue
+            self._job_polls[key] = now
+            self._polling[key] = asyncio.ensure_future(self._poll_jobs(key, card["cluster_file"]))
+
+    async def _poll_jobs(self, key: str, cluster_file: str) -> None:
+        try:
+            cluster = Cluster.from_file(cluster_file)
+            states = await asyncio.wait_for(poll_jobs(cluster), self.connect_timeout)
+        except Exception as e:  # the queue did not answer; the card keeps what it said last
+            self.log.debug("ipcluster panel: job states of %s: %s", key, e)
+            return
+        finally:
+            self._polling.pop(key, None)
+        jobs = [
+            {"set": set_id, "job_id": str(job["job_id"]), "state": str(job["state"]), "n": int(job.get("processes") or 0),
+             **({"reason": str(job["reason"])} if job.get("reason") else {})}
+            for set_id, set_jobs in sorted(states.items()) for job in set_jobs
+        ]
+        if jobs != self.jobs.get(key):
+            self.jobs[key] = jobs
+            self._notify()
 
     async def wait_connected(self, key: str) -> None:
         """Wait for a pending connection to ``key``'s controller (bounded by the connect timeout)."""
@@ -328,7 +389,7 @@ class ClusterManager(LoggingConfigurable):
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        for task in list(self._connecting.values()):
+        for task in [*self._connecting.values(), *self._polling.values()]:
             task.cancel()
         for monitor in self.monitors.values():
             monitor.close()
@@ -376,7 +437,7 @@ class ClusterManager(LoggingConfigurable):
                 await self._wake.wait()
                 continue
             started = time.monotonic()
-            self.cards()
+            self._poll_jobs_due(self.cards())
             monitors = list(self.monitors.values())
             results = await asyncio.gather(
                 *(m.sample(self.connect_timeout) for m in monitors), return_exceptions=True

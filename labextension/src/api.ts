@@ -24,6 +24,19 @@ export interface IClusterCard {
   owner: string;
   start_time?: number;
   error?: string;
+  /** the batch system its engines are jobs of (slurm, sge, ...) */
+  batch?: string;
+  /** its batch jobs, as the batch system said last */
+  jobs?: IBatchJob[];
+}
+
+/** A batch job of a cluster: engine set, job id, state (pending, running, done...), engines, reason. */
+export interface IBatchJob {
+  set: string;
+  job_id: string;
+  state: string;
+  n: number;
+  reason?: string;
 }
 
 export interface IOptions {

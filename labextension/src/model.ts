@@ -23,6 +23,39 @@ export interface IEngineLive {
   m?: number;
 }
 
+/**
+ * One label, map or function: items submitted (n), done (d), failed (f), items per second and
+ * ETA while it runs, `done` once all finished (it stays for a minute).
+ */
+export interface IGroupLive {
+  name: string;
+  kind: 'label' | 'map' | 'fn' | string;
+  fn: string;
+  n: number;
+  d: number;
+  f?: number;
+  rate?: number;
+  eta?: number;
+  done?: boolean;
+}
+
+/**
+ * A recent failure: exception n(ame), v(alue), t(race)b(ack) (its first and last lines),
+ * e(ngine), g(roup name), gid (the group's id in `groups`), k(ind), t(ime, epoch s), c(ount) of
+ * failures like it in the same group.
+ */
+export interface IFailureLive {
+  n: string;
+  v?: string;
+  tb?: string;
+  e?: number;
+  g?: string;
+  gid?: string;
+  k?: string;
+  t?: number;
+  c?: number;
+}
+
 export interface ILiveView {
   counts: Record<string, number>;
   completed: number;
@@ -34,10 +67,19 @@ export interface ILiveView {
     eta?: number;
   };
   engines: Record<string, IEngineLive>;
+  /** function names in colour order: the stream's function indices */
+  fns?: string[];
+  groups?: Record<string, IGroupLive>;
+  failures?: Record<string, IFailureLive>;
 }
 
-/** A task-stream tick: [tick, time (s), {engine id: tasks completed}]. */
-export type StreamTick = [number, number, Record<string, number>];
+/**
+ * A task-stream tick: [tick, time (s), {function index: {engine id: items done}}], and
+ * {engine id: items failed} when some failed.
+ */
+export type StreamTick =
+  | [number, number, Record<string, Record<string, number>>]
+  | [number, number, Record<string, Record<string, number>>, Record<string, number>];
 
 export interface IStreamMessage {
   t: 'snapshot' | 'delta';

@@ -114,9 +114,43 @@ describe('ClusterModel', () => {
     const { model } = makeModel();
     models.push(model);
     model.applyMessage({ t: 'snapshot', clusters: { 'p:a': card('p:a') }, live: {} });
-    model.applyMessage({ t: 'delta', stream: { 'p:a': [[1, 100, { '0': 2 }], [2, 105, { '1': 1 }]] } });
-    model.applyMessage({ t: 'delta', stream: { 'p:a': [[3, 112, { '0': 4 }]] } });
+    model.applyMessage({
+      t: 'delta',
+      stream: { 'p:a': [[1, 100, { '0': { '0': 2 } }], [2, 105, { '0': { '1': 1 } }, { '0': 1 }]] }
+    });
+    model.applyMessage({ t: 'delta', stream: { 'p:a': [[3, 112, { '1': { '0': 4 } }]] } });
     expect(model.stream('p:a').map(t => t[0])).toEqual([2, 3]); // 100 is more than 10 s before 112
+    expect(model.stream('p:a')[0][3]).toEqual({ '0': 1 }); // failed items travel with their tick
+  });
+
+  it('merges groups and failures by id: new ones added, finished ones changed, old ones dropped', () => {
+    const { model } = makeModel();
+    models.push(model);
+    const live = {
+      counts: { idle: 2, busy: 0, dead: 0 },
+      completed: 0,
+      progress: { outstanding: 0, rate: 0 },
+      engines: {},
+      fns: ['square'],
+      groups: { '1': { name: 'squares', kind: 'label', fn: 'square', n: 200, d: 40, rate: 20, eta: 8 } },
+      failures: {}
+    };
+    model.applyMessage({ t: 'snapshot', clusters: { 'p:a': card('p:a') }, live: { 'p:a': live } });
+    model.applyMessage({
+      t: 'delta',
+      live: {
+        'p:a': {
+          groups: { '1': { d: 190, f: 10, rate: null, eta: null, done: true } },
+          failures: { '3': { n: 'ValueError', v: 'no 13', tb: 'Traceback\n  in square\nValueError: no 13', e: 1 } }
+        } as never
+      }
+    });
+    const view = model.live('p:a')!;
+    expect(view.groups!['1']).toEqual({ name: 'squares', kind: 'label', fn: 'square', n: 200, d: 190, f: 10, done: true });
+    expect(view.failures!['3'].e).toBe(1);
+    model.applyMessage({ t: 'delta', live: { 'p:a': { groups: { '1': null }, failures: { '3': null } } as never } });
+    expect(model.live('p:a')!.groups).toEqual({});
+    expect(model.live('p:a')!.failures).toEqual({});
   });
 
   it('falls back to REST when the websocket closes, and records action errors', async () => {

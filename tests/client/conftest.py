@@ -73,6 +73,7 @@ class FakeCluster:
         self.held: list[tuple[bytes, dict[str, Any], int]] = []
         self.records: dict[str, dict[str, Any]] = {}  # msg_id -> record
         self.history: list[str] = []
+        self.request_metadata: dict[str, dict[str, Any]] = {}  # msg_id -> the request's metadata
         self.received: list[str] = []  # msg_types, in arrival order
         self._arrived = threading.Condition()  # notified as each task request is recorded
         self.subscriptions = 0
@@ -205,6 +206,7 @@ class FakeCluster:
         header = msg["header"]
         if msg_type in ("apply_request", "execute_request", "clear_request"):
             self.history.append(msg["msg_id"])
+            self.request_metadata[msg["msg_id"]] = msg["metadata"]
             with self._arrived:
                 self.records[msg["msg_id"]] = {"completed": False, "submitted": header.get("date")}
                 self._arrived.notify_all()

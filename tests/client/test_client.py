@@ -439,3 +439,33 @@ def test_many_tasks_round_trip(rc: ipp.Client) -> None:
     back = rc[0].apply_sync(lambda a: a * 2, big)
     assert (back == big * 2).all() and back.flags.writeable
     assert json.loads(rc[0].apply_sync(json.dumps, {"a": [1]})) == {"a": [1]}
+
+
+def test_requests_name_their_function_label_map_and_items(rc: ipp.Client, fake: FakeCluster) -> None:
+    """What the controller counts live progress by travels in the metadata the request has anyway."""
+    def square(x: int) -> int:
+        return x * x
+
+    def sent(ar: Any) -> list[dict[str, Any]]:
+        fake.wait_received(ar)
+        return [fake.request_metadata[m] for m in ar.msg_ids]
+
+    lview = rc.load_balanced_view()
+    ar = lview.apply_async(square, 3)
+    assert ar.get(timeout=5) == 9 and sent(ar) == [{"fn": "square"}]
+    amr = lview.map_async(square, range(10), chunksize=4)
+    assert amr.get(timeout=5) == [x * x for x in range(10)]
+    parts = sent(amr)
+    assert [md.get("items", 1) for md in parts] == [4, 4, 2]
+    assert {md["fn"] for md in parts} == {"square"} and len({md["map"] for md in parts}) == 1
+    again = sent(lview.map_async(square, range(3), chunksize=1, label="squares"))
+    assert again[0]["map"] != parts[0]["map"] and {md["label"] for md in again} == {"squares"}
+    assert "items" not in again[0]  # one item per part: nothing to say
+    with lview.temp_flags(label="fit", retries=1):
+        assert sent(lview.apply_async(square, 2)) == [{"fn": "square", "label": "fit", "retries": 1}]
+    dview = rc[:]
+    dview.set_flags(label="setup")
+    assert [md["items"] for md in sent(dview.map_async(square, range(5)))] == [3, 2]
+    assert sent(dview.apply_async(square, 1))[0] == {"fn": "square", "label": "setup"}
+    assert sent(rc[0].execute("a = 1"))[0] == {"fn": "execute"}
+    rc.wait(timeout=5)

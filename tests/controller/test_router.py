@@ -326,3 +326,32 @@ async def test_a_silent_client_loses_its_queue_and_starved_tasks_fail(controller
     _, reply = await quiet.recv()  # no engine for 0.2 s: the task fails instead of waiting for ever
     assert reply["parent_header"]["msg_id"] == kept["msg_id"]
     assert reply["content"]["ename"] == "NoEnginesError" and "engine_timeout" in reply["content"]["evalue"]
+
+
+async def test_task_stats_count_a_named_map_and_keep_its_failure(controller: Controller) -> None:
+    """The metadata a client sends names the map, its function and each part's items; the engine's
+    error reply gives the failure its traceback. Asked with task_stats_request, not published."""
+    client = controller.peer("client")
+    engine, eid = await controller.engine(b"e-0")
+    md = {"fn": "square", "label": "squares"}
+    await client.send("apply_request", buffers=apply_buffers(), metadata={**md, "items": 3})
+    await client.send("apply_request", buffers=apply_buffers(), metadata={**md, "items": 2}, target=eid)
+    await engine_answer(engine)
+    idents, req = await engine.recv()
+    tb = "Traceback (most recent call last):\n  File \"<cell>\", line 2, in square\nValueError: no 13"
+    await engine.send("apply_reply", {"status": "error", "ename": "ValueError", "evalue": "no 13", "traceback": tb},
+                      idents=idents, parent=req["header"], metadata={"engine_id": eid})
+    for _ in range(2):
+        await client.recv()
+    await client.send("task_stats_request", {"since": 0})
+    _, reply = await client.recv()
+    stats = reply["content"]
+    assert reply["msg_type"] == "task_stats_reply" and stats["status"] == "ok"
+    group = stats["groups"]["label:squares"]
+    assert (group["n"], group["d"], group["f"], group["fn"]) == (5, 3, 2, "square")
+    assert stats["engines"] == {str(eid): {"square": [3, 2]}}
+    (failure,) = stats["failures"]
+    assert failure["traceback"] == tb and failure["engine_id"] == eid and failure["msg_id"] == req["header"]["msg_id"]
+    await client.send("task_stats_request", {"since": stats["rev"]})
+    _, reply = await client.recv()
+    assert reply["content"]["groups"] == {} and reply["content"]["failures"] == []

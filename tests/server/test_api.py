@@ -192,3 +192,55 @@ async def test_live_view_progress_stream_rate_bound_and_pause(server: JupyterSer
     finally:
         client.close()
         await cluster.stop_cluster()
+
+
+def groups_named(view: dict, key: str, name: str) -> list[dict]:
+    return [g for g in view["live"].get(key, {}).get("groups", {}).values() if g["name"] == name]
+
+
+async def test_live_view_counts_a_labelled_maps_items_and_shows_a_failure_with_its_traceback(
+    server: JupyterServer,
+) -> None:
+    cluster = Cluster(ipython_dir=str(server.ipython_dir), n=2, stop_timeout=5)
+    client = await cluster.start_and_connect()
+    key = f"default:{cluster.cluster_id}"
+
+    def square(x: int) -> int:
+        import time
+
+        time.sleep(0.01)
+        if x == 13:
+            raise ValueError(f"no square for {x}")
+        return x * x
+
+    try:
+        async with stream(server) as ws:
+            await ws.until(lambda v: key in v["live"] and len(v["live"][key]["engines"]) == 2)
+            first = len(ws.messages)
+            view = client.load_balanced_view(label="squares")
+            # 20 tasks of 10 items: progress is counted in items
+            ar = view.map_async(square, range(200), chunksize=10, return_exceptions=True)
+            v = await ws.until(lambda v: any(0 < g["d"] < 200 for g in groups_named(v, key, "squares")))
+            (running,) = groups_named(v, key, "squares")
+            assert running["n"] == 200 and running["kind"] == "label" and running["fn"] == "square"
+            assert "done" not in running and running["rate"] >= 0
+            v = await ws.until(lambda v: bool(v["live"][key]["failures"]))
+            (failure,) = v["live"][key]["failures"].values()
+            assert failure["n"] == "ValueError" and failure["v"] == "no square for 13" and failure["g"] == "squares"
+            assert failure["e"] in (0, 1)
+            assert "Traceback" in failure["tb"] and "in square" in failure["tb"]
+            assert failure["tb"].rstrip().endswith("ValueError: no square for 13")
+            results = await asyncio.to_thread(ar.get, 60)
+            errors = [r for r in results if isinstance(r, Exception)]
+            assert len(errors) == 1 and len(results) == 191  # the failed chunk's one exception
+            v = await ws.until(lambda v: any(g.get("done") for g in groups_named(v, key, "squares")))
+            (done,) = groups_named(v, key, "squares")
+            assert (done["n"], done["d"], done["f"]) == (200, 190, 10)
+            assert v["live"][key]["fns"][0] == "square"
+            # the stream: items done per function per engine, and the failed chunk apart
+            ticks = [t for _, msg in ws.messages[first:] for t in msg.get("stream", {}).get(key, [])]
+            assert sum(n for t in ticks for n in t[2].get("0", {}).values()) == 190
+            assert sum(n for t in ticks if len(t) > 3 for n in t[3].values()) == 10
+    finally:
+        client.close()
+        await cluster.stop_cluster()

@@ -1,8 +1,10 @@
 """The panel in a real JupyterLab, driven by headless Chromium through Playwright.
 
 It opens the Clusters tab, creates and starts a cluster, watches its engines register, inserts
-the connection code into a notebook and runs a cell that maps over the engines while the panel
-shows the map's progress and task stream, then scales up and stops the cluster. Screenshots go
+the connection code into a notebook and runs a cell with two maps, one labelled and failing for
+one item, while the panel shows each map's progress in items, the task stream coloured by
+function with the failed item red, and the failure with its traceback; then it scales up and
+stops the cluster. Screenshots go
 to ``$IPCLUSTER_TEST_ARTIFACTS/panel/`` (default ``test-artifacts/panel/`` in the checkout);
 with ``IPCLUSTER_UPDATE_DOCS_SCREENSHOTS=1`` they are also copied to ``docs/_static/panel-*.png``.
 
@@ -32,16 +34,26 @@ ARGS = [
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]
 MAP_CELL = """\
+def warmup(x):
+    import time
+    time.sleep(0.02)
+    return x
+
 def work(x):
     import time
     time.sleep(0.05)
+    if x == 123:
+        raise ValueError(f"item {x} is cursed")
     return x * x
 
-amr = rc.load_balanced_view().map_async(work, range(400), chunksize=1)
+lview = rc.load_balanced_view()
+pre = lview.map_async(warmup, range(100), chunksize=1)
+amr = lview.map_async(work, range(400), chunksize=1, return_exceptions=True, label="squares")
 result = amr.get(timeout=180)
-print("mapped", len(result), "items on", len(rc.ids), "engines; sum", sum(result))
+pre.get(timeout=60)
+failed = [r for r in result if isinstance(r, Exception)]
+print("mapped", len(result), "items on", len(rc.ids), "engines;", len(failed), "failed:", failed[0].ename)
 """
-
 
 def artifacts_dir() -> Path:
     base = os.environ.get("IPCLUSTER_TEST_ARTIFACTS") or str(ROOT / "test-artifacts")
@@ -109,6 +121,17 @@ def test_panel_lifecycle_in_jupyterlab(lab: JupyterServer) -> None:
                 tab.click()
                 panel = page.locator("#ipcluster-panel")
                 expect(panel.locator(".ipc-Panel-empty")).to_be_visible()
+                # widen the side bar (drag its splitter) so the screenshots read well
+                handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+                box = handle.bounding_box()
+                assert box is not None
+                y = box["y"] + box["height"] / 2
+                page.mouse.move(box["x"] + box["width"] / 2, y)
+                page.mouse.down()
+                page.mouse.move(box["x"] + 160, y, steps=8)
+                page.mouse.up()
+                wide = panel.bounding_box()
+                assert wide is not None and wide["width"] > 350, wide
 
                 # New: profile, engines, launcher; create and start
                 panel.locator(".ipc-Panel-new").click()
@@ -140,18 +163,42 @@ def test_panel_lifecycle_in_jupyterlab(lab: JupyterServer) -> None:
                 page.keyboard.press("Shift+Enter")
                 page.keyboard.press("Shift+Enter")
 
-                # the map's progress and the task stream move while the cell runs
-                expect(card.locator(".ipc-Progress-text")).to_contain_text("tasks/s · ETA", timeout=120_000)
-                expect(card.locator(".ipc-Stream rect").first).to_be_attached()
+                # the labelled map's progress in items, the stream coloured by function, the failure
+                squares = card.locator('.ipc-Group[data-group="squares"]')
+                expect(squares.locator(".ipc-Group-kind")).to_have_text("label", timeout=120_000)
+                expect(squares.locator(".ipc-Group-text")).to_contain_text("/ 400 items")
+                expect(squares.locator(".ipc-Group-text")).to_contain_text("items/s · ETA")
+                expect(card.locator('.ipc-Group[data-group="warmup"] .ipc-Group-kind')).to_have_text("map")
+                expect(card.locator(".ipc-Progress-text")).to_contain_text("tasks/s")
                 expect(card.locator(".ipc-Engine-busy").first).to_be_attached()
-                # a few seconds of stream, so the screenshot shows it moving
+                legend = card.locator(".ipc-Legend-item")
+                expect(legend.filter(has_text="warmup")).to_have_count(1)
+                expect(legend.filter(has_text="work")).to_have_count(1)
+                failure = card.locator(".ipc-Failure").first
+                expect(failure).to_contain_text("ValueError: item 123 is cursed")
+                expect(failure.locator(".ipc-Failure-summary")).to_contain_text("ValueError: item 123 is cursed")
+                expect(card.locator(".ipc-Stream rect.ipc-Stream-failed").first).to_be_attached()
+                expect(card.locator(".ipc-Legend-failed")).to_be_visible()
+                # two functions, two colours in the stream (and failed items red)
                 page.wait_for_function(
-                    "() => Number(document.querySelector('#ipcluster-panel .ipc-Stream')?.dataset.ticks) >= 8"
+                    """() => new Set([...document.querySelectorAll('#ipcluster-panel .ipc-Stream rect.ipc-Stream-task')]
+                                 .map(r => r.getAttribute('fill'))).size >= 2"""
+                )
+                # several seconds of stream, so the screenshot shows it moving
+                page.wait_for_function(
+                    "() => Number(document.querySelector('#ipcluster-panel .ipc-Stream')?.dataset.ticks) >= 14"
                 )
                 shot("map-progress")
                 output = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output")
-                expect(output).to_contain_text("mapped 400 items on 2 engines", timeout=180_000)
+                expect(output).to_contain_text("mapped 400 items on 2 engines; 1 failed: ValueError", timeout=180_000)
                 expect(card.locator(".ipc-Progress-text")).to_contain_text("idle")
+                expect(squares.locator(".ipc-Group-text")).to_contain_text("399 / 400 items · 1 failed · done")
+                # the failure's whole traceback on expand
+                failure.locator("summary").click()
+                expect(failure.locator(".ipc-Failure-traceback")).to_be_visible()
+                expect(failure.locator(".ipc-Failure-traceback")).to_contain_text("in work")
+                expect(failure.locator(".ipc-Failure-traceback")).to_contain_text("Traceback (most recent call last)")
+                failure.scroll_into_view_if_needed()
                 shot("map-done")
 
                 # scale up to 3, then stop

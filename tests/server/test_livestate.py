@@ -58,7 +58,9 @@ def test_stream_has_completions_per_engine_per_tick() -> None:
     live.sample(0.5, qs(e0=(1, 3), e1=(1, 0)))
     live.sample(1.0, qs(e0=(0, 4), e1=(0, 2)))
     ticks = live.stream_since(0)
-    assert [t[2] for t in ticks] == [{"0": 3}, {"0": 1, "1": 2}]
+    # without task statistics the stream counts tasks, under one 'function'
+    assert [t[2] for t in ticks] == [{"0": {"0": 3}}, {"0": {"0": 1, "1": 2}}]
+    assert live.view()["fns"] == ["tasks"]
     assert live.stream_since(ticks[0][0]) == ticks[1:]
 
 

@@ -44,6 +44,7 @@ class TaskRecord:
     timeout: float | None = None
     broadcast: set[int] | None = None  # engines a broadcast still waits for
     queued: bool = False  # in the hub's queue of unassigned tasks (not yet given to an engine)
+    tag: Any = None  # taskstats.Tag: its group, function and items, for live views
 
     @property
     def completed(self) -> bool:

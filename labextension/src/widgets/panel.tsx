@@ -115,6 +115,27 @@ function ClusterCardView(props: {
               {registered} / {card.engines_requested}
             </td>
           </tr>
+          {card.jobs && card.jobs.length > 0 && (
+            <tr>
+              <th>{card.batch ?? 'batch'} jobs</th>
+              <td className="ipc-Card-jobs">
+                {card.jobs.map(job => (
+                  <span
+                    key={`${job.set}-${job.job_id}`}
+                    className={`ipc-Job ipc-Job-${job.state}`}
+                    title={
+                      `job ${job.job_id} (${job.set}): ${job.state}` +
+                      (job.reason ? ` (${job.reason})` : '') +
+                      `, ${job.n} engine${job.n === 1 ? '' : 's'}`
+                    }
+                  >
+                    {job.job_id} {job.state}
+                    {job.reason ? ` (${job.reason})` : ''}
+                  </span>
+                ))}
+              </td>
+            </tr>
+          )}
           <tr>
             <th>started by</th>
             <td>{card.owner}</td>
