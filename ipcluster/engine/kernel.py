@@ -46,6 +46,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..error import error_content, wrap_exception
 from ..protocol.data import TTL, DataChannel, keep_for, wait_for
+from ..protocol.interactive import WRAPPER_CODE
 from ..protocol.messages import AbortRequest, ExecuteRequest, RegistrationReply, ShutdownRequest, reply_type
 from ..protocol.receive import Handlers, drain
 from ..protocol.serialize import serialize_result
@@ -452,7 +453,10 @@ class Kernel(LoggingConfigurable):
             restore_running_loop(loop)
             tb = e.__traceback__
             if tb is not None and tb.tb_next is not None:
-                e.__traceback__ = tb.tb_next  # drop this frame: users see their code first
+                tb = tb.tb_next  # drop this frame: users see their code first
+                while tb.tb_next is not None and tb.tb_frame.f_code in WRAPPER_CODE:
+                    tb = tb.tb_next  # and a map's or @parallel's wrapper
+                e.__traceback__ = tb
             return self._error_content("apply"), []
 
     async def _execute(self, msg: Message) -> tuple[dict[str, Any], tuple[()]]:

@@ -106,3 +106,7 @@ def call_part(f: Any, *args: Any, **kwargs: Any) -> Any:
     if isinstance(f, bytes):
         f = loads(f)
     return in_user_namespace(f)(*args, **kwargs)
+
+
+#: code of the wrappers above: a user's traceback starts below them (an engine drops their frames)
+WRAPPER_CODE = frozenset({map_chunk.__code__, call_part.__code__})

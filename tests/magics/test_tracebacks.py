@@ -65,6 +65,8 @@ def test_lambda_and_closure_show_their_lines(ip: InteractiveShell, capsys: pytes
     err = remote_error(result)
     assert err.ename == "IndexError" and "lam = lambda x: [][x]  # lambda line" in err.traceback
     assert "lambda line" in shown
+    assert "map_chunk" not in err.traceback  # the map's wrapper on the engine is not the user's code
+    assert err.traceback.count('File "') == 1, err.traceback
 
 
 def test_module_function_without_its_file_on_the_engine(
