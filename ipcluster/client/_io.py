@@ -32,7 +32,7 @@ from .._aio import LoopThread
 from ..error import AuthenticationError, ClusterTimeout, ControllerError, IPClusterError, ProtocolError
 from ..protocol.receive import Handlers, drain
 from ..protocol.wire import NOBLOCK, fd, readable, send_frames
-from ..protocol.session import DataMissing, Message, Session
+from ..protocol.session import DataMissing, Message, Session, auth_error
 from .datalink import DataLink
 from .liveness import Pinger
 from .replies import Replies
@@ -340,12 +340,8 @@ class ClientIO:
         self.replies.fail_request(packet.parent.get("msg_id", ""), ProtocolError(why))
 
     def _on_unverified(self, frames: list[Any], err: Exception) -> None:
-        try:
-            _, msg = self.session.unpack(frames, verify=False)
-        except ProtocolError:
-            msg = None
-        if msg is not None and msg["msg_type"] == "auth_error":
-            text = msg["content"].get("evalue", "")
+        text = auth_error(frames)  # compared as bytes: nothing unsigned is parsed
+        if text is not None:
             self.auth_failed = (
                 f"the controller at {self.where} rejected this client's messages: the key in the "
                 f"connection file does not match the cluster's ({text})"

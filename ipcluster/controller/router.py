@@ -21,7 +21,8 @@ import zmq
 from ..error import EngineError, ProtocolError, error_content
 from ..protocol import messages
 from ..protocol.receive import Handlers, Reply, drain
-from ..protocol.session import DELIM, Packet, Session
+from ..protocol.rejects import Rejects
+from ..protocol.session import AUTH_ERRORS, DELIM, BadSignature, MalformedMessage, Packet, Session
 from ..protocol.wire import fd, send_frames
 from .daskscheduler import DaskScheduler
 from .heartbeat import HeartMonitor
@@ -31,6 +32,10 @@ from .queries import Queries
 
 BATCH = 256  # messages taken from one socket before looking at the others
 OUTBOX_MAX = 512  # messages batched for one peer before they are sent anyway
+
+#: peers told of an auth_error before the list starts again (one auth_error per peer is enough,
+#: and a peer that floods without reading must not make the controller queue replies for it)
+TOLD_MAX = 4096
 
 #: frames smaller than this are kept as bytes: a received zmq.Frame pins libzmq's whole receive
 #: buffer (about 8 KiB), so 20,000 kept 500-byte frames would hold 180 MB instead of 11 MB
@@ -93,12 +98,13 @@ class Router:
         self.queries: Handlers[Callable[..., Reply]] = Handlers(Queries.TABLE, "the controller", self.log)
         self.engine_messages: Handlers[Callable[..., None]] = Handlers(self.ENGINE_MESSAGES, "the controller", self.log)
         # unsigned on purpose: a peer with the wrong key cannot verify ours, but it must learn why
-        self.auth_error = Session(b"").serialize("auth_error", {
-            "evalue": "message signature did not verify: the client's key does not match the cluster's"})[1]
+        self.auth_error = {who: [DELIM, packet] for who, packet in AUTH_ERRORS.items()}
+        self._told: set[bytes] = set()
+        self.rejects = {name: Rejects(self.log, f"the controller's {name} port")
+                        for name in ("client", "engine", "iopub engine")}
         self.stopped = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hb_handle: asyncio.TimerHandle | None = None
-        self._bad_messages = 0
         self._outbox: dict[tuple[zmq.Socket, tuple[bytes, ...]], list[Any]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -231,20 +237,33 @@ class Router:
             else:
                 self.answer_error(rec, action.error, action.status, action.engine_id)
 
-    def _note_bad(self, frames: list[Any], err: Exception, source: str) -> bool:
-        """Log a dropped message (rate-limited); return whether it looked like a real message."""
-        self._bad_messages += 1
-        if self._bad_messages <= 10 or self._bad_messages % 1000 == 0:
-            self.log.warning("dropped malformed message from %s (%d frames): %s", source, len(frames), err)
-        return any(getattr(f, "bytes", f) == DELIM for f in frames[:4])
+    def refuse(self, sock: zmq.Socket, who: str, frames: list[Any], err: ProtocolError) -> None:
+        """A message that failed :meth:`Session.peek`: count and log it (bounded), tell a peer with
+        the wrong key why (once), answer a signed but malformed request from a client."""
+        self.rejects[who].refuse(type(err).__name__, f"{err} ({len(frames)} frames)")
+        peer = frames[0] if type(frames[0]) is bytes else frames[0].bytes
+        if isinstance(err, BadSignature) and who in self.auth_error:
+            if peer not in self._told:
+                if len(self._told) >= TOLD_MAX:
+                    self._told.clear()
+                self._told.add(peer)
+                self._send(sock, [peer, *self.auth_error[who]])
+        elif isinstance(err, MalformedMessage) and who == "client":
+            self.reply_malformed(peer, err.header or {}, err)
+
+    def reply_malformed(self, client: bytes, header: dict[str, Any], err: Exception) -> None:
+        """Answer a signed request the controller cannot serve with an error reply."""
+        msg_type = header.get("msg_type")
+        ok = type(msg_type) is str and msg_type.endswith("_request")
+        reply_type = messages.reply_type(msg_type) if ok else "error_reply"  # type: ignore[arg-type]
+        self.reply(self.client, client, reply_type, error_content(err), header, metadata={"status": "error"})
 
     # -- client channel --------------------------------------------------------------------
     def on_client(self, frames: list[Any]) -> None:
         try:
             idents, i, packet = self.session.peek(frames)
         except ProtocolError as e:
-            if self._note_bad(frames, e, "a client") and "signature" in str(e):
-                self._send(self.client, [frames[0].bytes, *self.auth_error])
+            self.refuse(self.client, "client", frames, e)
             return
         client = idents[0]
         header = packet.header
@@ -325,7 +344,7 @@ class Router:
         try:
             idents, i, packet = self.session.peek(frames)
         except ProtocolError as e:
-            self._note_bad(frames, e, "an engine")
+            self.refuse(self.engine, "engine", frames, e)
             return
         euuid = idents[0]
         if len(idents) >= 2:
@@ -346,11 +365,11 @@ class Router:
         try:
             _, msg = self.session.unpack(frames, verify=False)
         except ProtocolError as e:
-            self._note_bad(frames, e, "an engine")
+            self.rejects["engine"].refuse(type(e).__name__, str(e))
             return
         handler = self.engine_messages.get(msg["msg_type"])
         if handler is None:
-            self.log.warning("unexpected %s from engine %r", msg["msg_type"], euuid)
+            self.rejects["engine"].refuse("unexpected msg_type", f"{msg['msg_type']} from engine {euuid!r}")
         else:
             handler(self, euuid, msg["content"], msg["header"])
 
@@ -428,6 +447,12 @@ class Router:
             self.heart.pong(frames[0].bytes, frames[1].bytes)
 
     def on_iopub(self, frames: list[Any]) -> None:
+        """Forward an engine's output to the clients, if it verifies (per output message, not per task)."""
+        try:
+            self.session.peek(frames)
+        except ProtocolError as e:
+            self.rejects["iopub engine"].refuse(type(e).__name__, f"{e} ({len(frames)} frames)")
+            return
         self._send(self.iopub_out, frames)
 
     def on_subscription(self, frames: list[Any]) -> None:

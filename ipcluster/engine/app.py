@@ -39,7 +39,7 @@ from .._argv import last_option_wins
 from ..error import IPClusterError, ProtocolError
 from ..protocol.connection import find_connection_file, read_connection_file, shm_folder, url
 from ..protocol.data import DataChannel
-from ..protocol.session import Session
+from ..protocol.session import Session, auth_error
 from .control import Control
 from .heart import Heart
 from .interrupts import Interrupts
@@ -264,7 +264,7 @@ class EngineApp(Application):
                     try:
                         _, msg = session.unpack(frames)
                     except ProtocolError as e:
-                        refusal = _auth_error(session, frames)
+                        refusal = auth_error(frames)
                         if refusal is not None:
                             raise EngineStartError(f"the controller refused our signature: {refusal}") from None
                         self.log.warning("dropped a message that does not unpack: %s", e)
@@ -458,17 +458,6 @@ def _start_without_signals(threads: list[Any], started: list[Any]) -> None:
             started.append(thread)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
-def _auth_error(session: Session, frames: list[Any]) -> str | None:
-    """The text of an (unsigned) ``auth_error`` from the controller, else None."""
-    try:
-        _, msg = session.unpack(frames, verify=False)
-    except ProtocolError:
-        return None
-    if msg["msg_type"] != "auth_error":
-        return None
-    return str(msg["content"].get("evalue", "wrong key"))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,7 +49,7 @@ from ..protocol.data import TTL, DataChannel, keep_for, wait_for
 from ..protocol.messages import AbortRequest, ExecuteRequest, RegistrationReply, ShutdownRequest, reply_type
 from ..protocol.receive import Handlers, drain
 from ..protocol.serialize import serialize_result
-from ..protocol.session import DIRECT_MIN, DataMissing, Message, Session, external, nbytes
+from ..protocol.session import DIRECT_MIN, DataMissing, MalformedMessage, Message, Session, external, nbytes
 from ..protocol.wire import NOBLOCK, readable, send_frames
 from ..protocol.wire import fd as wire_fd
 from .cells import Cells
@@ -219,6 +219,17 @@ class Kernel(LoggingConfigurable):
             self._queue.append((Session.split_idents(frames)[0], _Waiting(frames, e.header, time.monotonic() + wait)))
             assert self._loop is not None
             self._loop.call_later(wait + 0.01, self._wake)
+            return
+        except MalformedMessage as e:  # signed, so from a client with the key: it gets an answer
+            header = e.header
+            idents = Session.split_idents(frames)[0]
+            if header is None or type(header.get("msg_type")) is not str or not idents \
+                    or not header["msg_type"].endswith("_request"):
+                self.log.warning("dropped a message that does not unpack (%d frames): %s", len(frames), e)
+                return
+            self.log.warning("%s %s does not unpack: %s", header["msg_type"], header.get("msg_id"), e)
+            msg = Message(header=header, msg_id=header.get("msg_id"), msg_type=header["msg_type"])
+            self._reply(idents, msg, reply_type(header["msg_type"]), error_content(e), (), time.time(), 0)
             return
         except Exception as e:
             self.log.warning("dropped a message that does not unpack (%d frames): %s", len(frames), e)

@@ -249,7 +249,7 @@ async def test_signal_goes_to_the_engines_control_socket(controller: Controller)
     ctl = controller.peer("engine", b"e-0.ctl")
     await ctl.sock.send_multipart([b"hello"])  # the router drops it, and now knows the socket
     for _ in range(500):  # bounded: the router handles it within a few loop turns
-        if controller.router._bad_messages:
+        if controller.router.rejects["engine"].total:
             break
         await asyncio.sleep(0.01)
     await client.send("signal_request", {"signum": 2, "targets": [eid]})
