@@ -38,6 +38,7 @@ from ..protocol.shm import make_folder
 from .daskscheduler import DaskScheduler
 from .db import MemoryStore, SQLiteStore, TaskStore
 from .hub import Hub
+from .replay import ReplayGuard
 from .router import Router
 from .schedulers import SCHEMES
 
@@ -104,6 +105,15 @@ class ControllerApp(Application):
     shm_dir = Unicode("/dev/shm", config=True, help="Memory-backed folder (tmpfs) in which the controller makes a "
                       "private folder where engines leave large results for clients on this host to map "
                       "instead of receiving them over a socket (see the data channel); '' turns that off.")
+    replay_window = Float(60.0, config=True, help="Seconds a client's request may be old (by the date in its "
+                          "signed header) when it reaches the controller; older ones are refused, and so is any "
+                          "msg_id already seen within the window: a captured signed message cannot be sent again "
+                          "(a replay). The controller remembers each request's id for up to 2 x (replay_window "
+                          "+ clock_skew) seconds, about 100 bytes each (~15 MB at a sustained 1,000 requests/s). "
+                          "Raise it if clients' clocks are far off, or if the controller may fall more than this "
+                          "far behind its clients. 0: no replay check.")
+    clock_skew = Float(15.0, config=True, help="Seconds a client's request may be dated ahead of the controller's "
+                       "clock (clients on other hosts whose clocks run ahead); see replay_window.")
     reuse_files = Bool(False, config=True, help="Reuse the key and ports of existing connection files (to restart a controller in place).")
     ping = Float(0.0, config=True, help="Milliseconds between heartbeats, as ipyparallel's --ping gives it (sets hb_period; 0: hb_period as configured).")
     dask_timeout = Float(30.0, config=True, help="Seconds to wait for the dask scheduler that Client.become_dask() "
@@ -297,7 +307,7 @@ class ControllerApp(Application):
         router = Router(Hub(store, scheduler), session, socks, cluster_id=self.cluster_id,
                         hb_period=self.hb_period, hb_misses=self.hb_misses, client_timeout=self.client_timeout,
                         drop_orphaned_tasks=self.drop_orphaned_tasks, engine_timeout=self.engine_timeout,
-                        dask=dask, log=self.log)
+                        dask=dask, replay=ReplayGuard(self.replay_window, self.clock_skew), log=self.log)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, router.stop)

@@ -29,6 +29,7 @@ from .heartbeat import HeartMonitor
 from .hub import Action, Assign, Fail, Hub
 from .db import TaskRecord
 from .queries import Queries
+from .replay import ReplayGuard
 
 BATCH = 256  # messages taken from one socket before looking at the others
 OUTBOX_MAX = 512  # messages batched for one peer before they are sent anyway
@@ -63,6 +64,7 @@ class Router:
         client_timeout: float = 30.0,
         drop_orphaned_tasks: bool = True,
         engine_timeout: float = 0.0,
+        replay: ReplayGuard | None = None,
         log: logging.Logger | None = None,
     ) -> None:
         self.hub = hub
@@ -72,6 +74,7 @@ class Router:
         self.client_timeout = client_timeout
         self.drop_orphaned_tasks = drop_orphaned_tasks
         self.engine_timeout = engine_timeout
+        self.replay = replay or ReplayGuard()
         self.heart = HeartMonitor(hb_misses)
         self.log = log or logging.getLogger(__name__)
         #: dask's scheduler, started in this process by ``Client.become_dask``
@@ -268,6 +271,11 @@ class Router:
         client = idents[0]
         header = packet.header
         msg_type = header["msg_type"]
+        why = self.replay.check(header)
+        if why is not None:
+            self.rejects["client"].refuse("replayed or stale", f"{msg_type} {header['msg_id']}: {why}")
+            self.reply_malformed(client, header, ProtocolError(f"the controller refused {msg_type}: {why}"))
+            return
         if msg_type in messages.ENGINE_REQUESTS:
             self.route_request(client, packet, frames, i)
             return

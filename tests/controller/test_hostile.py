@@ -127,3 +127,46 @@ async def test_unsigned_engine_output_is_not_forwarded(controller: Controller) -
         while True:
             frames = await asyncio.wait_for(sub.recv_multipart(), 0.2)
             assert b"good" in frames[-1]
+
+
+async def test_a_replayed_request_is_refused_after_its_record_is_purged(controller: Controller) -> None:
+    client = controller.peer("client")
+    engine, _ = await controller.engine(b"e-0")
+    header = client.session.msg_header("apply_request", target=0)
+    _, frames = client.session.serialize("apply_request", buffers=apply_buffers(), header=header)
+    await client.sock.send_multipart(frames)
+    await engine_answer(engine)
+    await client.recv()
+    await client.send("purge_request", {"msg_ids": "all", "engine_ids": []})
+    assert (await client.recv())[1]["content"]["status"] == "ok"
+    assert controller.hub.store.get(header["msg_id"]) is None
+    await client.sock.send_multipart(frames)  # the captured request, again
+    _, reply = await client.recv()
+    assert reply["msg_type"] == "apply_reply" and reply["content"]["status"] == "error"
+    assert "already used" in reply["content"]["evalue"]
+    with pytest.raises(zmq.Again):
+        await engine.sock.recv_multipart(zmq.NOBLOCK)  # it did not reach the engine
+    assert controller.hub.store.get(header["msg_id"]) is None
+
+
+async def test_a_replayed_or_stale_shutdown_is_refused(controller: Controller) -> None:
+    client = controller.peer("client")
+    old = client.session.msg_header("shutdown_request")
+    old["date"] -= 3600  # captured an hour ago
+    await client.sock.send_multipart(client.session.serialize("shutdown_request", header=old)[1])
+    _, reply = await client.recv()
+    assert reply["content"]["status"] == "error" and "replay_window" in reply["content"]["evalue"]
+    ahead = client.session.msg_header("shutdown_request")
+    ahead["date"] += 3600
+    await client.sock.send_multipart(client.session.serialize("shutdown_request", header=ahead)[1])
+    _, reply = await client.recv()
+    assert reply["content"]["status"] == "error" and "clock_skew" in reply["content"]["evalue"]
+    assert not controller.router.stopped.is_set()
+    # a fresh one is served once; the same bytes again are refused (the router has not stopped
+    # serving between them: a stopped router would not answer)
+    fresh = client.session.serialize("signal_request", {"signum": 2, "targets": []})[1]
+    await client.sock.send_multipart(fresh)
+    assert (await client.recv())[1]["content"]["status"] == "ok"
+    await client.sock.send_multipart(fresh)
+    _, reply = await client.recv()
+    assert reply["content"]["status"] == "error" and "already used" in reply["content"]["evalue"]
