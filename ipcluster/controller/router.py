@@ -65,6 +65,7 @@ class Router:
         drop_orphaned_tasks: bool = True,
         engine_timeout: float = 0.0,
         replay: ReplayGuard | None = None,
+        max_client_frame: int = 0,
         log: logging.Logger | None = None,
     ) -> None:
         self.hub = hub
@@ -75,6 +76,7 @@ class Router:
         self.drop_orphaned_tasks = drop_orphaned_tasks
         self.engine_timeout = engine_timeout
         self.replay = replay or ReplayGuard()
+        self.max_client_frame = max_client_frame  # bytes a frame from a client may have (0: any)
         self.heart = HeartMonitor(hb_misses)
         self.log = log or logging.getLogger(__name__)
         #: dask's scheduler, started in this process by ``Client.become_dask``

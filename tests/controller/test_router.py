@@ -31,7 +31,7 @@ async def test_connect_register_and_route_direct(controller: Controller) -> None
     await client.send("connection_request")
     _, reply = await client.recv()
     assert reply["content"] == {"status": "ok", "engines": {}, "engine_info": {}, "cluster_id": "t",
-                                "task_scheme": "leastload", "engine_timeout": 0.0}
+                                "task_scheme": "leastload", "engine_timeout": 0.0, "max_frame_bytes": 0}
     engine, eid = await controller.engine(b"e-0")
     assert eid == 0
     h = await client.send("apply_request", buffers=apply_buffers(sum, [1, 2, 3]), target=0)
