@@ -21,7 +21,7 @@ import zmq
 from traitlets.config import Configurable
 
 from ..error import ClusterTimeout, IPClusterError
-from ..protocol.connection import find_connection_file, read_connection_file, shm_folder, url
+from ..protocol.connection import check_key, find_connection_file, read_connection_file, shm_folder, url
 from ..protocol.session import Message, Session
 from . import activation
 from ._io import ClientIO
@@ -120,6 +120,7 @@ class Client(CacheOptions, LivenessOptions, Configurable):
         if connection_info is not None:
             info = dict(connection_info)
             where = "the given connection_info"
+            check_key(info, where)
             self.connection_file = None
         else:
             if url_file is None:

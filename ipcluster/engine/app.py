@@ -36,7 +36,7 @@ from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Application
 
 from .._argv import last_option_wins
-from ..error import IPClusterError, ProtocolError
+from ..error import ConnectionFileError, IPClusterError, ProtocolError
 from ..protocol.connection import find_connection_file, read_connection_file, shm_folder, url
 from ..protocol.data import DataChannel
 from ..protocol.session import Session, auth_error
@@ -197,6 +197,8 @@ class EngineApp(Application):
             try:
                 info = read_connection_file(path, "engine")
                 break
+            except ConnectionFileError as e:  # there, but not to be used: waiting will not help
+                raise EngineStartError(str(e)) from None
             except IPClusterError as e:
                 problem = str(e)
             remaining = deadline - loop.time()

@@ -23,6 +23,7 @@ import pytest
 import zmq
 
 import ipcluster as ipp
+from ipcluster.protocol.connection import write_private_json
 from ipcluster.protocol.session import BATCH, DELIM, Session, auth_error
 
 WAIT = 20.0
@@ -208,3 +209,40 @@ def test_the_default_limits_take_a_100_mb_push_through_the_controller(rc: ipp.Cl
     """A load-balanced task has no target engine, so its buffers cross the controller whatever the host."""
     payload = b"x" * (100 << 20)
     assert rc.load_balanced_view().apply_sync(len, payload) == len(payload)
+
+
+def run_engine(path: Path, timeout: float = WAIT) -> tuple[int, str, float]:
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "ipcluster.engine", f"--file={path}"], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return proc.returncode, proc.stderr + proc.stdout, time.monotonic() - t0
+
+
+def test_key_problems_are_refused_at_once_and_say_why(start: Any, tmp_path: Path) -> None:
+    controller = start()
+    info = controller.client_info
+    # an empty key in a client file
+    empty = write_private_json(tmp_path / "empty.json", {**info, "key": ""})
+    t0 = time.monotonic()
+    with pytest.raises(ipp.error.ConnectionFileError, match=f"{empty} has an empty key"):
+        ipp.Client(str(empty), timeout=30)
+    with pytest.raises(ipp.error.ConnectionFileError, match="the given connection_info has an empty key"):
+        ipp.Client(connection_info={**info, "key": ""}, timeout=30)
+    # a client file others can read
+    shared = write_private_json(tmp_path / "shared.json", info)
+    os.chmod(shared, 0o644)
+    with pytest.raises(ipp.error.ConnectionFileError, match=f"readable by others.*chmod 600 {shared}"):
+        ipp.Client(str(shared), timeout=30)
+    assert time.monotonic() - t0 < 5
+    # an engine with the wrong key learns it from the controller and exits
+    wrong = write_private_json(tmp_path / "wrong.json", {**controller.engine_info, "key": "not-the-key"})
+    code, out, wrong_took = run_engine(wrong)
+    assert code != 0 and "refused our signature" in out and "engine's key does not match" in out, out
+    assert wrong_took < 10
+    # an engine file others can read
+    readable = write_private_json(tmp_path / "readable.json", controller.engine_info)
+    os.chmod(readable, 0o644)
+    code, out, took = run_engine(readable)
+    assert code != 0 and "chmod 600" in out, out
+    assert took < 10
+    print(f"\nengine with a wrong key exited in {wrong_took:.2f} s, with a readable file in {took:.2f} s")
