@@ -31,6 +31,7 @@ from zmq.utils.monitor import parse_monitor_message
 from .._aio import LoopThread
 from ..error import AuthenticationError, ClusterTimeout, ControllerError, IPClusterError, ProtocolError
 from ..protocol.receive import Handlers, drain
+from ..protocol.rejects import limited
 from ..protocol.wire import NOBLOCK, fd, readable, send_frames
 from ..protocol.session import DataMissing, Message, Session, auth_error
 from .datalink import DataLink
@@ -349,7 +350,7 @@ class ClientIO:
             log.error("%s", self.auth_failed)
             self._fail_all(AuthenticationError(self.auth_failed))
         else:
-            log.warning("dropped a message from the controller that did not verify: %s", err)
+            limited(log, "the client").refuse(type(err).__name__, str(err))
 
     def _on_query_reply(self, msg: Message) -> None:
         parent_id = msg["parent_header"].get("msg_id")

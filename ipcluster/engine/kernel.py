@@ -48,6 +48,7 @@ from ..error import error_content, wrap_exception
 from ..protocol.data import TTL, DataChannel, keep_for, wait_for
 from ..protocol.messages import AbortRequest, ExecuteRequest, RegistrationReply, ShutdownRequest, reply_type
 from ..protocol.receive import Handlers, drain
+from ..protocol.rejects import limited
 from ..protocol.serialize import serialize_result
 from ..protocol.session import DIRECT_MIN, DataMissing, MalformedMessage, Message, Session, external, nbytes
 from ..protocol.wire import NOBLOCK, readable, send_frames
@@ -225,14 +226,14 @@ class Kernel(LoggingConfigurable):
             idents = Session.split_idents(frames)[0]
             if header is None or type(header.get("msg_type")) is not str or not idents \
                     or not header["msg_type"].endswith("_request"):
-                self.log.warning("dropped a message that does not unpack (%d frames): %s", len(frames), e)
+                limited(self.log, "the engine").refuse(type(e).__name__, f"{e} ({len(frames)} frames)")
                 return
             self.log.warning("%s %s does not unpack: %s", header["msg_type"], header.get("msg_id"), e)
             msg = Message(header=header, msg_id=header.get("msg_id"), msg_type=header["msg_type"])
             self._reply(idents, msg, reply_type(header["msg_type"]), error_content(e), (), time.time(), 0)
             return
         except Exception as e:
-            self.log.warning("dropped a message that does not unpack (%d frames): %s", len(frames), e)
+            limited(self.log, "the engine").refuse(type(e).__name__, f"{e} ({len(frames)} frames)")
             return
         msg_type = msg["msg_type"]
         if msg_type in self.TASKS:

@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 import zmq
 
 from ..error import error_content
-from .rejects import Rejects
+from .rejects import limited
 from .session import Frame, Session
 from .wire import NOBLOCK, recv_frames
 
@@ -101,15 +101,10 @@ def drain(
     return True
 
 
-_failures: dict[str, Rejects] = {}
-
-
 def handler_failed(log: logging.Logger, err: Exception, nframes: int) -> None:
     """Report a message whose handler raised, at a bounded rate: a flood of hostile messages that
     trip the same bug must not flood the log. The traceback is logged at DEBUG level."""
-    rejects = _failures.get(log.name)
-    if rejects is None:
-        rejects = _failures[log.name] = Rejects(log, f"{log.name}: the receive loop", level=logging.ERROR)
+    rejects = limited(log, f"{log.name}: the receive loop", logging.ERROR)
     rejects.refuse("its handler failed", f"{type(err).__name__}: {err} ({nframes} frames)")
     if rejects.total <= rejects.first and log.isEnabledFor(logging.DEBUG):
         log.debug("the handler's traceback", exc_info=err)

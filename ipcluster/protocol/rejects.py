@@ -77,3 +77,15 @@ class Rejects:
                              self.total, reasons)
             self._unlogged = 0
         self._next_summary = (self._clock() if now is None else now) + self.period
+
+
+_limited: dict[tuple[str, str], Rejects] = {}
+
+
+def limited(log: logging.Logger, who: str, level: int = logging.WARNING) -> Rejects:
+    """The one :class:`Rejects` of ``who`` logging to ``log`` (made on first use), for receive
+    paths without an object of their own to hold one."""
+    rejects = _limited.get((log.name, who))
+    if rejects is None:
+        rejects = _limited[log.name, who] = Rejects(log, who, level=level)
+    return rejects
