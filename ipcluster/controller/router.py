@@ -329,7 +329,12 @@ class Router:
         elif header.get("data"):
             actions = [Fail(rec, ProtocolError("buffers sent over an engine's data channel need a target engine"))]
         elif header["msg_type"] in messages.TASK_REQUESTS:
-            actions = hub.submit_balanced(rec, packet.metadata)
+            try:
+                metadata = packet.metadata
+            except MalformedMessage as e:  # signed, so it is answered
+                self.carry_out([Fail(rec, e)])
+                return
+            actions = hub.submit_balanced(rec, metadata)
             if rec.timeout and not rec.completed:
                 assert self._loop is not None
                 self._loop.call_later(rec.timeout, self.expire, rec.msg_id)

@@ -170,20 +170,26 @@ class Packet:
         """Raw JSON of part ``n``: 0 header, 1 parent, 2 metadata, 3 content."""
         return self.body[self.offsets[n] : self.offsets[n + 1]]
 
+    def _object(self, n: int, name: str) -> dict[str, Any]:
+        try:
+            value = orjson.loads(self.part(n))
+        except orjson.JSONDecodeError as e:
+            raise MalformedMessage(self.header, f"{self.header['msg_type']}: its {name} is not valid JSON: {e}") from None
+        if type(value) is not dict:
+            raise MalformedMessage(self.header, f"{self.header['msg_type']}: its {name} is not a JSON object")
+        return value
+
     @property
     def parent(self) -> dict[str, Any]:
-        parent: dict[str, Any] = loads(self.part(1))
-        return parent
+        return self._object(1, "parent header")
 
     @property
     def metadata(self) -> dict[str, Any]:
-        metadata: dict[str, Any] = loads(self.part(2))
-        return metadata
+        return self._object(2, "metadata")
 
     @property
     def content(self) -> dict[str, Any]:
-        content: dict[str, Any] = loads(self.part(3))
-        return content
+        return self._object(3, "content")
 
 
 class Session:

@@ -85,6 +85,17 @@ async def test_signed_malformed_requests_get_an_error_reply(controller: Controll
         assert reply["parent_header"]["msg_id"] == 5
 
 
+@pytest.mark.parametrize("metadata, why", [(b"[1]", "not a JSON object"), (b"{oops", "not valid JSON")])
+async def test_a_task_whose_metadata_does_not_decode_is_answered(controller: Controller, metadata: bytes,
+                                                                 why: str) -> None:
+    client = controller.peer("client")
+    header = client.session.msg_header("apply_request")  # load-balanced: the controller reads its metadata
+    await client.sock.send_multipart(client.session.pack(orjson.dumps(header), b"{}", metadata, b"{}"))
+    _, reply = await client.recv()
+    assert reply["msg_type"] == "apply_reply" and reply["parent_header"]["msg_id"] == header["msg_id"]
+    assert reply["content"]["status"] == "error" and why in reply["content"]["evalue"]
+
+
 async def test_engine_with_the_wrong_key_gets_auth_error(controller: Controller) -> None:
     intruder = controller.peer("engine", b"e-bad", key=b"wrong")
     await intruder.send("registration_request", {"uuid": "e-bad", "hostname": "h", "pid": 1})
