@@ -246,3 +246,39 @@ def test_key_problems_are_refused_at_once_and_say_why(start: Any, tmp_path: Path
     assert code != 0 and "chmod 600" in out, out
     assert took < 10
     print(f"\nengine with a wrong key exited in {wrong_took:.2f} s, with a readable file in {took:.2f} s")
+
+
+def test_only_signed_engine_output_reaches_clients(start: Any) -> None:
+    controller = start()
+    sub = controller.ctx.socket(zmq.SUB)
+    sub.linger = 0
+    sub.rcvtimeo = int(WAIT * 1000)
+    sub.subscribe(b"")
+    sub.connect(controller.url(controller.client_info, "iopub_port"))
+    controller.sockets.append(sub)
+    while sub.recv_multipart()[0] != b"controller.iopub_welcome":  # output published from now on reaches us
+        pass
+    pub = controller.ctx.socket(zmq.PUB)
+    pub.linger = 0
+    pub.connect(controller.url(controller.engine_info, "iopub_port"))
+    controller.sockets.append(pub)
+    topic = [b"engine.0.stream"]
+    def stream(key: bytes, text: str) -> list[bytes]:
+        return Session(key).serialize("stream", {"name": "stdout", "text": text}, idents=topic)[1]
+    forged = [stream(b"", "unsigned"), stream(b"wrong", "wrong key"), [*topic, DELIM, b"\0" * 80]]
+    sub.rcvtimeo = 50
+    got = None
+    while got is None:  # a PUB drops what it sends before its connection is up: until one arrives
+        for frames in forged:
+            pub.send_multipart(frames)
+        pub.send_multipart(stream(controller.key, "genuine"))
+        try:
+            got = sub.recv_multipart()
+        except zmq.Again:
+            pass
+    assert b"genuine" in got[-1]
+    sub.rcvtimeo = 300
+    with pytest.raises(zmq.Again):  # and nothing else came through
+        while True:
+            assert b"genuine" in sub.recv_multipart()[-1]
+    assert "iopub engine port refused" in controller.log.read_text()
