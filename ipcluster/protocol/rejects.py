@@ -4,14 +4,16 @@ Anyone who can reach a socket can send it garbage, thousands of messages a secon
 path refuses such input without a traceback and reports it through a :class:`Rejects`: the first
 :attr:`~Rejects.first` refusals are logged one line each, later ones only counted, and a summary
 line with the count goes out at most once every :attr:`~Rejects.period` seconds while refusals
-continue. The log grows by a few hundred bytes a minute however fast the flood is, and the counts
-stay available to tests and to anyone who asks (``Rejects.total``).
+continue, and once after they stop (when the receiver runs an event loop). The log grows by a few
+hundred bytes a minute however fast the flood is, and the counts stay available to tests and to
+anyone who asks (``Rejects.total``).
 
 This is the refusal path only: a message that verifies never touches it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -68,6 +70,15 @@ class Rejects:
         now = self._clock()
         if now >= self._next_summary:
             self.summarise(now)
+        elif self._unlogged == 1:  # the first since a summary: make sure one follows, even if the flood stops
+            try:
+                asyncio.get_running_loop().call_later(self._next_summary - now, self._due)
+            except RuntimeError:  # no loop in this thread: the next refusal after the period summarises
+                pass
+
+    def _due(self) -> None:
+        if self._unlogged and self._clock() >= self._next_summary:
+            self.summarise()
 
     def summarise(self, now: float | None = None) -> None:
         """Log the refusals not yet logged (if any), with the totals by reason."""

@@ -66,3 +66,25 @@ def test_auth_error_is_recognised_by_its_bytes() -> None:
     forged = Session(b"").serialize("auth_error", {"evalue": "anything"})[1]
     assert auth_error(forged) is None
     assert auth_error([DELIM, b"\0" * len(AUTH_ERRORS["client"])]) is None
+
+
+async def test_a_summary_follows_a_flood_that_stopped() -> None:
+    import asyncio
+
+    summary = asyncio.Event()
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "more message(s)" in record.getMessage():
+                summary.set()
+
+    handler = Catch()
+    log.addHandler(handler)
+    try:
+        r = Rejects(log, "port Z", first=2, period=0.05)
+        for _ in range(5):  # two logged, three counted, then silence
+            r.refuse("BadSignature")
+        await asyncio.wait_for(summary.wait(), 5)  # bounded: due after one period
+    finally:
+        log.removeHandler(handler)
+    assert r.total == 5
