@@ -154,7 +154,7 @@ class Client(CacheOptions, LivenessOptions, Configurable):
         self._task_scheme = content.get("task_scheme", "")
         #: seconds the controller lets a load-balanced task wait while no engine is registered (0: forever)
         self.engine_timeout: float = float(content.get("engine_timeout") or 0)
-        self.submitter.max_frame = int(content.get("max_frame_bytes") or 0)
+        self.session.max_frame = int(content.get("max_frame_bytes") or 0)  # serialize refuses larger buffers
         activation.activate_in_ipython(self)
 
     async def _connect(self, timeout: float) -> dict[str, Any]:

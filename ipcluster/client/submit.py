@@ -54,19 +54,6 @@ class Submitter:
         self.io = io
         self.history = history
         self._fcache = FunctionPickleCache()
-        #: the largest frame the controller takes from a client (its connection_reply; 0: any)
-        self.max_frame = 0
-
-    def check_frames(self, frames: list[Any]) -> None:
-        """Refuse a request with a buffer larger than the controller takes (it would drop the
-        connection, and the request with it): only requests with large buffers pay for this."""
-        if len(frames) > 2 and self.max_frame:
-            big = max(map(nbytes, frames[2:]))
-            if big > self.max_frame:
-                raise SerializationError(
-                    f"a buffer of {big} bytes is larger than the controller takes from a client "
-                    f"({self.max_frame} bytes, ControllerApp.max_client_frame_bytes): send it in parts, "
-                    "or raise that limit")
 
     # -- describing a request ---------------------------------------------------------------
     def pack(self, f: Any, args: Any, kwargs: Any) -> list[Any]:
@@ -169,7 +156,6 @@ class Submitter:
         header = self.session.msg_header(msg_type)
         header["target"] = list(ids)
         _, frames = self.session.serialize(msg_type, content, buffers=bufs, header=header)
-        self.check_frames(frames)
         method = _METHODS[msg_type]
         tasks = [Task(header["msg_id"], method, eid, header["date"]) for eid in ids]
         for t in tasks:
@@ -205,7 +191,6 @@ class Submitter:
         _, frames = session.serialize(msg_type, content, metadata=metadata, buffers=bufs, header=header)
         if "data" in header:
             del frames[2:]  # the controller gets the signed packet; the buffers went ahead
-        self.check_frames(frames)
         task = Task(header["msg_id"], _METHODS[msg_type], target, header["date"], metadata)
         if sent:
             task.sent = sent

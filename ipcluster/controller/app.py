@@ -129,9 +129,9 @@ class ControllerApp(Application):
                                      "1 GiB; 0: no limit.")
     max_engine_frame_bytes = Integer(4 << 30, config=True, help="Largest frame, in bytes, the controller takes "
                                      "from an engine (a large result buffer travels as a frame of its own; see "
-                                     "max_client_frame_bytes), and engine output. A larger frame drops the engine's "
-                                     "connection (it reconnects) and the result with it, so keep this above the "
-                                     "largest result engines on other hosts return. Default 4 GiB; 0: no limit.")
+                                     "max_client_frame_bytes), and in engine output. Engines learn it when they "
+                                     "register, and answer a task whose result has a larger buffer with an error "
+                                     "instead of sending it. Default 4 GiB; 0: no limit.")
     reuse_files = Bool(False, config=True, help="Reuse the key and ports of existing connection files (to restart a controller in place).")
     ping = Float(0.0, config=True, help="Milliseconds between heartbeats, as ipyparallel's --ping gives it (sets hb_period; 0: hb_period as configured).")
     dask_timeout = Float(30.0, config=True, help="Seconds to wait for the dask scheduler that Client.become_dask() "
@@ -330,6 +330,7 @@ class ControllerApp(Application):
                         hb_period=self.hb_period, hb_misses=self.hb_misses, client_timeout=self.client_timeout,
                         drop_orphaned_tasks=self.drop_orphaned_tasks, engine_timeout=self.engine_timeout,
                         dask=dask, max_client_frame=self.max_client_frame_bytes,
+                        max_engine_frame=self.max_engine_frame_bytes,
                         replay=ReplayGuard(self.replay_window, self.clock_skew), log=self.log)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -66,6 +66,7 @@ class Router:
         engine_timeout: float = 0.0,
         replay: ReplayGuard | None = None,
         max_client_frame: int = 0,
+        max_engine_frame: int = 0,
         log: logging.Logger | None = None,
     ) -> None:
         self.hub = hub
@@ -77,6 +78,7 @@ class Router:
         self.engine_timeout = engine_timeout
         self.replay = replay or ReplayGuard()
         self.max_client_frame = max_client_frame  # bytes a frame from a client may have (0: any)
+        self.max_engine_frame = max_engine_frame  # and from an engine
         self.heart = HeartMonitor(hb_misses)
         self.log = log or logging.getLogger(__name__)
         #: dask's scheduler, started in this process by ``Client.become_dask``
@@ -397,7 +399,8 @@ class Router:
             return
         self.heart.add(euuid)
         self.reply(self.engine, euuid, "registration_reply",
-                   {"status": "ok", "id": info.id, "hb_period": self.hb_period}, header)
+                   {"status": "ok", "id": info.id, "hb_period": self.hb_period,
+                    "max_frame_bytes": self.max_engine_frame}, header)
         self.log.info("engine %i registered (pid %s on %s)", info.id, info.pid, info.hostname)
         self.publish("registration_notification", info.details())
         self.carry_out(self.hub.drain_unassigned())

@@ -313,6 +313,7 @@ class EngineApp(Application):
                     data = None
             reply = await self._register(dealer, session, engine_uuid, data)
             engine_id: int = reply["id"]
+            session.max_frame = int(reply.get("max_frame_bytes") or 0)  # larger results are answered as errors
             self.log.info(
                 "registered as engine %i with %s (uuid %s%s) in %.0f ms",
                 engine_id, url(info, "engine_port"), engine_uuid,

@@ -229,6 +229,7 @@ class RegistrationReply(TypedDict):
     status: str
     id: int
     hb_period: float
+    max_frame_bytes: NotRequired[int]  # the largest frame the controller takes from an engine (0: any)
 
 
 class UnregistrationRequest(TypedDict):

@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from ..error import ProtocolError
+from ..error import ProtocolError, SerializationError
 
 DELIM = b"<IDS|MSG>"
 #: delimiter of a batch: several packets (messages without large buffers) for the same peer
@@ -213,6 +213,9 @@ class Session:
         self._auth = bool(key)
         self._mac = _HmacSha256(key).digest
         self._counter = itertools.count()
+        #: the largest buffer frame the receiving controller takes (its max_client_frame_bytes or
+        #: max_engine_frame_bytes, learnt on connecting); :meth:`serialize` refuses a larger one (0: any)
+        self.max_frame = 0
 
     # -- ids and headers -------------------------------------------------------------------
     def new_msg_id(self) -> str:
@@ -257,10 +260,22 @@ class Session:
         """Build a message; return its header and the frames to send."""
         if header is None:
             header = self.msg_header(msg_type)
-        return header, self.pack(
+        frames = self.pack(
             orjson.dumps(header), orjson.dumps(parent) if parent else b"{}",
             orjson.dumps(metadata) if metadata else b"{}", orjson.dumps(content) if content else b"{}",
             buffers, idents)
+        if len(frames) > len(idents) + 2 and self.max_frame and not header.get("data"):
+            self._check_frames(frames[len(idents) + 2 :])  # only messages with large buffers get here
+        return header, frames
+
+    def _check_frames(self, frames: Sequence[Frame]) -> None:
+        big = max(map(nbytes, frames))
+        if big > self.max_frame:
+            raise SerializationError(
+                f"a buffer of {big} bytes is larger than the controller takes ({self.max_frame} bytes: "
+                "ControllerApp.max_client_frame_bytes from clients, max_engine_frame_bytes from engines); "
+                "it would drop the connection and the message with it. Send the data in parts, or raise "
+                "that limit")
 
     def pack(self, h: bytes, p: Any, m: Any, c: Any, buffers: Sequence[Frame] = (),
              idents: Sequence[bytes] = ()) -> list[Frame]:
