@@ -384,6 +384,13 @@ class Router:
         except ProtocolError as e:
             self.rejects["engine"].refuse(type(e).__name__, str(e))
             return
+        why = self.replay.check(msg["header"])  # a replayed registration would let its sender take tasks
+        if why is not None:
+            self.rejects["engine"].refuse("replayed or stale", f"{msg['msg_type']} from {euuid!r}: {why}")
+            if msg["msg_type"] == "registration_request":  # an engine whose clock is off must learn why
+                err = ProtocolError(f"the controller refused registration_request: {why}")
+                self.reply(self.engine, euuid, "registration_reply", error_content(err), msg["header"])
+            return
         handler = self.engine_messages.get(msg["msg_type"])
         if handler is None:
             self.rejects["engine"].refuse("unexpected msg_type", f"{msg['msg_type']} from engine {euuid!r}")

@@ -181,3 +181,22 @@ async def test_a_replayed_or_stale_shutdown_is_refused(controller: Controller) -
     await client.sock.send_multipart(fresh)
     _, reply = await client.recv()
     assert reply["content"]["status"] == "error" and "already used" in reply["content"]["evalue"]
+
+
+async def test_a_replayed_registration_is_refused(controller: Controller) -> None:
+    engine = controller.peer("engine", b"e-0")
+    _, frames = engine.session.serialize("registration_request", {"uuid": "e-0", "hostname": "h", "pid": 1})
+    await engine.sock.send_multipart(frames)
+    _, reply = await engine.recv()
+    assert reply["content"]["status"] == "ok"
+    await engine.send("unregistration_request", {"id": reply["content"]["id"]})
+    rejects = controller.router.rejects["engine"]
+    for _ in range(500):  # bounded poll: nothing answers an unregistration
+        if not controller.hub.engines:
+            break
+        await asyncio.sleep(0.01)
+    thief = controller.peer("engine", b"thief")  # someone who captured the registration
+    await thief.sock.send_multipart(frames)
+    _, refusal = await thief.recv()  # an engine whose clock is off learns why it is refused
+    assert refusal["content"]["status"] == "error" and "already used" in refusal["content"]["evalue"]
+    assert not controller.hub.engines and rejects.by_reason.get("replayed or stale") == 1
