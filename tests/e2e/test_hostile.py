@@ -120,7 +120,8 @@ def garbage(rng: random.Random, key: bytes) -> list[bytes]:
         frames = Session(key).serialize("apply_request", {}, buffers=[b"x" * 100])[1]
         packet = frames[1]
         cut = rng.randrange(len(packet))
-        return [DELIM, packet[:cut] if rng.random() < 0.5 else packet[:cut] + b"!" + packet[cut + 1:]]
+        altered = packet[:cut] + bytes([packet[cut] ^ (1 << rng.randrange(8))]) + packet[cut + 1:]  # one bit flipped
+        return [DELIM, packet[:cut] if rng.random() < 0.5 else altered]
     if kind == 7:  # empty frames
         return [b""] * rng.randrange(1, 5)
     if kind == 8:  # a packet of JSON that is not an object
