@@ -28,6 +28,10 @@ class AuthenticationError(ProtocolError):
     """The peer rejected our messages because they were signed with another key."""
 
 
+class ConnectionFileError(IPClusterError):
+    """A connection file that must not be used: readable by others than its owner, or without a key."""
+
+
 class LauncherError(IPClusterError):
     """A process launcher could not start or stop what it was asked to."""
 

@@ -31,8 +31,9 @@ from zmq.utils.monitor import parse_monitor_message
 from .._aio import LoopThread
 from ..error import AuthenticationError, ClusterTimeout, ControllerError, IPClusterError, ProtocolError
 from ..protocol.receive import Handlers, drain
+from ..protocol.rejects import limited
 from ..protocol.wire import NOBLOCK, fd, readable, send_frames
-from ..protocol.session import DataMissing, Message, Session
+from ..protocol.session import DataMissing, Message, Session, auth_error
 from .datalink import DataLink
 from .liveness import Pinger
 from .replies import Replies
@@ -340,12 +341,8 @@ class ClientIO:
         self.replies.fail_request(packet.parent.get("msg_id", ""), ProtocolError(why))
 
     def _on_unverified(self, frames: list[Any], err: Exception) -> None:
-        try:
-            _, msg = self.session.unpack(frames, verify=False)
-        except ProtocolError:
-            msg = None
-        if msg is not None and msg["msg_type"] == "auth_error":
-            text = msg["content"].get("evalue", "")
+        text = auth_error(frames)  # compared as bytes: nothing unsigned is parsed
+        if text is not None:
             self.auth_failed = (
                 f"the controller at {self.where} rejected this client's messages: the key in the "
                 f"connection file does not match the cluster's ({text})"
@@ -353,7 +350,7 @@ class ClientIO:
             log.error("%s", self.auth_failed)
             self._fail_all(AuthenticationError(self.auth_failed))
         else:
-            log.warning("dropped a message from the controller that did not verify: %s", err)
+            limited(log, "the client").refuse(type(err).__name__, str(err))
 
     def _on_query_reply(self, msg: Message) -> None:
         parent_id = msg["parent_header"].get("msg_id")

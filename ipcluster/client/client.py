@@ -21,7 +21,7 @@ import zmq
 from traitlets.config import Configurable
 
 from ..error import ClusterTimeout, IPClusterError
-from ..protocol.connection import find_connection_file, read_connection_file, shm_folder, url
+from ..protocol.connection import check_key, find_connection_file, read_connection_file, shm_folder, url
 from ..protocol.session import Message, Session
 from . import activation
 from ._io import ClientIO
@@ -65,12 +65,9 @@ class Client(CacheOptions, LivenessOptions, Configurable):
         ``engine_waiter(client, n, timeout)`` (``timeout`` in seconds, ``math.inf`` for none)
         waits for ``n`` engines in a blocking :meth:`wait_for_engines`, raising as soon as one
         cannot come: a Cluster's fails at once when an engine exits or a batch job ends.
-    results_cache_size, results_cache_max_bytes : int
-        Bounds of the cache of finished results (see :meth:`cache_info`); ``config`` and
-        ``parent`` (traitlets) may set them too, as ``c.Client.<name>``.
-    controller_hb_period, controller_hb_misses : float, int
-        How often the client pings the controller while it waits on it, and how many pings may
-        go unanswered before what waits fails with ``ControllerError`` (set the same ways).
+    results_cache_size, results_cache_max_bytes, controller_hb_period, controller_hb_misses
+        The result cache's bounds (see :meth:`cache_info`) and the controller's liveness check
+        (traits: ``config`` and ``parent`` may set them as ``c.Client.<name>``).
 
     Raises
     ------
@@ -118,6 +115,7 @@ class Client(CacheOptions, LivenessOptions, Configurable):
         if connection_info is not None:
             info = dict(connection_info)
             where = "the given connection_info"
+            check_key(info, where)
             self.connection_file = None
         else:
             if url_file is None:
@@ -151,6 +149,7 @@ class Client(CacheOptions, LivenessOptions, Configurable):
         self._task_scheme = content.get("task_scheme", "")
         #: seconds the controller lets a load-balanced task wait while no engine is registered (0: forever)
         self.engine_timeout: float = float(content.get("engine_timeout") or 0)
+        self.session.max_frame = int(content.get("max_frame_bytes") or 0)  # serialize refuses larger buffers
         activation.activate_in_ipython(self)
 
     async def _connect(self, timeout: float) -> dict[str, Any]:

@@ -39,12 +39,17 @@ from ..protocol.shm import make_folder
 from .daskscheduler import DaskScheduler
 from .db import MemoryStore, SQLiteStore, TaskStore
 from .hub import Hub
+from .replay import ReplayGuard
 from .router import Router
 from .schedulers import SCHEMES
 
 #: db_class values, and ipyparallel's names for them (matched on the last dotted part, any case)
 DB_CLASSES = {"memory": "memory", "dictdb": "memory", "sqlite": "sqlite", "sqlitedb": "sqlite",
               "none": "none", "nodb": "none"}
+
+#: the largest frame taken where only small ones belong (subscriptions, heartbeats)
+SMALL_FRAME = 64 * 1024
+
 
 class ControllerApp(Application):
     name = "ipcontroller"
@@ -105,6 +110,29 @@ class ControllerApp(Application):
     shm_dir = Unicode("/dev/shm", config=True, help="Memory-backed folder (tmpfs) in which the controller makes a "
                       "private folder where engines leave large results for clients on this host to map "
                       "instead of receiving them over a socket (see the data channel); '' turns that off.")
+    replay_window = Float(60.0, config=True, help="Seconds a client's request may be old (by the date in its "
+                          "signed header) when it reaches the controller; older ones are refused, and so is any "
+                          "msg_id already seen within the window: a captured signed message cannot be sent again "
+                          "(a replay). The controller remembers each request's id for up to 2 x (replay_window "
+                          "+ clock_skew) seconds, about 100 bytes each (~15 MB at a sustained 1,000 requests/s). "
+                          "Raise it if clients' clocks are far off, or if the controller may fall more than this "
+                          "far behind its clients. 0: no replay check.")
+    clock_skew = Float(15.0, config=True, help="Seconds a client's request may be dated ahead of the controller's "
+                       "clock (clients on other hosts whose clocks run ahead); see replay_window.")
+    max_client_frame_bytes = Integer(1 << 30, config=True, help="Largest frame, in bytes, the controller takes "
+                                     "from a client (a frame is one part of a message: a large buffer, such as one "
+                                     "numpy array, travels as a frame of its own). ZeroMQ disconnects a peer that "
+                                     "announces a larger frame before reading it, so nobody who can reach the port "
+                                     "can make the controller hold more than this at once per connection. Clients on "
+                                     "this host send large buffers straight to engines (the data channel), but "
+                                     "clients on other hosts push them through the controller: this caps the largest "
+                                     "array they can send (the client refuses a larger one with an error). Default "
+                                     "1 GiB; 0: no limit.")
+    max_engine_frame_bytes = Integer(4 << 30, config=True, help="Largest frame, in bytes, the controller takes "
+                                     "from an engine (a large result buffer travels as a frame of its own; see "
+                                     "max_client_frame_bytes), and in engine output. Engines learn it when they "
+                                     "register, and answer a task whose result has a larger buffer with an error "
+                                     "instead of sending it. Default 4 GiB; 0: no limit.")
     reuse_files = Bool(False, config=True, help="Reuse the key and ports of existing connection files (to restart a controller in place).")
     ping = Float(0.0, config=True, help="Milliseconds between heartbeats, as ipyparallel's --ping gives it (sets hb_period; 0: hb_period as configured).")
     dask_timeout = Float(30.0, config=True, help="Seconds to wait for the dask scheduler that Client.become_dask() "
@@ -270,6 +298,10 @@ class ControllerApp(Application):
             socks[name].setsockopt(zmq.RCVHWM, 0)
             socks[name].setsockopt(zmq.LINGER, 1000)
         socks["engine"].setsockopt(zmq.ROUTER_MANDATORY, 1)
+        limits = {"client": self.max_client_frame_bytes, "engine": self.max_engine_frame_bytes,
+                  "iopub_in": self.max_engine_frame_bytes, "iopub_out": SMALL_FRAME, "hb_pong": SMALL_FRAME}
+        for name, limit in limits.items():  # sockets others send to: a bound on what they can make us hold
+            socks[name].setsockopt(zmq.MAXMSGSIZE, limit if limit > 0 else -1)
         socks["iopub_out"].setsockopt(zmq.XPUB_VERBOSE, 1)
         ports = {
             "client_port": self._bind(socks["client"], previous.get("client_port") or self.client_port),
@@ -297,7 +329,9 @@ class ControllerApp(Application):
         router = Router(Hub(store, scheduler), session, socks, cluster_id=self.cluster_id,
                         hb_period=self.hb_period, hb_misses=self.hb_misses, client_timeout=self.client_timeout,
                         drop_orphaned_tasks=self.drop_orphaned_tasks, engine_timeout=self.engine_timeout,
-                        dask=dask, log=self.log)
+                        dask=dask, max_client_frame=self.max_client_frame_bytes,
+                        max_engine_frame=self.max_engine_frame_bytes,
+                        replay=ReplayGuard(self.replay_window, self.clock_skew), log=self.log)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, router.stop)

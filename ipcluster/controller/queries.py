@@ -35,7 +35,8 @@ class Queries:
         self.hub.clients[client] = time.time()
         return {"engines": self.hub.engine_table(), "engine_info": self.hub.engine_details(),
                 "cluster_id": self.router.cluster_id,
-                "task_scheme": self.hub.scheduler.name, "engine_timeout": self.router.engine_timeout}, []
+                "task_scheme": self.hub.scheduler.name, "engine_timeout": self.router.engine_timeout,
+                "max_frame_bytes": self.router.max_client_frame}, []
 
     def ping_request(self, client: bytes, c: messages.PingRequest) -> Reply:
         """A client's heartbeat: note it is alive; a closing one is gone at once. Pings come over

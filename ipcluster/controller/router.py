@@ -21,16 +21,22 @@ import zmq
 from ..error import EngineError, ProtocolError, error_content
 from ..protocol import messages
 from ..protocol.receive import Handlers, Reply, drain
-from ..protocol.session import DELIM, Packet, Session
+from ..protocol.rejects import Rejects
+from ..protocol.session import AUTH_ERRORS, DELIM, BadSignature, MalformedMessage, Packet, Session
 from ..protocol.wire import fd, send_frames
 from .daskscheduler import DaskScheduler
 from .heartbeat import HeartMonitor
 from .hub import Action, Assign, Fail, Hub
 from .db import TaskRecord
 from .queries import Queries
+from .replay import ReplayGuard
 
 BATCH = 256  # messages taken from one socket before looking at the others
 OUTBOX_MAX = 512  # messages batched for one peer before they are sent anyway
+
+#: peers told of an auth_error before the list starts again (one auth_error per peer is enough,
+#: and a peer that floods without reading must not make the controller queue replies for it)
+TOLD_MAX = 4096
 
 #: frames smaller than this are kept as bytes: a received zmq.Frame pins libzmq's whole receive
 #: buffer (about 8 KiB), so 20,000 kept 500-byte frames would hold 180 MB instead of 11 MB
@@ -58,6 +64,9 @@ class Router:
         client_timeout: float = 30.0,
         drop_orphaned_tasks: bool = True,
         engine_timeout: float = 0.0,
+        replay: ReplayGuard | None = None,
+        max_client_frame: int = 0,
+        max_engine_frame: int = 0,
         log: logging.Logger | None = None,
     ) -> None:
         self.hub = hub
@@ -67,6 +76,9 @@ class Router:
         self.client_timeout = client_timeout
         self.drop_orphaned_tasks = drop_orphaned_tasks
         self.engine_timeout = engine_timeout
+        self.replay = replay or ReplayGuard()
+        self.max_client_frame = max_client_frame  # bytes a frame from a client may have (0: any)
+        self.max_engine_frame = max_engine_frame  # and from an engine
         self.heart = HeartMonitor(hb_misses)
         self.log = log or logging.getLogger(__name__)
         #: dask's scheduler, started in this process by ``Client.become_dask``
@@ -93,12 +105,13 @@ class Router:
         self.queries: Handlers[Callable[..., Reply]] = Handlers(Queries.TABLE, "the controller", self.log)
         self.engine_messages: Handlers[Callable[..., None]] = Handlers(self.ENGINE_MESSAGES, "the controller", self.log)
         # unsigned on purpose: a peer with the wrong key cannot verify ours, but it must learn why
-        self.auth_error = Session(b"").serialize("auth_error", {
-            "evalue": "message signature did not verify: the client's key does not match the cluster's"})[1]
+        self.auth_error = {who: [DELIM, packet] for who, packet in AUTH_ERRORS.items()}
+        self._told: set[bytes] = set()
+        self.rejects = {name: Rejects(self.log, f"the controller's {name} port")
+                        for name in ("client", "engine", "iopub engine")}
         self.stopped = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hb_handle: asyncio.TimerHandle | None = None
-        self._bad_messages = 0
         self._outbox: dict[tuple[zmq.Socket, tuple[bytes, ...]], list[Any]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -232,24 +245,42 @@ class Router:
             else:
                 self.answer_error(rec, action.error, action.status, action.engine_id)
 
-    def _note_bad(self, frames: list[Any], err: Exception, source: str) -> bool:
-        """Log a dropped message (rate-limited); return whether it looked like a real message."""
-        self._bad_messages += 1
-        if self._bad_messages <= 10 or self._bad_messages % 1000 == 0:
-            self.log.warning("dropped malformed message from %s (%d frames): %s", source, len(frames), err)
-        return any(getattr(f, "bytes", f) == DELIM for f in frames[:4])
+    def refuse(self, sock: zmq.Socket, who: str, frames: list[Any], err: ProtocolError) -> None:
+        """A message that failed :meth:`Session.peek`: count and log it (bounded), tell a peer with
+        the wrong key why (once), answer a signed but malformed request from a client."""
+        self.rejects[who].refuse(type(err).__name__, f"{err} ({len(frames)} frames)")
+        peer = frames[0] if type(frames[0]) is bytes else frames[0].bytes
+        if isinstance(err, BadSignature) and who in self.auth_error:
+            if peer not in self._told:
+                if len(self._told) >= TOLD_MAX:
+                    self._told.clear()
+                self._told.add(peer)
+                self._send(sock, [peer, *self.auth_error[who]])
+        elif isinstance(err, MalformedMessage) and who == "client":
+            self.reply_malformed(peer, err.header or {}, err)
+
+    def reply_malformed(self, client: bytes, header: dict[str, Any], err: Exception) -> None:
+        """Answer a signed request the controller cannot serve with an error reply."""
+        msg_type = header.get("msg_type")
+        ok = type(msg_type) is str and msg_type.endswith("_request")
+        reply_type = messages.reply_type(msg_type) if ok else "error_reply"  # type: ignore[arg-type]
+        self.reply(self.client, client, reply_type, error_content(err), header, metadata={"status": "error"})
 
     # -- client channel --------------------------------------------------------------------
     def on_client(self, frames: list[Any]) -> None:
         try:
             idents, i, packet = self.session.peek(frames)
         except ProtocolError as e:
-            if self._note_bad(frames, e, "a client") and "signature" in str(e):
-                self._send(self.client, [frames[0].bytes, *self.auth_error])
+            self.refuse(self.client, "client", frames, e)
             return
         client = idents[0]
         header = packet.header
         msg_type = header["msg_type"]
+        why = self.replay.check(header)
+        if why is not None:
+            self.rejects["client"].refuse("replayed or stale", f"{msg_type} {header['msg_id']}: {why}")
+            self.reply_malformed(client, header, ProtocolError(f"the controller refused {msg_type}: {why}"))
+            return
         if msg_type in messages.ENGINE_REQUESTS:
             self.route_request(client, packet, frames, i)
             return
@@ -290,7 +321,11 @@ class Router:
             self.reply(self.client, client, messages.reply_type(header["msg_type"]), content, header,
                        metadata={"status": "error"})
             return
-        metadata = packet.metadata  # the task's group and function (for live views), load-balancing flags
+        try:
+            metadata = packet.metadata  # the task's group and function (for live views), load-balancing flags
+        except MalformedMessage as e:  # signed, so it is answered
+            self.carry_out([Fail(hub.new_record(header, client, None, {}), e)])
+            return
         rec = hub.new_record(header, client, compact(frames, i), metadata)
         target = header.get("target")
         if target is not None:
@@ -327,7 +362,7 @@ class Router:
         try:
             idents, i, packet = self.session.peek(frames)
         except ProtocolError as e:
-            self._note_bad(frames, e, "an engine")
+            self.refuse(self.engine, "engine", frames, e)
             return
         euuid = idents[0]
         if len(idents) >= 2:
@@ -348,11 +383,18 @@ class Router:
         try:
             _, msg = self.session.unpack(frames, verify=False)
         except ProtocolError as e:
-            self._note_bad(frames, e, "an engine")
+            self.rejects["engine"].refuse(type(e).__name__, str(e))
+            return
+        why = self.replay.check(msg["header"])  # a replayed registration would let its sender take tasks
+        if why is not None:
+            self.rejects["engine"].refuse("replayed or stale", f"{msg['msg_type']} from {euuid!r}: {why}")
+            if msg["msg_type"] == "registration_request":  # an engine whose clock is off must learn why
+                err = ProtocolError(f"the controller refused registration_request: {why}")
+                self.reply(self.engine, euuid, "registration_reply", error_content(err), msg["header"])
             return
         handler = self.engine_messages.get(msg["msg_type"])
         if handler is None:
-            self.log.warning("unexpected %s from engine %r", msg["msg_type"], euuid)
+            self.rejects["engine"].refuse("unexpected msg_type", f"{msg['msg_type']} from engine {euuid!r}")
         else:
             handler(self, euuid, msg["content"], msg["header"])
 
@@ -365,7 +407,8 @@ class Router:
             return
         self.heart.add(euuid)
         self.reply(self.engine, euuid, "registration_reply",
-                   {"status": "ok", "id": info.id, "hb_period": self.hb_period}, header)
+                   {"status": "ok", "id": info.id, "hb_period": self.hb_period,
+                    "max_frame_bytes": self.max_engine_frame}, header)
         self.log.info("engine %i registered (pid %s on %s)", info.id, info.pid, info.hostname)
         self.publish("registration_notification", info.details())
         self.carry_out(self.hub.drain_unassigned())
@@ -430,6 +473,12 @@ class Router:
             self.heart.pong(frames[0].bytes, frames[1].bytes)
 
     def on_iopub(self, frames: list[Any]) -> None:
+        """Forward an engine's output to the clients, if it verifies (per output message, not per task)."""
+        try:
+            self.session.peek(frames)
+        except ProtocolError as e:
+            self.rejects["iopub engine"].refuse(type(e).__name__, f"{e} ({len(frames)} frames)")
+            return
         self._send(self.iopub_out, frames)
 
     def on_subscription(self, frames: list[Any]) -> None:

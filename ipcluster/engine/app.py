@@ -37,11 +37,11 @@ from traitlets.config import Application, catch_config_error
 
 from .._argv import last_option_wins
 from .._profileconfig import ENGINE_RENAMES, load_profile_config, profile_of_connection_file
-from ..error import IPClusterError, ProtocolError
+from ..error import ConnectionFileError, IPClusterError, ProtocolError
 from ..protocol.connection import find_connection_file, read_connection_file, shm_folder, url
 from ..protocol.connection import profile_dir as default_profile_dir
 from ..protocol.data import DataChannel
-from ..protocol.session import Session
+from ..protocol.session import Session, auth_error
 from .control import Control
 from .heart import Heart
 from .interrupts import Interrupts
@@ -216,6 +216,8 @@ class EngineApp(Application):
             try:
                 info = read_connection_file(path, "engine")
                 break
+            except ConnectionFileError as e:  # there, but not to be used: waiting will not help
+                raise EngineStartError(str(e)) from None
             except IPClusterError as e:
                 problem = str(e)
             remaining = deadline - loop.time()
@@ -283,7 +285,7 @@ class EngineApp(Application):
                     try:
                         _, msg = session.unpack(frames)
                     except ProtocolError as e:
-                        refusal = _auth_error(session, frames)
+                        refusal = auth_error(frames)
                         if refusal is not None:
                             raise EngineStartError(f"the controller refused our signature: {refusal}") from None
                         self.log.warning("dropped a message that does not unpack: %s", e)
@@ -330,6 +332,7 @@ class EngineApp(Application):
                     data = None
             reply = await self._register(dealer, session, engine_uuid, data)
             engine_id: int = reply["id"]
+            session.max_frame = int(reply.get("max_frame_bytes") or 0)  # larger results are answered as errors
             self.log.info(
                 "registered as engine %i with %s (uuid %s%s) in %.0f ms",
                 engine_id, url(info, "engine_port"), engine_uuid,
@@ -477,17 +480,6 @@ def _start_without_signals(threads: list[Any], started: list[Any]) -> None:
             started.append(thread)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
-def _auth_error(session: Session, frames: list[Any]) -> str | None:
-    """The text of an (unsigned) ``auth_error`` from the controller, else None."""
-    try:
-        _, msg = session.unpack(frames, verify=False)
-    except ProtocolError:
-        return None
-    if msg["msg_type"] != "auth_error":
-        return None
-    return str(msg["content"].get("evalue", "wrong key"))
 
 
 def main(argv: list[str] | None = None) -> None:

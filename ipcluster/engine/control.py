@@ -29,6 +29,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from ..protocol.messages import CONTROL_SUFFIX
 from ..protocol.session import Session
+from ..protocol.rejects import limited
 
 
 
@@ -129,7 +130,7 @@ class Control(threading.Thread):
         try:
             _, msg = self._session.unpack(frames)
         except Exception as e:
-            self.log.warning("control: dropped a message that does not unpack: %s", e)
+            limited(self.log, "the engine's control thread").refuse(type(e).__name__, str(e))
             return
         if msg["msg_type"] != "signal_request":
             self.log.warning("control: ignored %s", msg["msg_type"])

@@ -46,11 +46,12 @@ from traitlets.config import LoggingConfigurable
 
 from ..error import error_content, wrap_exception
 from ..protocol.data import TTL, DataChannel, keep_for, wait_for
-from ..protocol.interactive import WRAPPER_CODE
+from ..protocol.interactive import user_frames
 from ..protocol.messages import AbortRequest, ExecuteRequest, RegistrationReply, ShutdownRequest, reply_type
 from ..protocol.receive import Handlers, drain
+from ..protocol.rejects import limited
 from ..protocol.serialize import serialize_result
-from ..protocol.session import DIRECT_MIN, DataMissing, Message, Session, external, nbytes
+from ..protocol.session import DIRECT_MIN, DataMissing, MalformedMessage, Message, Session, external, nbytes
 from ..protocol.wire import NOBLOCK, readable, send_frames
 from ..protocol.wire import fd as wire_fd
 from .cells import Cells
@@ -221,8 +222,19 @@ class Kernel(LoggingConfigurable):
             assert self._loop is not None
             self._loop.call_later(wait + 0.01, self._wake)
             return
+        except MalformedMessage as e:  # signed, so from a client with the key: it gets an answer
+            header = e.header
+            idents = Session.split_idents(frames)[0]
+            if header is None or type(header.get("msg_type")) is not str or not idents \
+                    or not header["msg_type"].endswith("_request"):
+                limited(self.log, "the engine").refuse(type(e).__name__, f"{e} ({len(frames)} frames)")
+                return
+            self.log.warning("%s %s does not unpack: %s", header["msg_type"], header.get("msg_id"), e)
+            msg = Message(header=header, msg_id=header.get("msg_id"), msg_type=header["msg_type"])
+            self._reply(idents, msg, reply_type(header["msg_type"]), error_content(e), (), time.time(), 0)
+            return
         except Exception as e:
-            self.log.warning("dropped a message that does not unpack (%d frames): %s", len(frames), e)
+            limited(self.log, "the engine").refuse(type(e).__name__, f"{e} ({len(frames)} frames)")
             return
         msg_type = msg["msg_type"]
         if msg_type in self.TASKS:
@@ -451,12 +463,7 @@ class Kernel(LoggingConfigurable):
         except BaseException as e:  # user code: KeyboardInterrupt and SystemExit are replies too
             intr.disarm()
             restore_running_loop(loop)
-            tb = e.__traceback__
-            if tb is not None and tb.tb_next is not None:
-                tb = tb.tb_next  # drop this frame: users see their code first
-                while tb.tb_next is not None and tb.tb_frame.f_code in WRAPPER_CODE:
-                    tb = tb.tb_next  # and a map's or @parallel's wrapper
-                e.__traceback__ = tb
+            e.__traceback__ = user_frames(e.__traceback__)  # users see their code first
             return self._error_content("apply"), []
 
     async def _execute(self, msg: Message) -> tuple[dict[str, Any], tuple[()]]:

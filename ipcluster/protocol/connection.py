@@ -20,7 +20,7 @@ import stat
 from pathlib import Path
 from typing import Any, Literal
 
-from ..error import IPClusterError
+from ..error import ConnectionFileError, IPClusterError
 
 Role = Literal["client", "engine"]
 
@@ -72,9 +72,42 @@ def read_json_file(path: str | os.PathLike[str], what: str, if_missing: str) -> 
         raise IPClusterError(f"{what} {path} is not valid JSON: {e}") from e
 
 
+def check_private(path: str | os.PathLike[str]) -> None:
+    """Refuse a connection file that others than its owner can read or write (ConnectionFileError).
+
+    It holds the cluster's key, and whoever holds the key can run code as the cluster's user;
+    the controller creates its files with mode 0600.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # reading it will say what is wrong
+    if mode & 0o066:
+        raise ConnectionFileError(
+            f"connection file {path} is {'readable' if mode & 0o044 else 'writable'} by others than its owner "
+            f"(mode {stat.S_IMODE(mode):04o}): it holds the cluster's key, which lets anyone run code as you. "
+            f"Make it private with `chmod 600 {path}` (and check who may have read it; restarting the cluster "
+            "makes a new key)")
+
+
+def check_key(info: dict[str, Any], where: str) -> None:
+    """Refuse connection info with an empty or missing key (ConnectionFileError): nothing would verify."""
+    key = info.get("key")
+    if not key or not isinstance(key, str):
+        raise ConnectionFileError(
+            f"{where} has {'no' if key is None else 'an empty'} key: a controller writes a random key into "
+            "each connection file, so this one was edited or not written by a controller. Use the file the "
+            "controller wrote (its profile's security/ folder)")
+
+
 def read_connection_file(path: str | os.PathLike[str], role: Role = "client") -> dict[str, Any]:
-    """Load and check a connection file, with an error that says what is wrong."""
+    """Load and check a connection file, with an error that says what is wrong: ConnectionFileError for
+    one that must not be used (others can read it, no key), IPClusterError for the rest."""
+    check_private(path)
     info: dict[str, Any] = read_json_file(path, "connection file", "is the controller running?")
+    if not isinstance(info, dict):
+        raise IPClusterError(f"connection file {path} does not hold a JSON object")
+    check_key(info, f"connection file {path}")
     needed = CLIENT_KEYS if role == "client" else ENGINE_KEYS
     missing = [k for k in needed if k not in info]
     if missing:

@@ -108,5 +108,15 @@ def call_part(f: Any, *args: Any, **kwargs: Any) -> Any:
     return in_user_namespace(f)(*args, **kwargs)
 
 
-#: code of the wrappers above: a user's traceback starts below them (an engine drops their frames)
-WRAPPER_CODE = frozenset({map_chunk.__code__, call_part.__code__})
+#: code of the wrappers above: a user's traceback starts below them
+_WRAPPER_CODE = frozenset({map_chunk.__code__, call_part.__code__})
+
+
+def user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """An engine's traceback of a call from the user's code on: past the engine's own frame (the
+    first) and a map's or ``@parallel``'s wrapper, which are not the user's code."""
+    if tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+        while tb.tb_next is not None and tb.tb_frame.f_code in _WRAPPER_CODE:
+            tb = tb.tb_next
+    return tb

@@ -93,6 +93,7 @@ class ConnectionReply(TypedDict):
     cluster_id: str
     task_scheme: str
     engine_timeout: float  # seconds a load-balanced task waits while no engine is registered (0: forever)
+    max_frame_bytes: NotRequired[int]  # the largest frame the controller takes from a client (0: any)
 
 
 class PingRequest(TypedDict, total=False):
@@ -251,6 +252,7 @@ class RegistrationReply(TypedDict):
     status: str
     id: int
     hb_period: float
+    max_frame_bytes: NotRequired[int]  # the largest frame the controller takes from an engine (0: any)
 
 
 class UnregistrationRequest(TypedDict):

@@ -7,8 +7,8 @@ way, because ZeroMQ's descriptors are edge-triggered and its cost is per message
    limit, so that one busy socket cannot starve the others), and
 2. splits each *batch* (several signed packets for one peer sent as one ZeroMQ message, see
    :meth:`~.session.Session.split_batch`) into its messages, then
-3. hands each message to the role's handler. An exception there is logged and never stops the
-   drain: one malformed or unlucky message must not stall a socket.
+3. hands each message to the role's handler. An exception there is logged (at a bounded rate, see
+   :mod:`.rejects`) and never stops the drain: one malformed or unlucky message must not stall a socket.
 
 Decoding is left to the handler, since the roles decode differently (the controller routes on
 the header alone and never decodes a task's content). Dispatching a decoded request goes through
@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar
 import zmq
 
 from ..error import error_content
+from .rejects import limited
 from .session import Frame, Session
 from .wire import NOBLOCK, recv_frames
 
@@ -89,15 +90,24 @@ def drain(
         if parts is None:
             try:
                 on_message(frames)
-            except Exception:
-                log.exception("error handling a message (%d frames)", len(frames))
+            except Exception as e:
+                handler_failed(log, e, len(frames))
             continue
         for part in parts:
             try:
                 on_message(part)
-            except Exception:
-                log.exception("error handling a message of a batch")
+            except Exception as e:
+                handler_failed(log, e, len(part))
     return True
+
+
+def handler_failed(log: logging.Logger, err: Exception, nframes: int) -> None:
+    """Report a message whose handler raised, at a bounded rate: a flood of hostile messages that
+    trip the same bug must not flood the log. The traceback is logged at DEBUG level."""
+    rejects = limited(log, f"{log.name}: the receive loop", logging.ERROR)
+    rejects.refuse("its handler failed", f"{type(err).__name__}: {err} ({nframes} frames)")
+    if rejects.total <= rejects.first and log.isEnabledFor(logging.DEBUG):
+        log.debug("the handler's traceback", exc_info=err)
 
 
 class Handlers(Generic[H]):

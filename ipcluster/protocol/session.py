@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from ..error import ProtocolError
+from ..error import ProtocolError, SerializationError
 
 DELIM = b"<IDS|MSG>"
 #: delimiter of a batch: several packets (messages without large buffers) for the same peer
@@ -130,6 +130,24 @@ class DataMissing(ProtocolError):
         self.size = size  # bytes of those frames, from the signed table
 
 
+class BadSignature(ProtocolError):
+    """A message whose signature does not verify: from a peer without the cluster's key, or
+    altered in transit. Nothing in it beyond its length was read."""
+
+
+class MalformedMessage(ProtocolError):
+    """A message whose signature verified (so it comes from a holder of the key) but which is not a
+    valid message: a table that does not fit, a part that is not a JSON object, a header without a
+    string ``msg_id`` and ``msg_type``. Unlike an unsigned message, it deserves an error reply.
+
+    ``header`` is the decoded header when there is one (a dict), else None.
+    """
+
+    def __init__(self, header: dict[str, Any] | None, why: str) -> None:
+        super().__init__(why)
+        self.header = header
+
+
 class Message(dict[str, Any]):
     """An unpacked message: a dict with ``header``, ``parent_header``, ``metadata``, ``content``,
     ``buffers`` and ``msg_type``/``msg_id`` for convenience."""
@@ -152,20 +170,26 @@ class Packet:
         """Raw JSON of part ``n``: 0 header, 1 parent, 2 metadata, 3 content."""
         return self.body[self.offsets[n] : self.offsets[n + 1]]
 
+    def _object(self, n: int, name: str) -> dict[str, Any]:
+        try:
+            value = orjson.loads(self.part(n))
+        except orjson.JSONDecodeError as e:
+            raise MalformedMessage(self.header, f"{self.header['msg_type']}: its {name} is not valid JSON: {e}") from None
+        if type(value) is not dict:
+            raise MalformedMessage(self.header, f"{self.header['msg_type']}: its {name} is not a JSON object")
+        return value
+
     @property
     def parent(self) -> dict[str, Any]:
-        parent: dict[str, Any] = loads(self.part(1))
-        return parent
+        return self._object(1, "parent header")
 
     @property
     def metadata(self) -> dict[str, Any]:
-        metadata: dict[str, Any] = loads(self.part(2))
-        return metadata
+        return self._object(2, "metadata")
 
     @property
     def content(self) -> dict[str, Any]:
-        content: dict[str, Any] = loads(self.part(3))
-        return content
+        return self._object(3, "content")
 
 
 class Session:
@@ -189,6 +213,9 @@ class Session:
         self._auth = bool(key)
         self._mac = _HmacSha256(key).digest
         self._counter = itertools.count()
+        #: the largest buffer frame the receiving controller takes (its max_client_frame_bytes or
+        #: max_engine_frame_bytes, learnt on connecting); :meth:`serialize` refuses a larger one (0: any)
+        self.max_frame = 0
 
     # -- ids and headers -------------------------------------------------------------------
     def new_msg_id(self) -> str:
@@ -233,10 +260,22 @@ class Session:
         """Build a message; return its header and the frames to send."""
         if header is None:
             header = self.msg_header(msg_type)
-        return header, self.pack(
+        frames = self.pack(
             orjson.dumps(header), orjson.dumps(parent) if parent else b"{}",
             orjson.dumps(metadata) if metadata else b"{}", orjson.dumps(content) if content else b"{}",
             buffers, idents)
+        if len(frames) > len(idents) + 2 and self.max_frame and not header.get("data"):
+            self._check_frames(frames[len(idents) + 2 :])  # only messages with large buffers get here
+        return header, frames
+
+    def _check_frames(self, frames: Sequence[Frame]) -> None:
+        big = max(map(nbytes, frames))
+        if big > self.max_frame:
+            raise SerializationError(
+                f"a buffer of {big} bytes is larger than the controller takes ({self.max_frame} bytes: "
+                "ControllerApp.max_client_frame_bytes from clients, max_engine_frame_bytes from engines); "
+                "it would drop the connection and the message with it. Send the data in parts, or raise "
+                "that limit")
 
     def pack(self, h: bytes, p: Any, m: Any, c: Any, buffers: Sequence[Frame] = (),
              idents: Sequence[bytes] = ()) -> list[Frame]:
@@ -315,15 +354,21 @@ class Session:
         body = packet[SIG_SIZE:]
         if verify and self._auth:
             if not hmac.compare_digest(self._mac(body), packet[:SIG_SIZE].tobytes()):
-                raise ProtocolError("invalid message signature (is the key the cluster's?)")
+                raise BadSignature("invalid message signature (is the key the cluster's?)")
+        # nothing below runs on bytes that did not verify
         lh, lp, lm, lc, nbuf, next_ = _TABLE.unpack_from(body, 0)
         start = _TABLE.size + 4 * nbuf + 8 * next_
         offsets = [start, start + lh, start + lh + lp, start + lh + lp + lm, start + lh + lp + lm + lc]
         if offsets[4] > len(body):
-            raise ProtocolError("message packet is shorter than its table says")
-        header = loads(body[start : start + lh])
-        if not isinstance(header, dict) or "msg_type" not in header or "msg_id" not in header:
-            raise ProtocolError("message header lacks msg_id or msg_type")
+            raise MalformedMessage(None, "message packet is shorter than its table says")
+        try:
+            header = orjson.loads(body[start : start + lh])
+        except orjson.JSONDecodeError as e:
+            raise MalformedMessage(None, f"message header is not valid JSON: {e}") from None
+        if type(header) is not dict:
+            raise MalformedMessage(None, "message header is not a JSON object")
+        if type(header.get("msg_id")) is not str or type(header.get("msg_type")) is not str:
+            raise MalformedMessage(header, "message header lacks a string msg_id or msg_type")
         offsets.append(nbuf)
         offsets.append(next_)
         return idents, i, Packet(body, offsets, header)
@@ -348,24 +393,61 @@ class Session:
                         if packet.header.get("data") and ext == i + 2:
                             sizes = _SIZE.iter_unpack(body[sizes_at : sizes_at + 8 * offsets[6]])
                             raise DataMissing(packet.header, sum(n for (n,) in sizes))
-                        raise ProtocolError("message lacks a buffer frame its table announces")
+                        raise MalformedMessage(packet.header, "message lacks a buffer frame its table announces")
+                    if ext - i - 2 >= offsets[6]:
+                        raise MalformedMessage(packet.header, "message table announces more buffer frames than sizes")
                     (size,) = _SIZE.unpack_from(body, sizes_at + 8 * (ext - i - 2))
                     if len(frames[ext]) != size:
-                        raise ProtocolError(f"buffer frame of {len(frames[ext])} bytes where the signed "
-                                            f"table says {size}")
+                        raise MalformedMessage(packet.header, f"buffer frame of {len(frames[ext])} bytes where the "
+                                               f"signed table says {size}")
                     buffers.append(frames[ext])
                     ext += 1
                 else:
                     buffers.append(body[pos : pos + n])
                     pos += n
         header = packet.header
+        try:
+            parent = orjson.loads(body[offsets[1] : offsets[2]])
+            metadata = orjson.loads(body[offsets[2] : offsets[3]])
+            content = orjson.loads(body[offsets[3] : offsets[4]])
+        except orjson.JSONDecodeError as e:
+            raise MalformedMessage(header, f"{header['msg_type']}: a part is not valid JSON: {e}") from None
+        if type(content) is not dict or type(parent) is not dict or type(metadata) is not dict:
+            raise MalformedMessage(header, f"{header['msg_type']}: content, parent header and metadata must be "
+                                   "JSON objects")
         msg = Message(
             header=header,
-            parent_header=loads(body[offsets[1] : offsets[2]]),
-            metadata=loads(body[offsets[2] : offsets[3]]),
-            content=loads(body[offsets[3] : offsets[4]]),
+            parent_header=parent,
+            metadata=metadata,
+            content=content,
             buffers=buffers,
             msg_id=header["msg_id"],
             msg_type=header["msg_type"],
         )
         return idents, msg
+
+
+def _auth_error_packet(who: str) -> bytes:
+    header = {"msg_id": "auth_error", "msg_type": "auth_error", "session": "controller", "username": "controller",
+              "date": 0.0, "version": PROTOCOL_VERSION}
+    content = {"evalue": f"message signature did not verify: the {who}'s key does not match the cluster's"}
+    frames = Session(b"").pack(orjson.dumps(header), b"{}", b"{}", orjson.dumps(content))
+    packet: bytes = frames[1]
+    return packet
+
+
+#: the controller's ``auth_error`` packets, by receiver ("client", "engine"): unsigned (the peer's key
+#: is wrong, so it could not verify one signed with ours), and fixed, so that a receiver recognises
+#: one by comparing bytes and never parses an unsigned message
+AUTH_ERRORS = {who: _auth_error_packet(who) for who in ("client", "engine")}
+_AUTH_LENS = frozenset(len(p) for p in AUTH_ERRORS.values())
+_AUTH_TEXT = {p: orjson.loads(p[SIG_SIZE + _TABLE.size :].split(b"{}{}", 1)[1])["evalue"] for p in AUTH_ERRORS.values()}
+
+
+def auth_error(frames: Sequence[Frame]) -> str | None:
+    """The text of the controller's ``auth_error`` if ``frames`` are one, else None (no parsing)."""
+    if len(frames) < 2 or len(frames[-1]) not in _AUTH_LENS:
+        return None
+    last = frames[-1]
+    text: str | None = _AUTH_TEXT.get(last if type(last) is bytes else bytes(_view(last)))
+    return text

@@ -38,7 +38,7 @@ from ipcluster.error import wrap_exception
 from ipcluster.protocol.connection import write_private_json
 from ipcluster.protocol.serialize import serialize_result, unpack_apply
 from ipcluster.protocol.receive import messages
-from ipcluster.protocol.session import Session, new_key
+from ipcluster.protocol.session import AUTH_ERRORS, DELIM, Session, new_key
 
 
 class FakeCluster:
@@ -192,9 +192,7 @@ class FakeCluster:
             _, msg = self.session.unpack(frames)
         except Exception:
             # unsigned on purpose, as the real controller: the client must learn why it is refused
-            _, out = Session(b"").serialize("auth_error", {"evalue": "message signature did not verify"},
-                                            idents=[client])
-            self.router.send_multipart(out)
+            self.router.send_multipart([client, DELIM, AUTH_ERRORS["client"]])
             return
         msg_type = msg["msg_type"]
         if msg_type == "ping_request":  # the client's heartbeat: answered unless muted, never recorded

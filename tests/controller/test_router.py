@@ -31,7 +31,7 @@ async def test_connect_register_and_route_direct(controller: Controller) -> None
     await client.send("connection_request")
     _, reply = await client.recv()
     assert reply["content"] == {"status": "ok", "engines": {}, "engine_info": {}, "cluster_id": "t",
-                                "task_scheme": "leastload", "engine_timeout": 0.0}
+                                "task_scheme": "leastload", "engine_timeout": 0.0, "max_frame_bytes": 0}
     engine, eid = await controller.engine(b"e-0")
     assert eid == 0
     h = await client.send("apply_request", buffers=apply_buffers(sum, [1, 2, 3]), target=0)
@@ -249,7 +249,7 @@ async def test_signal_goes_to_the_engines_control_socket(controller: Controller)
     ctl = controller.peer("engine", b"e-0.ctl")
     await ctl.sock.send_multipart([b"hello"])  # the router drops it, and now knows the socket
     for _ in range(500):  # bounded: the router handles it within a few loop turns
-        if controller.router._bad_messages:
+        if controller.router.rejects["engine"].total:
             break
         await asyncio.sleep(0.01)
     await client.send("signal_request", {"signum": 2, "targets": [eid]})

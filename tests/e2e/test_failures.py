@@ -12,6 +12,7 @@ import pytest
 
 import ipcluster as ipp
 from ipcluster import error
+from ipcluster.protocol.connection import write_private_json
 
 
 def test_killed_engine_fails_its_tasks_and_the_client_is_told(own) -> None:
@@ -58,8 +59,7 @@ def test_wrong_key_is_refused_clearly(own, tmp_path) -> None:
     cluster, rc = own
     info = json.loads(cluster.connection_file("client").read_text())
     info["key"] = "not-the-key"
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(info))
+    bad = write_private_json(tmp_path / "bad.json", info)  # a connection file others can read is refused
     with pytest.raises(error.AuthenticationError, match="key"):
         ipp.Client(url_file=str(bad), timeout=5)
     assert rc[0].apply_sync(lambda: 1) == 1  # the controller is unharmed

@@ -166,13 +166,12 @@ class Engine:
         self.identity = b""
         self.id = -1
 
-    async def register(self, engine_id: int = 0) -> dict[str, Any]:
+    async def register(self, engine_id: int = 0, **extra: Any) -> dict[str, Any]:
         idents, msg = await self.controller.recv()
         assert msg["msg_type"] == "registration_request", msg
         self.identity = idents[0]
-        await self.controller.send(
-            idents, "registration_reply", {"status": "ok", "id": engine_id, "hb_period": 1.0}, parent=msg["header"]
-        )
+        content = {"status": "ok", "id": engine_id, "hb_period": 1.0, **extra}  # extra: max_frame_bytes, ...
+        await self.controller.send(idents, "registration_reply", content, parent=msg["header"])
         self.id = engine_id
         return msg["content"]
 

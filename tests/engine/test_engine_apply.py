@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -304,3 +305,33 @@ async def test_unknown_request_gets_an_error_reply(engine: Engine) -> None:
     reply = await engine.controller.reply_to(header["msg_id"])
     assert reply["msg_type"] == "frobnicate_reply"
     assert reply["content"]["status"] == "error"
+
+
+async def test_signed_request_that_does_not_unpack_is_answered(engine: Engine) -> None:
+    """The controller routes on the header alone; the engine answers a task whose content is not
+    a JSON object with an error reply, so its client does not wait for ever."""
+    import orjson
+
+    from ipcluster.protocol.session import DELIM
+
+    session = engine.controller.session
+    header = session.msg_header("apply_request")
+    frames = session.pack(orjson.dumps(header), b"{}", b"{}", b"[1]")
+    await engine.controller.router.send_multipart([engine.identity, CLIENT, *frames], copy=False)
+    assert frames[0] == DELIM
+    reply = await engine.controller.reply_to(header["msg_id"])
+    assert reply["msg_type"] == "apply_reply" and reply["content"]["status"] == "error"
+    assert "JSON objects" in reply["content"]["evalue"]
+    assert result_of(await engine.apply(len, [1, 2])) == 2  # and it goes on serving
+
+
+async def test_a_result_larger_than_the_controller_takes_is_answered_as_an_error(
+        engine_factory: Callable[..., Engine]) -> None:
+    """The controller's registration_reply gives its frame limit (max_engine_frame_bytes): the
+    engine answers with an error instead of sending a frame the controller would drop."""
+    e = engine_factory("--EngineApp.data_channel=False")
+    await e.register(max_frame_bytes=1 << 20)
+    reply = await e.apply(bytes, 2 << 20)
+    assert reply["content"]["status"] == "error"
+    assert "max_engine_frame_bytes" in reply["content"]["evalue"]
+    assert result_of(await e.apply(bytes, 1 << 19)) == bytes(1 << 19)  # under the limit: as usual

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ipcluster.protocol.connection import write_private_json
 from ipcluster.protocol.serialize import pack_apply
-from ipcluster.protocol.session import Session
+from ipcluster.protocol.session import AUTH_ERRORS, DELIM, Session
 
 from .conftest import WAIT, Engine, FakeController, result_of
 
@@ -57,10 +57,9 @@ async def test_auth_error_exits_nonzero(engine_factory: Callable[..., Engine]) -
     """A controller with another key answers with an unsigned auth_error: the engine says so."""
     e = engine_factory()
     identity, *_ = await e.controller.router.recv_multipart()  # a registration it cannot verify
-    _, frames = Session(b"").serialize("auth_error", {"evalue": "bad signature"}, idents=[identity])
-    await e.controller.router.send_multipart(frames)
+    await e.controller.router.send_multipart([identity, DELIM, AUTH_ERRORS["engine"]])
     assert await e.wait_exit() != 0
-    assert "refused our signature: bad signature" in e.stderr()
+    assert "refused our signature: message signature did not verify: the engine's key" in e.stderr()
 
 
 async def test_missing_connection_file_exits_nonzero(tmp_path: Path) -> None:
@@ -202,7 +201,7 @@ async def test_bad_signature_is_dropped(engine: Engine) -> None:
     reply = await engine.apply(sum, [1, 2, 3])
     assert result_of(reply) == 6
     assert header["msg_id"] not in c.replies
-    assert "dropped a message" in engine.stderr()
+    assert "the engine refused a message: BadSignature" in engine.stderr()
 
 
 def test_engine_imports_stay_light() -> None:

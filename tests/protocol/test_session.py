@@ -127,6 +127,24 @@ def test_connection_files_are_private(tmp_path) -> None:
         connection.read_connection_file(tmp_path / "missing.json")
 
 
+def test_connection_files_others_can_read_or_without_a_key_are_refused(tmp_path) -> None:
+    from ipcluster.error import ConnectionFileError
+
+    info = {"key": "k", "interface": "tcp://127.0.0.1", "client_port": 1, "iopub_port": 2}
+    path = connection.write_private_json(tmp_path / "c.json", info)
+    for mode, what in ((0o644, "readable"), (0o640, "readable"), (0o620, "writable")):
+        os.chmod(path, mode)
+        with pytest.raises(ConnectionFileError, match=f"{what} by others.*chmod 600 {path}"):
+            connection.read_connection_file(path)
+    os.chmod(path, 0o400)
+    assert connection.read_connection_file(path)["key"] == "k"
+    for key, what in (("", "an empty key"), (None, "no key")):
+        bad = {**info, "key": key} if key is not None else {k: v for k, v in info.items() if k != "key"}
+        path = connection.write_private_json(tmp_path / "nokey.json", bad)
+        with pytest.raises(ConnectionFileError, match=f"{path} has {what}"):
+            connection.read_connection_file(path)
+
+
 def test_url_prefers_the_controllers_unix_socket_on_this_host(tmp_path) -> None:
     import socket as socketlib
 
