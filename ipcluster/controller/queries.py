@@ -1,5 +1,5 @@
 """The controller's answers to the queries of clients: connection, pings, queue status, task
-statistics, results by msg_id, purge, history, abort, resubmit, signal, shutdown, and dask's scheduler.
+statistics, results by msg_id, task records by query (:mod:`.dbquery`), purge, history, abort, resubmit, signal, shutdown, and dask's scheduler.
 
 Kept apart from :mod:`.router`, which moves frames between sockets, because it changes with the
 query protocol. Each handler takes the asking client's identity and the request's content (typed
@@ -18,6 +18,7 @@ from ..error import EngineError
 from ..protocol import messages
 from ..protocol.receive import Reply
 from ..protocol.session import DELIM, dumps
+from . import dbquery
 
 if TYPE_CHECKING:
     from .router import Router
@@ -80,6 +81,13 @@ class Queries:
                 buffers.extend(reply["buffers"])
             results[msg_id] = entry
         return {"pending": pending, "completed": completed, "results": results}, buffers
+
+    def db_request(self, client: bytes, c: messages.DbRequest) -> Reply:
+        """Task records matching a MongoDB-style query (ipyparallel's ``db_query``), oldest first."""
+        uuids = {eid: info.uuid for eid, info in self.hub.engines.items()}
+        store = self.hub.store
+        records = (r for r in map(store.get, store.history()) if r is not None)
+        return dbquery.find(records, c.get("query"), c.get("keys"), self.session, uuids)
 
     def purge_request(self, client: bytes, c: messages.PurgeRequest) -> Reply:
         msg_ids, engine_ids = c.get("msg_ids") or [], c.get("engine_ids") or []
@@ -186,6 +194,7 @@ class Queries:
         "queue_request": queue_request,
         "task_stats_request": task_stats_request,
         "result_request": result_request,
+        "db_request": db_request,
         "purge_request": purge_request,
         "history_request": history_request,
         "abort_request": abort_request,
