@@ -6,8 +6,9 @@ ipyparallel documents for its in-memory and SQLite stores: ``$lt $gt $lte $gte $
 $all $mod $exists``. A key a record does not have (an unknown key) is *missing*: it equals
 nothing, ``$ne`` and ``$nin`` hold for it, and ``$exists: False`` finds it. A comparison between
 values of different kinds (a time and ``None``, a string and a number) does not hold, rather
-than fail. Times are epoch seconds here: the client turns the datetimes of a query into floats
-before sending, and the floats of the reply back into datetimes.
+than fail. Times are epoch seconds here, to the microsecond: the client turns the datetimes of a query
+into floats before sending, and the floats of the reply back into datetimes, so a time it got
+back finds its record again.
 
 The query is checked before any record is looked at, so an unknown operator or a malformed
 query is an error reply naming it (:class:`QueryError`, a ValueError), whatever the store holds.
@@ -184,6 +185,12 @@ class RecordView:
         return MISSING if getter is None else getter(self)
 
 
+def _time(t: Any) -> float | None:
+    """Epoch seconds to the microsecond: what the client's datetimes hold, so that a time it got
+    back compares equal to the record's (the client rounds the datetimes of a query alike)."""
+    return None if t is None else round(float(t), 6)
+
+
 def _engine_uuid(v: RecordView) -> str | None:
     uuid = v.engine_uuids.get(v.rec.engine_id) if v.rec.engine_id is not None else None
     if uuid is not None:
@@ -206,7 +213,7 @@ def _label(v: RecordView) -> Any:
 
 def _started(v: RecordView) -> Any:
     md = v._from_reply("metadata")
-    return None if not md else md.get("started")
+    return None if not md else _time(md.get("started"))
 
 
 _GETTERS: dict[str, Callable[[RecordView], Any]] = {
@@ -215,13 +222,13 @@ _GETTERS: dict[str, Callable[[RecordView], Any]] = {
     "metadata": lambda v: v._from_request("metadata"),
     "content": lambda v: v._from_request("content"),
     "buffers": lambda v: v._from_request("buffers"),
-    "submitted": lambda v: v.rec.submitted,
+    "submitted": lambda v: _time(v.rec.submitted),
     "client_uuid": lambda v: v.rec.client.decode("utf-8", "replace"),
     "engine_uuid": _engine_uuid,
     "started": _started,
-    "completed": lambda v: v.rec.received,
+    "completed": lambda v: _time(v.rec.received),
     "resubmitted": lambda v: None,
-    "received": lambda v: v.rec.received,
+    "received": lambda v: _time(v.rec.received),
     "result_header": lambda v: v._from_reply("header"),
     "result_metadata": lambda v: v._from_reply("metadata"),
     "result_content": _result_content,
