@@ -3,9 +3,10 @@
 A query is a dict of record keys to either a value (the key must equal it) or a dict of
 operators (``{"$gt": 1.5e9, "$ne": None}``); every condition must hold. The operators are those
 ipyparallel documents for its in-memory and SQLite stores: ``$lt $gt $lte $gte $ne $eq $in $nin
-$all $mod $exists``. A key a record does not have (an unknown key) is *missing*: it equals
-nothing, ``$ne`` and ``$nin`` hold for it, and ``$exists: False`` finds it. A comparison between
-values of different kinds (a time and ``None``, a string and a number) does not hold, rather
+$all $mod $exists``, and ``$glob`` (a shell pattern, as ipyparallel 9.2's in-memory store has it).
+As there, a key a record does not have is None, and ``$exists`` asks whether a key is other
+than None (``{"started": {"$exists": False}}``: the tasks that have not started). A comparison
+with None, or between values of different kinds (a string and a number), does not hold, rather
 than fail. Times are epoch seconds here, to the microsecond: the client turns the datetimes of a query
 into floats before sending, and the floats of the reply back into datetimes, so a time it got
 back finds its record again.
@@ -21,6 +22,7 @@ Nothing here runs while tasks are routed.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -36,7 +38,7 @@ KEYS = ("msg_id", "header", "metadata", "content", "buffers", "submitted", "clie
 BUFFER_KEYS = ("buffers", "result_buffers")
 DEFAULT_KEYS = tuple(k for k in KEYS if k not in BUFFER_KEYS)
 
-MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
+_UNREAD: Any = object()  # a kept request or reply not decoded yet
 
 
 class QueryError(ValueError):
@@ -45,7 +47,7 @@ class QueryError(ValueError):
 
 def _cmp(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     def test(value: Any, arg: Any) -> bool:
-        if value is MISSING or value is None or arg is None:
+        if value is None or arg is None:
             return False
         try:
             return bool(op(value, arg))
@@ -55,13 +57,11 @@ def _cmp(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
 
 
 def _eq(value: Any, arg: Any) -> bool:
-    if value is MISSING:
-        return False
     return bool(value == arg)
 
 
 def _in(value: Any, arg: Any) -> bool:
-    return value is not MISSING and any(value == a for a in arg)
+    return any(value == a for a in arg)
 
 
 def _all(value: Any, arg: Any) -> bool:
@@ -74,7 +74,11 @@ def _mod(value: Any, arg: Any) -> bool:
 
 
 def _exists(value: Any, arg: Any) -> bool:
-    return (value is not MISSING) == bool(arg)
+    return (value is not None) == bool(arg)
+
+
+def _glob(value: Any, arg: Any) -> bool:
+    return isinstance(value, str) and fnmatch.fnmatchcase(value, arg)
 
 
 #: operator -> test of a record's value against the operator's argument
@@ -90,6 +94,7 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "$all": _all,
     "$mod": _mod,
     "$exists": _exists,
+    "$glob": _glob,
 }
 
 
@@ -102,14 +107,16 @@ def _check(key: str, op: str, arg: Any) -> None:
                              and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in arg)
                              and arg[0] != 0):
         raise QueryError(f"$mod (on {key!r}) takes [divisor, remainder] with a divisor other than 0, not {arg!r}")
+    if op == "$glob" and not isinstance(arg, str):
+        raise QueryError(f"$glob (on {key!r}) takes a pattern (a string), not {arg!r}")
 
 
 Matcher = Callable[[Callable[[str], Any]], bool]
 
 
 def compile_query(query: Any) -> Matcher:
-    """A test of records for ``query``: it takes a function from a key to the record's value (or
-    :data:`MISSING`). Raises :class:`QueryError` for an unknown operator or malformed query."""
+    """A test of records for ``query``: it takes a function from a key to the record's value
+    (None for a key it does not have). Raises :class:`QueryError` for an unknown operator or malformed query."""
     if not isinstance(query, dict):
         raise QueryError(f"a query is a dict of record keys to values or operators, not {type(query).__name__}")
     tests: list[tuple[str, Callable[[Any, Any], bool], Any]] = []
@@ -131,13 +138,17 @@ def compile_query(query: Any) -> Matcher:
 
 
 def check_keys(keys: Any) -> tuple[str, ...]:
-    """The keys to return (``msg_id`` always first); ``None``: all but the buffers."""
-    if keys is None:
+    """The keys to return (``msg_id`` always first); ``None`` or empty (as in ipyparallel): all
+    but the buffers. An unknown key is a QueryError naming it."""
+    if not keys:
         return DEFAULT_KEYS
     if isinstance(keys, str):
         keys = [keys]
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise QueryError(f"keys is a list of record keys, not {keys!r}")
+    unknown = [k for k in keys if k not in _GETTERS]
+    if unknown:
+        raise QueryError(f"unknown record key(s) {', '.join(map(repr, unknown))} in keys; known: {' '.join(KEYS)}")
     return ("msg_id", *dict.fromkeys(k for k in keys if k != "msg_id"))
 
 
@@ -157,17 +168,17 @@ class RecordView:
         self.rec = rec
         self.session = session
         self.engine_uuids = engine_uuids
-        self._request: Any = MISSING
-        self._reply: Any = MISSING
+        self._request: Any = _UNREAD
+        self._reply: Any = _UNREAD
 
     def request(self) -> dict[str, Any] | None:
-        if self._request is MISSING:
+        if self._request is _UNREAD:
             req = self.rec.request
             self._request = None if req is None else self.session.unpack(req, verify=False)[1]
         return self._request  # type: ignore[no-any-return]
 
     def reply(self) -> dict[str, Any] | None:
-        if self._reply is MISSING:
+        if self._reply is _UNREAD:
             rep = self.rec.reply
             self._reply = None if rep is None else self.session.unpack([DELIM, *rep], verify=False)[1]
         return self._reply  # type: ignore[no-any-return]
@@ -182,7 +193,7 @@ class RecordView:
 
     def get(self, key: str) -> Any:
         getter = _GETTERS.get(key)
-        return MISSING if getter is None else getter(self)
+        return None if getter is None else getter(self)
 
 
 def _time(t: Any) -> float | None:

@@ -8,7 +8,7 @@ import pytest
 
 from ipcluster.controller import dbquery
 from ipcluster.controller.db import MemoryStore
-from ipcluster.controller.dbquery import MISSING, QueryError, compile_query
+from ipcluster.controller.dbquery import QueryError, compile_query
 from ipcluster.controller.hub import Hub
 from ipcluster.controller.schedulers import LeastLoad
 from ipcluster.protocol.session import Session
@@ -17,10 +17,11 @@ SESSION = Session(b"key")
 
 
 def matches(query: Any, record: dict[str, Any]) -> bool:
-    return compile_query(query)(lambda k: record.get(k, MISSING))
+    return compile_query(query)(record.get)
 
 
-REC = {"msg_id": "a", "submitted": 10.0, "completed": None, "engine_uuid": "e1", "n": 7, "tags": [1, 2, 3]}
+REC = {"msg_id": "a", "submitted": 10.0, "completed": None, "engine_uuid": "e1", "n": 7, "tags": [1, 2, 3],
+       "label": "fit-3"}
 
 
 @pytest.mark.parametrize("query,expected", [
@@ -44,6 +45,11 @@ REC = {"msg_id": "a", "submitted": 10.0, "completed": None, "engine_uuid": "e1",
     ({"tags": {"$all": [1, 3]}}, True),
     ({"tags": {"$all": [1, 4]}}, False),
     ({"msg_id": "a", "engine_uuid": "e2"}, False),  # every condition must hold
+    ({"label": {"$glob": "fit-*"}}, True),
+    ({"label": {"$glob": "fit"}}, False),
+    ({"n": {"$glob": "*"}}, False),  # patterns match strings only
+    ({"engine_uuid": {"$exists": True}}, True),
+    ({"completed": {"$exists": False}}, True),  # None: as absent, as in ipyparallel
 ])
 def test_operators(query: Any, expected: bool) -> None:
     assert matches(query, REC) is expected
@@ -51,16 +57,17 @@ def test_operators(query: Any, expected: bool) -> None:
 
 @pytest.mark.parametrize("query,expected", [
     ({"nokey": 1}, False),
-    ({"nokey": None}, False),
+    ({"nokey": None}, True),
     ({"nokey": {"$ne": 1}}, True),
+    ({"nokey": {"$ne": None}}, False),
     ({"nokey": {"$nin": [1]}}, True),
-    ({"nokey": {"$in": [None]}}, False),
+    ({"nokey": {"$in": [None]}}, True),
     ({"nokey": {"$exists": False}}, True),
     ({"nokey": {"$exists": True}}, False),
-    ({"completed": {"$exists": True}}, True),  # present, even though None
     ({"nokey": {"$lt": 5}}, False),
+    ({"nokey": {"$gt": 5}}, False),
 ])
-def test_missing_keys(query: Any, expected: bool) -> None:
+def test_a_key_a_record_lacks_is_none(query: Any, expected: bool) -> None:
     assert matches(query, REC) is expected
 
 
@@ -70,6 +77,7 @@ def test_missing_keys(query: Any, expected: bool) -> None:
     ({"msg_id": {"$nin": 5}}, r"\$nin .* takes a list"),
     ({"n": {"$mod": [0, 1]}}, r"\$mod .* divisor other than 0"),
     ({"n": {"$mod": 3}}, r"\$mod .* \[divisor, remainder\]"),
+    ({"label": {"$glob": 3}}, r"\$glob .* takes a pattern"),
     ({"$or": [{"msg_id": "a"}]}, r"unknown query operator '\$or' at the top level"),
     ({"n": {"$gt": 1, "lt": 2}}, r"unknown query operator 'lt'"),
     ("msg_id", r"a query is a dict"),
@@ -83,12 +91,14 @@ def test_bad_queries_name_what_is_wrong_before_any_record_is_read(query: Any, me
 
 
 def test_keys_are_checked_and_msg_id_always_comes_first() -> None:
-    assert dbquery.check_keys(None) == dbquery.DEFAULT_KEYS
+    assert dbquery.check_keys(None) == dbquery.check_keys([]) == dbquery.DEFAULT_KEYS
     assert "buffers" not in dbquery.DEFAULT_KEYS and "result_buffers" not in dbquery.DEFAULT_KEYS
     assert dbquery.check_keys(["completed", "msg_id", "completed"]) == ("msg_id", "completed")
     assert dbquery.check_keys("label") == ("msg_id", "label")
     with pytest.raises(QueryError, match="keys is a list"):
         dbquery.check_keys([1])
+    with pytest.raises(QueryError, match="unknown record key.*'colour'"):
+        dbquery.check_keys(["completed", "colour"])
 
 
 def hub_with_tasks() -> tuple[Hub, list[str]]:

@@ -62,10 +62,10 @@ def test_by_msg_id_with_keys_and_times(rc: ipp.Client, tmp_path: Path) -> None:
         finished = rc.db_query({"msg_id": {"$in": ids}, "completed": {"$ne": None}}, "queue")
         assert [r["msg_id"] for r in finished] == ar.msg_ids and {r["queue"] for r in finished} == {"mux"}
         first = min(done[m] for m in ar.msg_ids)
-        later = rc.db_query({"msg_id": {"$in": ids}, "completed": {"$gt": first}}, keys=[])
+        later = rc.db_query({"msg_id": {"$in": ids}, "completed": {"$gt": first}}, keys="msg_id")
         assert [r["msg_id"] for r in later] == [m for m in ar.msg_ids if done[m] > first]
         naive = first.astimezone().replace(tzinfo=None)  # local time, as ipyparallel takes it
-        assert len(rc.db_query({"msg_id": {"$in": ids}, "completed": {"$gte": naive}}, keys=[])) == 2
+        assert len(rc.db_query({"msg_id": {"$in": ids}, "completed": {"$gte": naive}}, keys="msg_id")) == 2
         (rec,) = rc.db_query({"msg_id": ar.msg_ids[0]}, keys=["result_buffers", "buffers"])
         assert len(rec["result_buffers"]) == 1 and len(rec["buffers"]) >= 2
     finally:
