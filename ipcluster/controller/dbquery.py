@@ -60,8 +60,32 @@ def _eq(value: Any, arg: Any) -> bool:
     return bool(value == arg)
 
 
+class _Members:
+    """The argument of ``$in``/``$nin``: a set where the items allow it (a ``$in`` of 10,000
+    msg_ids costs one lookup per record), a list for the others."""
+
+    __slots__ = ("hashable", "others")
+
+    def __init__(self, items: list[Any]) -> None:
+        self.hashable: set[Any] = set()
+        self.others: list[Any] = []
+        for item in items:
+            try:
+                self.hashable.add(item)
+            except TypeError:
+                self.others.append(item)
+
+    def __contains__(self, value: Any) -> bool:
+        try:
+            if value in self.hashable:
+                return True
+        except TypeError:  # an unhashable value equals no hashable item
+            pass
+        return any(value == item for item in self.others)
+
+
 def _in(value: Any, arg: Any) -> bool:
-    return any(value == a for a in arg)
+    return value in arg
 
 
 def _all(value: Any, arg: Any) -> bool:
@@ -128,7 +152,7 @@ def compile_query(query: Any) -> Matcher:
         if isinstance(cond, dict) and any(isinstance(k, str) and k.startswith("$") for k in cond):
             for op, arg in cond.items():
                 _check(key, op, arg)
-                tests.append((key, OPERATORS[op], arg))
+                tests.append((key, OPERATORS[op], _Members(arg) if op in ("$in", "$nin") else arg))
         else:
             tests.append((key, _eq, cond))
 
@@ -253,6 +277,21 @@ _GETTERS: dict[str, Callable[[RecordView], Any]] = {
     "label": _label,
 }
 assert set(_GETTERS) == set(KEYS)
+
+
+def candidates(query: Any, get: Callable[[str], TaskRecord | None],
+               history: Callable[[], list[str]]) -> list[TaskRecord]:
+    """The records a query can match, oldest first: those it names by ``msg_id`` (a value, or
+    ``$in`` alone), else all of them."""
+    cond = query.get("msg_id") if isinstance(query, dict) else None
+    if isinstance(cond, dict) and list(cond) == ["$in"] and isinstance(cond["$in"], list):
+        names = cond["$in"]
+    elif isinstance(cond, str):
+        names = [cond]
+    else:
+        return [r for r in map(get, history()) if r is not None]
+    found = {m: r for m in names if isinstance(m, str) and (r := get(m)) is not None}
+    return sorted(found.values(), key=lambda r: r.submitted)
 
 
 def find(records: Iterable[TaskRecord], query: Any, keys: Any, session: Session,

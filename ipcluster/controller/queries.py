@@ -82,13 +82,6 @@ class Queries:
             results[msg_id] = entry
         return {"pending": pending, "completed": completed, "results": results}, buffers
 
-    def db_request(self, client: bytes, c: messages.DbRequest) -> Reply:
-        """Task records matching a MongoDB-style query (ipyparallel's ``db_query``), oldest first."""
-        uuids = {eid: info.uuid for eid, info in self.hub.engines.items()}
-        store = self.hub.store
-        records = (r for r in map(store.get, store.history()) if r is not None)
-        return dbquery.find(records, c.get("query"), c.get("keys"), self.session, uuids)
-
     def purge_request(self, client: bytes, c: messages.PurgeRequest) -> Reply:
         msg_ids, engine_ids = c.get("msg_ids") or [], c.get("engine_ids") or []
         store = self.hub.store
@@ -180,10 +173,26 @@ class Queries:
     async def stop_dask_request(self, client: bytes, c: messages.StopDaskRequest) -> Reply:
         return {"stopped": await asyncio.to_thread(self.router.dask.stop)}, []
 
+    async def db_request(self, client: bytes, c: messages.DbRequest) -> Reply:
+        """Task records matching a MongoDB-style query (ipyparallel's ``db_query``), oldest first.
+
+        The query is checked here (a bad one fails at once) and the candidate records taken
+        here, on the event loop; matching them and building the records, which may decode kept
+        frames of many tasks, runs in a worker thread while the router goes on routing (it reads each
+        kept frame list once, so a reply the store evicts meanwhile is either whole or absent)."""
+        query, keys = c.get("query"), c.get("keys")
+        dbquery.compile_query(query)
+        dbquery.check_keys(keys)
+        uuids = {eid: info.uuid for eid, info in self.hub.engines.items()}
+        store = self.hub.store
+        records = dbquery.candidates(query, store.get, store.history)
+        return await asyncio.to_thread(dbquery.find, records, query, keys, self.session, uuids)
+
     #: queries answered when a wait is over, in a task of their own while the router serves the rest
     LATER: dict[str, Callable[..., Awaitable[Reply]]] = {
         "become_dask_request": become_dask_request,
         "stop_dask_request": stop_dask_request,
+        "db_request": db_request,
     }
 
     #: the controller's answer to each query of a client, by msg_type (task requests are routed
@@ -194,7 +203,6 @@ class Queries:
         "queue_request": queue_request,
         "task_stats_request": task_stats_request,
         "result_request": result_request,
-        "db_request": db_request,
         "purge_request": purge_request,
         "history_request": history_request,
         "abort_request": abort_request,

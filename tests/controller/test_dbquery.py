@@ -163,3 +163,19 @@ def test_a_gone_engine_is_named_by_its_kept_reply() -> None:
     hub.unregister_engine(b"e0")
     recs = find(hub, {}, ["engine_uuid"])[0]["records"]
     assert [r["engine_uuid"] for r in recs] == ["e0", None, None]  # the last reply was not kept
+
+
+def test_candidates_are_the_named_records_or_all_oldest_first() -> None:
+    hub, ids = hub_with_tasks()
+    store = hub.store
+    assert [r.msg_id for r in dbquery.candidates({"msg_id": {"$in": [ids[2], "nope", ids[0]]}}, store.get,
+                                                 store.history)] == [ids[0], ids[2]]
+    assert [r.msg_id for r in dbquery.candidates({"msg_id": ids[1]}, store.get, store.history)] == [ids[1]]
+    for query in ({}, {"msg_id": {"$in": ids, "$ne": ids[0]}}, {"msg_id": {"$nin": ids}}, {"label": "fit"}):
+        assert [r.msg_id for r in dbquery.candidates(query, store.get, store.history)] == ids
+
+
+def test_in_takes_unhashable_items_too() -> None:
+    assert matches({"tags": {"$in": [[1, 2, 3], "x"]}}, REC)
+    assert not matches({"tags": {"$nin": [[1, 2, 3]]}}, REC)
+    assert matches({"n": {"$in": [{"a": 1}, 7]}}, REC)
