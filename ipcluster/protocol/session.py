@@ -190,6 +190,12 @@ class Session:
         self._mac = _HmacSha256(key).digest
         self._counter = itertools.count()
 
+    @property
+    def session(self) -> str:
+        """``session_id`` under jupyter_client's name: ipyparallel users find a client's tasks
+        with ``rc.db_query({"client_uuid": rc.session.session})``."""
+        return self.session_id
+
     # -- ids and headers -------------------------------------------------------------------
     def new_msg_id(self) -> str:
         return f"{self.session_id}-{next(self._counter)}"
