@@ -7,9 +7,9 @@ $all $mod $exists``, and ``$glob`` (a shell pattern, as ipyparallel 9.2's in-mem
 As there, a key a record does not have is None, and ``$exists`` asks whether a key is other
 than None (``{"started": {"$exists": False}}``: the tasks that have not started). A comparison
 with None, or between values of different kinds (a string and a number), does not hold, rather
-than fail. Times are epoch seconds here, to the microsecond: the client turns the datetimes of a query
-into floats before sending, and the floats of the reply back into datetimes, so a time it got
-back finds its record again.
+than fail. Times are epoch seconds here, to the microsecond: the client turns the datetimes of
+a query into floats before sending, and the floats of the reply back into datetimes, so a time
+it got back finds its record again.
 
 The query is checked before any record is looked at, so an unknown operator or a malformed
 query is an error reply naming it (:class:`QueryError`, a ValueError), whatever the store holds.
@@ -17,7 +17,8 @@ query is an error reply naming it (:class:`QueryError`, a ValueError), whatever 
 Matching reads :class:`~.db.base.TaskRecord` objects in memory (the SQLite store keeps its
 records in memory too), through :class:`RecordView`, which computes each key on demand: only a
 query or ``keys`` naming the request's or the reply's parts decodes the frames kept for them.
-Nothing here runs while tasks are routed.
+Nothing here is on a task's path: :meth:`.queries.Queries.db_request` checks a query on the
+event loop and runs :func:`find` in a worker thread.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 from ..protocol.session import DELIM, Session
 from .db.base import TaskRecord
 
-#: the keys of a record, as ipyparallel's TaskRecord dicts have them, plus ``label``
+#: the keys of a record, as ipyparallel 9.2's TaskRecord dicts have them
 KEYS = ("msg_id", "header", "metadata", "content", "buffers", "submitted", "client_uuid", "engine_uuid",
         "started", "completed", "resubmitted", "received", "result_header", "result_metadata",
         "result_content", "result_buffers", "queue", "execute_input", "execute_result", "error",
