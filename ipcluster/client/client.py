@@ -476,18 +476,15 @@ class Client(CacheOptions, LivenessOptions, Configurable):
         """msg_ids of every task the controller has a record of, in submission order."""
         return self._queries.hub_history()
 
+    def db_query(self, query: dict[str, Any], keys: Any = None) -> list[dict[str, Any]]:
+        """Task records matching a MongoDB-style ``query``, with ``keys`` (see ControllerQueries)."""
+        return self._queries.db_query(query, keys)
+
     # -- dask (DaskBridge does the work) -----------------------------------------------------------
     def become_dask(self, targets: Any = "all", port: int = 0, nanny: bool = False,
                     scheduler_args: dict[str, Any] | None = None, **worker_args: Any) -> Any:
-        """Turn the engines into a dask.distributed cluster; return a ``distributed.Client`` of it.
-
-        The Scheduler runs in the controller process, on ``port`` (0: any free one) of the
-        controller's interface; ``scheduler_args`` are passed to ``distributed.Scheduler``. Each
-        engine of ``targets`` runs a Worker (``nthreads=1`` unless ``worker_args``, passed to
-        ``distributed.Worker``, say otherwise), in the engine process, or as a child process of a
-        dask Nanny with ``nanny=True``. Needs dask.distributed in the client, the controller and
-        the engines (the ImportError says where it is missing). Undo with :meth:`stop_dask`.
-        """
+        """Turn the engines into a dask.distributed cluster; return a ``distributed.Client`` of it
+        (see :meth:`DaskBridge.become <.daskcluster.DaskBridge.become>`; undo with :meth:`stop_dask`)."""
         return self._dask.become(targets, port, nanny, scheduler_args, worker_args)
 
     def stop_dask(self, targets: Any = "all") -> None:

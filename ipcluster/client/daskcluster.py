@@ -45,6 +45,15 @@ class DaskBridge:
 
     def become(self, targets: Any, port: int, nanny: bool, scheduler_args: dict[str, Any] | None,
                worker_args: dict[str, Any]) -> Any:
+        """Turn the engines into a dask.distributed cluster; return a ``distributed.Client`` of it.
+
+        The Scheduler runs in the controller process, on ``port`` (0: any free one) of the
+        controller's interface; ``scheduler_args`` are passed to ``distributed.Scheduler``. Each
+        engine of ``targets`` runs a Worker (``nthreads=1`` unless ``worker_args``, passed to
+        ``distributed.Worker``, say otherwise), in the engine process, or as a child process of a
+        dask Nanny with ``nanny=True``. Needs dask.distributed in the client, the controller and
+        the engines (the ImportError says where it is missing). Undo with ``Client.stop_dask``.
+        """
         distributed = require_distributed("this client")
         view = self.client.direct_view(targets)
         view.block = True

@@ -1,5 +1,5 @@
 """Controller queries of the client: status, results by msg_id (including other clients'
-tasks), abort, resubmit, purge, shutdown.
+tasks), task records by query (``db_query``), abort, resubmit, purge, shutdown.
 
 :class:`ControllerQueries` is composed into :class:`~ipcluster.client.client.Client`, whose public
 methods of the same names delegate to it. It is kept apart because it changes with the
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..error import ControllerError, IPClusterError
@@ -19,10 +20,26 @@ from ..protocol.session import Message
 from ._io import ClientIO
 from .cache import on_io_thread
 from .hubresult import AsyncHubResult
-from .task import Broadcast, ExecuteReply, Task, task_error
+from .task import Broadcast, ExecuteReply, Task, _when, task_error
 
 if TYPE_CHECKING:
     from .client import Client
+
+
+#: the keys of a task record that are times (epoch seconds on the wire, datetimes here)
+TIME_KEYS = ("submitted", "started", "completed", "received", "resubmitted")
+
+
+def _epoch(value: Any) -> Any:
+    """A query with its datetimes as epoch seconds to the microsecond, as the controller gives
+    the records' times (a naive datetime is local time)."""
+    if isinstance(value, datetime):
+        return round(value.timestamp(), 6)
+    if isinstance(value, dict):
+        return {k: _epoch(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_epoch(v) for v in value]
+    return value
 
 
 def _single(jobs: Any) -> bool:
@@ -322,6 +339,34 @@ class ControllerQueries:
         """Forget all finished results and the local history."""
         self.purge_results("all")
         self.history.clear()
+
+    def db_query(self, query: dict[str, Any], keys: Any = None) -> list[dict[str, Any]]:
+        """Task records of the controller matching a MongoDB-style ``query``, oldest first.
+
+        ``query`` maps record keys to a value or to ``{operator: argument}`` (``$lt $gt $lte $gte
+        $eq $ne $in $nin $all $mod $exists``); datetimes in it compare with the records' times.
+        ``keys``: the keys to return (default: all but ``buffers`` and ``result_buffers``);
+        ``msg_id`` always comes. Times come back as aware datetimes. An unknown operator or a
+        malformed query raises ``ControllerError`` naming it.
+        """
+        if isinstance(keys, str):
+            keys = [keys]
+        content = {"query": _epoch(query), "keys": None if keys is None else list(keys)}
+        msg = self._query("db_request", content)
+        reply, buffers = msg["content"], list(msg["buffers"])
+        blens, rblens = reply.get("buffer_lens"), reply.get("result_buffer_lens")
+        records: list[dict[str, Any]] = reply.get("records") or []
+        for i, rec in enumerate(records):
+            for key in TIME_KEYS:
+                if rec.get(key) is not None:
+                    rec[key] = _when(rec[key])
+            for key in ("header", "result_header"):
+                if isinstance(rec.get(key), dict) and isinstance(rec[key].get("date"), (int, float)):
+                    rec[key] = {**rec[key], "date": _when(rec[key]["date"])}
+            for key, lens in (("buffers", blens), ("result_buffers", rblens)):
+                if lens is not None:
+                    rec[key], buffers = buffers[: lens[i]], buffers[lens[i] :]
+        return records
 
     def hub_history(self) -> list[str]:
         """msg_ids of every task the controller has a record of, in submission order."""

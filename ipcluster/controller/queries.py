@@ -1,5 +1,5 @@
 """The controller's answers to the queries of clients: connection, pings, queue status, task
-statistics, results by msg_id, purge, history, abort, resubmit, signal, shutdown, and dask's scheduler.
+statistics, results by msg_id, task records by query (:mod:`.dbquery`), purge, history, abort, resubmit, signal, shutdown, and dask's scheduler.
 
 Kept apart from :mod:`.router`, which moves frames between sockets, because it changes with the
 query protocol. Each handler takes the asking client's identity and the request's content (typed
@@ -18,6 +18,7 @@ from ..error import EngineError
 from ..protocol import messages
 from ..protocol.receive import Reply
 from ..protocol.session import DELIM, dumps
+from . import dbquery
 
 if TYPE_CHECKING:
     from .router import Router
@@ -173,10 +174,26 @@ class Queries:
     async def stop_dask_request(self, client: bytes, c: messages.StopDaskRequest) -> Reply:
         return {"stopped": await asyncio.to_thread(self.router.dask.stop)}, []
 
+    async def db_request(self, client: bytes, c: messages.DbRequest) -> Reply:
+        """Task records matching a MongoDB-style query (ipyparallel's ``db_query``), oldest first.
+
+        The query is checked here (a bad one fails at once) and the candidate records taken
+        here, on the event loop; matching them and building the records, which may decode kept
+        frames of many tasks, runs in a worker thread while the router goes on routing (it reads each
+        kept frame list once, so a reply the store evicts meanwhile is either whole or absent)."""
+        query, keys = c.get("query"), c.get("keys")
+        dbquery.compile_query(query)
+        dbquery.check_keys(keys)
+        uuids = {eid: info.uuid for eid, info in self.hub.engines.items()}
+        store = self.hub.store
+        records = dbquery.candidates(query, store.get, store.history)
+        return await asyncio.to_thread(dbquery.find, records, query, keys, self.session, uuids)
+
     #: queries answered when a wait is over, in a task of their own while the router serves the rest
     LATER: dict[str, Callable[..., Awaitable[Reply]]] = {
         "become_dask_request": become_dask_request,
         "stop_dask_request": stop_dask_request,
+        "db_request": db_request,
     }
 
     #: the controller's answer to each query of a client, by msg_type (task requests are routed

@@ -43,12 +43,14 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 class Group:
     """Items submitted, done and failed in one group; ``rev`` is the revision of its last change."""
 
-    __slots__ = ("id", "kind", "name", "fn", "submitted", "done", "failed", "started", "rev")
+    __slots__ = ("id", "kind", "name", "label", "fn", "submitted", "done", "failed", "started", "rev")
 
-    def __init__(self, gid: str, kind: str, name: str, fn: str, started: float, rev: int) -> None:
+    def __init__(self, gid: str, kind: str, name: str, fn: str, started: float, rev: int,
+                 label: str | None = None) -> None:
         self.id = gid  # label:<label>, fn:<name> or map:<client>:<n>
         self.kind = kind  # "label" | "map" | "fn"
         self.name = name
+        self.label = label  # the whole label of a labelled group (name may be cut short); db_request reads it
         self.fn = fn
         self.submitted = 0
         self.done = 0
@@ -228,7 +230,7 @@ class TaskStats:
         else:
             name = key[1][:NAME_CHARS]
             gid = f"{kind}:{name}"
-        group = self.groups[key] = Group(gid, kind, name, fn, now, self.rev)
+        group = self.groups[key] = Group(gid, kind, name, fn, now, self.rev, key[1] if kind == "label" else None)
         return group
 
     def _failure(self, group: Group, fn: str, content: dict[str, Any], engine_id: int | None,

@@ -149,6 +149,24 @@ class ResultReply(TypedDict):
     results: dict[str, Any]
 
 
+class DbRequest(TypedDict):
+    """``query``: record key -> value, or ``{operator: argument}``; ``keys``: the keys to return
+    (None: all but the buffers). Times are epoch seconds."""
+
+    query: dict[str, Any]
+    keys: list[str] | None
+
+
+class DbReply(TypedDict):
+    """``records``: the matching records' keys; ``buffer_lens``/``result_buffer_lens``: per
+    record, how many of the buffers that follow are its request's/result's (None: not asked)."""
+
+    status: str
+    records: list[dict[str, Any]]
+    buffer_lens: list[int] | None
+    result_buffer_lens: list[int] | None
+
+
 class PurgeRequest(TypedDict):
     msg_ids: list[str] | Literal["all"]
     engine_ids: list[int]
@@ -339,6 +357,8 @@ MSG_TYPES: dict[str, type] = {
     "task_stats_reply": TaskStatsReply,
     "result_request": ResultRequest,
     "result_reply": ResultReply,
+    "db_request": DbRequest,
+    "db_reply": DbReply,
     "purge_request": PurgeRequest,
     "purge_reply": PurgeReply,
     "history_request": HistoryRequest,

@@ -217,6 +217,12 @@ class Session:
         #: max_engine_frame_bytes, learnt on connecting); :meth:`serialize` refuses a larger one (0: any)
         self.max_frame = 0
 
+    @property
+    def session(self) -> str:
+        """``session_id`` under jupyter_client's name: ipyparallel users find a client's tasks
+        with ``rc.db_query({"client_uuid": rc.session.session})``."""
+        return self.session_id
+
     # -- ids and headers -------------------------------------------------------------------
     def new_msg_id(self) -> str:
         return f"{self.session_id}-{next(self._counter)}"

@@ -21,7 +21,9 @@ def test_results_outlive_their_client_and_a_controller_restart(tmp_path: Path) -
     cluster, rc = start(tmp_path, controller_args=ARGS)
     try:
         lview = rc.load_balanced_view()
-        ars = {"ok": lview.apply_async(pow, 2, 10), "bad": lview.apply_async(divmod, 1, 0),
+        with lview.temp_flags(label="stored"):
+            ok = lview.apply_async(pow, 2, 10)
+        ars = {"ok": ok, "bad": lview.apply_async(divmod, 1, 0),
                "big": lview.apply_async(bytes, 20_000), "purged": lview.apply_async(pow, 3, 3)}
         ids = {name: ar.msg_ids[0] for name, ar in ars.items()}
         for ar in ars.values():
@@ -32,6 +34,7 @@ def test_results_outlive_their_client_and_a_controller_restart(tmp_path: Path) -
         other = cluster.connect_client_sync()  # a new client: the results come from the controller
         try:
             assert other.get_result(ids["ok"]).get(timeout=10) == 1024
+            assert [r["msg_id"] for r in other.db_query({"label": "stored"}, keys="label")] == [ids["ok"]]
         finally:
             other.close()
     finally:
@@ -49,6 +52,12 @@ def test_results_outlive_their_client_and_a_controller_restart(tmp_path: Path) -
             rc.get_result(ids["big"]).get(timeout=10)
         status = rc.result_status([ids["ok"], ids["bad"], ids["big"]])
         assert status["pending"] == [] and sorted(status["completed"]) == sorted([ids["ok"], ids["bad"], ids["big"]])
+        recs = {r["msg_id"]: r for r in rc.db_query({"msg_id": {"$in": list(ids.values())}})}
+        assert sorted(recs) == sorted([ids["ok"], ids["bad"], ids["big"]])
+        assert recs[ids["ok"]]["result_content"] == {"status": "ok"} and recs[ids["ok"]]["started"] is not None
+        assert recs[ids["bad"]]["result_content"]["ename"] == "ZeroDivisionError"
+        assert recs[ids["big"]]["result_header"] is None and recs[ids["big"]]["result_content"]["status"] == "ok"
+        assert all(r["completed"] and r["label"] is None and r["content"] is None for r in recs.values())
         history = rc.hub_history()
         assert {ids["ok"], ids["bad"], ids["big"]} <= set(history) and ids["purged"] not in history
         with pytest.raises(Exception, match=ids["purged"]):
