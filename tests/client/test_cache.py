@@ -22,6 +22,7 @@ from ipcluster.client.cache import ResultCache, mapped_nbytes
 from ipcluster.client.task import Task
 from ipcluster.protocol import shm
 
+from ..shmmaps import mapped_from
 from .conftest import FakeCluster
 
 MB = 1 << 20
@@ -94,18 +95,6 @@ def test_evictions_are_logged_at_a_bounded_rate(caplog: pytest.LogCaptureFixture
     assert c.evictions == 5000 - 10 + 10 + 1
 
 
-def shm_mappings(folder: str) -> int:
-    """Bytes this process has mapped from files of ``folder`` (unlinked ones included)."""
-    total = 0
-    with open("/proc/self/maps") as f:
-        for line in f:
-            fields = line.split(maxsplit=5)
-            if len(fields) == 6 and fields[5].startswith(folder + "/"):
-                start, end = (int(x, 16) for x in fields[0].split("-"))
-                total += end - start
-    return total
-
-
 @pytest.fixture
 def shm_folder() -> Any:
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else ""
@@ -136,17 +125,17 @@ def test_a_held_result_stays_valid_after_eviction_and_its_memory_goes_with_it(sh
     del bufs
     c = ResultCache(maxsize=10, max_bytes=3 * MB)
     c.add(t)
-    assert c.info()["shm_bytes"] == a.nbytes and shm_mappings(shm_folder) >= a.nbytes
+    assert c.info()["shm_bytes"] == a.nbytes and mapped_from(shm_folder) >= a.nbytes
     del t
     c.add(task("next", nbytes=2 * MB))  # evicts "big"
     assert "big" not in c and c.info()["shm_bytes"] == 0 and c.evictions == 1
     gc.collect()
-    assert shm_mappings(shm_folder) >= a.nbytes  # the user still holds it: still mapped, and intact
+    assert mapped_from(shm_folder) >= a.nbytes  # the user still holds it: still mapped, and intact
     assert (held == a).all()
     held[0] = -1.0  # still the user's own, writable copy-on-write pages
     assert held[0] == -1.0
     del held
-    assert shm_mappings(shm_folder) == 0  # the last reference went: so did the memory
+    assert mapped_from(shm_folder) == 0  # the last reference went: so did the memory
 
 
 # -- the Client's options and view of it (fake controller) -----------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     (root / "ipython").mkdir()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IPYTHONDIR", str(root / "ipython"))  # the engines' too: nothing under ~
-        c = ipp.Cluster(n=2, profile_dir=str(root / "profile"), log_level=logging.WARNING)
-        rc = c.start_and_connect_sync()
-        try:
-            rc.wait_for_engines(2, timeout=30)
+        with started(root / "profile") as (c, rc):
             yield c, rc
-        finally:
-            rc.close()
-            c.stop_cluster_sync()
+
+
+@contextmanager
+def started(profile_dir: Path) -> Iterator[tuple[Any, Any]]:
+    """A 2-engine cluster in ``profile_dir`` and its client, stopped on the way out."""
+    c = ipp.Cluster(n=2, profile_dir=str(profile_dir), log_level=logging.WARNING)
+    rc = c.start_and_connect_sync()
+    try:
+        rc.wait_for_engines(2, timeout=30)
+        yield c, rc
+    finally:
+        rc.close()
+        c.stop_cluster_sync()
 
 
 @pytest.fixture

@@ -6,27 +6,21 @@ first engine set"), ``stop_engine(engine_id)`` ("stop one engine"), ``cluster_fi
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .conftest import started
 from .target import ipp
 
 
 @pytest.fixture
 def own(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
     """A cluster of its own: these tests stop engines."""
-    c = ipp.Cluster(n=2, profile_dir=str(tmp_path / "profile"), log_level=logging.WARNING)
-    rc = c.start_and_connect_sync()
-    try:
-        rc.wait_for_engines(2, timeout=30)
+    with started(tmp_path / "profile") as (c, rc):
         yield c, rc
-    finally:
-        rc.close()
-        c.stop_cluster_sync()
 
 
 def test_controller_engines_and_engine_set(own: tuple[Any, Any]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..shmmaps import mapped_from
 from .conftest import start, stop
 from .test_datachannel import mapped
 
@@ -20,19 +21,6 @@ MB = 1 << 20
 SIZE = 100_000_000  # bytes of the array pulled
 BOUND = 300_000_000  # the cache's bound in this test: two such results (and a bit) fit
 PULLS = 50
-
-
-def mapped_from(folder: str) -> int:
-    """Bytes this process has mapped from files of ``folder``, unlinked ones included (a mapped
-    result's file is unlinked at once: it is in /dev/shm's usage, not in its listing)."""
-    total = 0
-    with open("/proc/self/maps") as f:
-        for line in f:
-            fields = line.split(maxsplit=5)
-            if len(fields) == 6 and fields[5].startswith(folder + "/"):
-                start, end = (int(x, 16) for x in fields[0].split("-"))
-                total += end - start
-    return total
 
 
 def owned(folder: str) -> int:
