@@ -21,6 +21,7 @@ from ..error import (
     InvalidDependency,
     NoEnginesError,
     TaskAborted,
+    TaskKilledEngines,
     TaskTimeout,
 )
 from .db import TaskRecord, TaskStore
@@ -77,10 +78,16 @@ class Fail:
 Action = Assign | Fail
 
 
+class EngineIdTaken(ValueError):
+    """A registration asked for an engine id that a registered engine holds."""
+
+
 class Hub:
-    def __init__(self, store: TaskStore, scheduler: Scheduler) -> None:
+    def __init__(self, store: TaskStore, scheduler: Scheduler, task_kill_limit: int = 2) -> None:
         self.store = store
         self.scheduler = scheduler
+        #: a load-balanced task running on this many engines when they died is not retried again (0: no limit)
+        self.task_kill_limit = task_kill_limit
         self.engines: dict[int, EngineInfo] = {}
         self.by_uuid: dict[bytes, EngineInfo] = {}
         # Load-balanced tasks no engine has room for, oldest first. A task taken out of the
@@ -97,23 +104,43 @@ class Hub:
         self._next_id = 0
 
     # -- engines ---------------------------------------------------------------------------
-    def register_engine(self, uuid: bytes, hostname: str = "", pid: int = 0, data_url: str = "") -> EngineInfo:
+    def register_engine(self, uuid: bytes, hostname: str = "", pid: int = 0, data_url: str = "",
+                        requested_id: int | None = None) -> EngineInfo:
+        """Register an engine under the next free id, or under ``requested_id``: the id of an
+        engine that went away (a supervisor restarting it). Raises :class:`EngineIdTaken` while
+        a registered engine holds that id, ValueError for an id never given out."""
         if uuid in self.by_uuid:
             raise ValueError(f"an engine with uuid {uuid!r} is already registered")
-        info = EngineInfo(self._next_id, uuid, hostname, pid, time.time(), data_url=data_url)
-        self._next_id += 1
+        if requested_id is None:
+            eid = self._next_id
+            self._next_id += 1
+        elif requested_id in self.engines:
+            raise EngineIdTaken(f"engine id {requested_id} is held by a registered engine")
+        elif not 0 <= requested_id < self._next_id:
+            raise ValueError(f"engine id {requested_id} was never given out: only the id of an engine "
+                             "that went away can be asked for")
+        else:
+            eid = requested_id
+        info = EngineInfo(eid, uuid, hostname, pid, time.time(), data_url=data_url)
         self.engines[info.id] = info
         self.by_uuid[uuid] = info
         self.scheduler.add_engine(info.id)
         self.no_engines_since = None
         return info
 
-    def unregister_engine(self, uuid: bytes) -> tuple[EngineInfo, list[Action]] | None:
+    def unregister_engine(self, uuid: bytes, died: bool = False) -> tuple[EngineInfo, list[Action]] | None:
         """Remove an engine. Its unfinished load-balanced tasks with retries left go elsewhere;
-        the others fail with EngineError. Tasks that could only follow it become impossible."""
+        the others fail with EngineError. Tasks that could only follow it become impossible.
+
+        ``died``: it did not unregister (missed heartbeats, unreachable). The task it was running
+        then is charged with its death: an engine runs the tasks it is given in order, so that is
+        the oldest load-balanced task it had not answered (known only when it had no direct tasks
+        as well). A task charged ``task_kill_limit`` times fails with TaskKilledEngines.
+        """
         info = self.by_uuid.pop(uuid, None)
         if info is None:
             return None
+        running = next(iter(info.tasks), None) if died and not info.queue else None
         del self.engines[info.id]
         self.scheduler.remove_engine(info.id)
         if not self.engines:
@@ -124,6 +151,15 @@ class Hub:
             rec = self.store.get(msg_id)
             if rec is None or rec.completed:
                 continue
+            if msg_id == running:
+                rec.killed = [*(rec.killed or ()), info.id]
+                limit = self.task_kill_limit
+                if rec.balanced and limit and len(rec.killed) >= limit:
+                    actions.append(Fail(rec, TaskKilledEngines(
+                        f"task {msg_id} was running on {len(rec.killed)} engines when they died (engines "
+                        f"{', '.join(map(str, rec.killed))}): it is not retried again, to spare the other "
+                        f"engines (ControllerApp.task_kill_limit = {limit})"), engine_id=info.id))
+                    continue
             if rec.broadcast is not None:
                 rec.broadcast.discard(info.id)
                 actions.append(Fail(rec, lost, engine_id=info.id))

@@ -25,7 +25,7 @@ from ..protocol.session import DELIM, Packet, Session
 from ..protocol.wire import fd, send_frames
 from .daskscheduler import DaskScheduler
 from .heartbeat import HeartMonitor
-from .hub import Action, Assign, Fail, Hub
+from .hub import Action, Assign, EngineIdTaken, Fail, Hub
 from .db import TaskRecord
 from .queries import Queries
 
@@ -100,6 +100,9 @@ class Router:
         self._hb_handle: asyncio.TimerHandle | None = None
         self._bad_messages = 0
         self._outbox: dict[tuple[zmq.Socket, tuple[bytes, ...]], list[Any]] = {}
+        # registrations asking for the id of an engine not yet declared dead: answered when it
+        # is, or refused at the deadline (time.monotonic()); engine id -> (uuid, request, header, deadline)
+        self._held: dict[int, tuple[bytes, Any, dict[str, Any], float]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -355,9 +358,22 @@ class Router:
             handler(self, euuid, msg["content"], msg["header"])
 
     def register(self, euuid: bytes, content: messages.RegistrationRequest, header: dict[str, Any]) -> None:
+        requested = content.get("id")
         try:
             info = self.hub.register_engine(euuid, str(content.get("hostname", "")), int(content.get("pid", 0)),
-                                            str(content.get("data_url") or ""))
+                                            str(content.get("data_url") or ""),
+                                            requested_id=requested if isinstance(requested, int) else None)
+        except EngineIdTaken as e:
+            # a restarted engine reclaims its id before its dead predecessor missed enough heartbeats
+            assert isinstance(requested, int)
+            wait = self.hb_period * (self.heart.misses + 2)
+            self.log.info("engine %i's replacement waits up to %g s for the old one to be declared dead",
+                          requested, wait)
+            old = self._held.pop(requested, None)
+            if old is not None:
+                self.reply(self.engine, old[0], "registration_reply", error_content(e), old[2])
+            self._held[requested] = (euuid, content, header, time.monotonic() + wait)
+            return
         except ValueError as e:
             self.reply(self.engine, euuid, "registration_reply", error_content(e), header)
             return
@@ -368,11 +384,19 @@ class Router:
         self.publish("registration_notification", info.details())
         self.carry_out(self.hub.drain_unassigned())
 
+    def refuse_held(self, now: float) -> None:
+        """Refuse the held registrations whose deadline passed: the id's holder is still alive."""
+        for eid, (euuid, _, header, deadline) in list(self._held.items()):
+            if deadline < now:
+                del self._held[eid]
+                err = EngineIdTaken(f"engine id {eid} is held by a registered engine that is still alive")
+                self.reply(self.engine, euuid, "registration_reply", error_content(err), header)
+
     def unregister(self, euuid: bytes, content: messages.UnregistrationRequest, header: dict[str, Any]) -> None:
         self.engine_gone(euuid, "it unregistered")
 
     def engine_gone(self, euuid: bytes, reason: str) -> None:
-        gone = self.hub.unregister_engine(euuid)
+        gone = self.hub.unregister_engine(euuid, died=reason != "it unregistered")
         if gone is None:
             return
         info, actions = gone
@@ -380,11 +404,14 @@ class Router:
         level = logging.INFO if reason == "it unregistered" and not actions else logging.ERROR
         self.log.log(level, "engine %i gone (%s); %d unfinished task(s) retried or failed", info.id, reason, len(actions))
         for action in actions:
-            if isinstance(action, Fail) and isinstance(action.error, EngineError):
+            if isinstance(action, Fail) and type(action.error) is EngineError:
                 action.error = EngineError(f"engine {info.id} went away ({reason}) before finishing the task")
                 action.engine_id = info.id
         self.carry_out(actions)
         self.publish("unregistration_notification", {"id": info.id, "uuid": euuid.decode(errors="replace")})
+        held = self._held.pop(info.id, None)
+        if held is not None:  # its replacement was waiting for the id
+            self.register(held[0], held[1], held[2])
 
     # -- heartbeat and iopub ---------------------------------------------------------------
     def beat(self) -> None:
@@ -399,6 +426,8 @@ class Router:
             except Exception:
                 self.log.exception("error while removing engine %r", ident)
         self._send(self.hb_ping, [self.heart.next_ping()])
+        if self._held:
+            self.refuse_held(time.monotonic())
         try:
             self.check_clients()
         except Exception:

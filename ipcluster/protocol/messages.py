@@ -222,6 +222,8 @@ class RegistrationRequest(TypedDict):
     uuid: str
     hostname: str
     pid: int
+    data_url: NotRequired[str]
+    id: NotRequired[int]  # a restarted engine asks for its predecessor's id
 
 
 class RegistrationReply(TypedDict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 import zmq
@@ -326,3 +327,37 @@ async def test_a_silent_client_loses_its_queue_and_starved_tasks_fail(controller
     _, reply = await quiet.recv()  # no engine for 0.2 s: the task fails instead of waiting for ever
     assert reply["parent_header"]["msg_id"] == kept["msg_id"]
     assert reply["content"]["ename"] == "NoEnginesError" and "engine_timeout" in reply["content"]["evalue"]
+
+
+async def test_a_replacement_asking_for_a_live_engines_id_waits_until_it_is_declared_dead(
+        controller: Controller) -> None:
+    controller.router.heart.misses = 2
+    old, eid = await controller.engine(b"old")  # never answers heartbeats: declared dead after ~0.3 s
+    new = controller.peer("engine", b"new")
+    await new.send("registration_request", {"uuid": "new", "hostname": "h", "pid": os.getpid(), "id": eid})
+    _, reply = await new.recv()
+    assert reply["content"] == {"status": "ok", "id": eid, "hb_period": 0.1}
+    assert controller.hub.engines[eid].uuid == b"new"
+    stranger = controller.peer("engine", b"stranger")
+    await stranger.send("registration_request", {"uuid": "stranger", "hostname": "h", "pid": 1, "id": 99})
+    _, reply = await stranger.recv()
+    assert reply["content"]["status"] == "error" and "never given out" in reply["content"]["evalue"]
+
+
+async def test_a_held_registration_is_refused_while_the_id_holder_lives(controller: Controller) -> None:
+    controller.router.heart.misses = 1000  # the holder is never declared dead
+    _, eid = await controller.engine(b"alive")
+    new = controller.peer("engine", b"new")
+    await new.send("registration_request", {"uuid": "new", "hostname": "h", "pid": os.getpid(), "id": eid})
+    held = controller.router._held
+
+    async def until_held() -> None:  # a bounded poll: the hold has no event of its own
+        while eid not in held:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(until_held(), WAIT)
+    euuid, content, header, _ = held[eid]  # its deadline, hb_period * (misses + 2), is 100 s away: move it
+    held[eid] = (euuid, content, header, 0.0)
+    _, reply = await new.recv()
+    assert reply["content"]["ename"] == "EngineIdTaken" and "still alive" in reply["content"]["evalue"]
+    assert controller.hub.engines[eid].uuid == b"alive"

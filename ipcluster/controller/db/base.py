@@ -44,6 +44,7 @@ class TaskRecord:
     timeout: float | None = None
     broadcast: set[int] | None = None  # engines a broadcast still waits for
     queued: bool = False  # in the hub's queue of unassigned tasks (not yet given to an engine)
+    killed: list[int] | None = None  # engines that died while running it (see Hub.task_kill_limit)
 
     @property
     def completed(self) -> bool:
