@@ -422,9 +422,10 @@ class Client(CacheOptions, LivenessOptions, Configurable):
         return ar
 
     # -- controller queries (ControllerQueries does the work) -------------------------------------
-    def abort(self, jobs: Any = None, targets: Any = None, block: bool | None = None) -> Any:
-        """Abort queued ``jobs`` (default: all) on ``targets``: they finish with ``TaskAborted``."""
-        return self._queries.abort(jobs, targets, block)
+    def abort(self, jobs: Any = None, targets: Any = None, block: bool | None = None, running: bool = False) -> Any:
+        """Abort queued ``jobs`` (default: all) on ``targets``, and with ``running`` the ``jobs`` engines run (SIGINT,
+        then the engine is killed after ControllerApp.interrupt_grace_period s): they finish with ``TaskAborted``."""
+        return self._queries.abort(jobs, targets, block, running)
 
     def send_signal(self, sig: int, targets: Any = None, block: bool | None = None) -> Any:
         """Send signal ``sig`` to the engines' processes (SIGINT interrupts their code), through each

@@ -63,6 +63,10 @@ class ControllerApp(Application):
     hb_period = Float(1.0, config=True, help="Seconds between heartbeats.")
     hb_misses = Integer(3, config=True, help="Heartbeats an engine may miss in a row before it is declared dead "
                                             "(detection time is about hb_period * (hb_misses + 1) seconds).")
+    interrupt_grace_period = Float(3.0, config=True, help="Seconds a running task that was aborted "
+                                   "(ar.abort(running=True)) or passed its timeout gets to stop after its engine was "
+                                   "sent SIGINT; then the controller kills the engine (SIGKILL, through the engine's "
+                                   "control thread), and a Cluster that supervises it starts a new one under its id.")
     task_kill_limit = Integer(2, config=True, help="A load-balanced task that was running on this many engines when "
                               "they died (crash, segfault, OOM kill) fails with TaskKilledEngines instead of being "
                               "retried on another engine, whatever retries it has left. 0: no limit.")
@@ -300,7 +304,7 @@ class ControllerApp(Application):
         router = Router(Hub(store, scheduler, self.task_kill_limit), session, socks, cluster_id=self.cluster_id,
                         hb_period=self.hb_period, hb_misses=self.hb_misses, client_timeout=self.client_timeout,
                         drop_orphaned_tasks=self.drop_orphaned_tasks, engine_timeout=self.engine_timeout,
-                        dask=dask, log=self.log)
+                        interrupt_grace=self.interrupt_grace_period, dask=dask, log=self.log)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, router.stop)

@@ -106,9 +106,8 @@ class Hub:
     # -- engines ---------------------------------------------------------------------------
     def register_engine(self, uuid: bytes, hostname: str = "", pid: int = 0, data_url: str = "",
                         requested_id: int | None = None) -> EngineInfo:
-        """Register an engine under the next free id, or under ``requested_id``: the id of an
-        engine that went away (a supervisor restarting it). Raises :class:`EngineIdTaken` while
-        a registered engine holds that id, ValueError for an id never given out."""
+        """Register an engine under the next id, or ``requested_id``: a gone engine's (a restart). Raises
+        :class:`EngineIdTaken` while a registered engine holds that id, ValueError for an id never given out."""
         if uuid in self.by_uuid:
             raise ValueError(f"an engine with uuid {uuid!r} is already registered")
         if requested_id is None:
@@ -131,16 +130,12 @@ class Hub:
     def unregister_engine(self, uuid: bytes, died: bool = False) -> tuple[EngineInfo, list[Action]] | None:
         """Remove an engine. Its unfinished load-balanced tasks with retries left go elsewhere;
         the others fail with EngineError. Tasks that could only follow it become impossible.
-
-        ``died``: it did not unregister (missed heartbeats, unreachable). The task it was running
-        then is charged with its death: an engine runs the tasks it is given in order, so that is
-        the oldest load-balanced task it had not answered (known only when it had no direct tasks
-        as well). A task charged ``task_kill_limit`` times fails with TaskKilledEngines.
-        """
+        ``died`` (it did not unregister): the task it ran (:meth:`running_on`) is charged with the death,
+        and one charged ``task_kill_limit`` times fails with TaskKilledEngines instead of a retry."""
         info = self.by_uuid.pop(uuid, None)
         if info is None:
             return None
-        running = next(iter(info.tasks), None) if died and not info.queue else None
+        running = next(iter(info.tasks), None) if died and not info.queue else None  # see running_on
         del self.engines[info.id]
         self.scheduler.remove_engine(info.id)
         if not self.engines:
@@ -408,6 +403,25 @@ class Hub:
         if rec is None or rec.completed:
             return []
         return [Fail(rec, TaskTimeout(f"task {msg_id} did not finish within its timeout of {rec.timeout} s"))]
+
+    def running_on(self, rec: TaskRecord) -> EngineInfo | None:
+        """The engine running ``rec`` now, or None: engines run tasks in order, so it is the first one
+        unanswered there (unknown, None, while the engine has both direct and load-balanced tasks)."""
+        info = self.engines.get(rec.engine_id) if rec.engine_id is not None and not rec.completed else None
+        if info is None or rec.broadcast is not None or (info.queue and info.tasks):
+            return None
+        return info if next(iter(info.queue or info.tasks), None) == rec.msg_id else None
+
+    def abort_running(self, msg_ids: Iterable[str]) -> list[tuple[Fail, EngineInfo]]:
+        """The running tasks of ``msg_ids``: their TaskAborted answers and the engines to interrupt."""
+        out = []
+        for msg_id in msg_ids:
+            rec = self.store.get(msg_id)
+            info = self.running_on(rec) if rec is not None else None
+            if rec is not None and info is not None:
+                out.append((Fail(rec, TaskAborted(f"task {msg_id} was aborted while it ran on engine {info.id} "
+                                                  "(interrupted with SIGINT)"), "aborted"), info))
+        return out
 
     def abort(self, msg_ids: Iterable[str] | None) -> list[Action]:
         """Abort queued and waiting tasks (all of them when ``msg_ids`` is None)."""

@@ -100,7 +100,10 @@ class Queries:
     def abort_request(self, client: bytes, c: messages.AbortRequest) -> Reply:
         msg_ids = c.get("msg_ids")
         targets = c.get("targets")
-        self.router.carry_out(self.hub.abort(msg_ids))
+        running = self.hub.abort_running(msg_ids) if c.get("running") and msg_ids else []
+        self.router.carry_out(self.hub.abort(msg_ids) + [fail for fail, _ in running])
+        for fail, info in running:
+            self.router.interrupt(fail.record.msg_id, info.uuid, "aborted")
         engines = self.hub.engines.values() if targets is None else [self.hub.engine(t) for t in targets]
         for info in engines:
             _, frames = self.session.serialize("abort_request", {"msg_ids": msg_ids}, idents=[info.uuid])

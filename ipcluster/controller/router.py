@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -58,6 +59,7 @@ class Router:
         client_timeout: float = 30.0,
         drop_orphaned_tasks: bool = True,
         engine_timeout: float = 0.0,
+        interrupt_grace: float = 3.0,
         log: logging.Logger | None = None,
     ) -> None:
         self.hub = hub
@@ -67,6 +69,7 @@ class Router:
         self.client_timeout = client_timeout
         self.drop_orphaned_tasks = drop_orphaned_tasks
         self.engine_timeout = engine_timeout
+        self.interrupt_grace = interrupt_grace  # seconds from SIGINT to SIGKILL for a task told to stop
         self.heart = HeartMonitor(hb_misses)
         self.log = log or logging.getLogger(__name__)
         #: dask's scheduler, started in this process by ``Client.become_dask``
@@ -100,8 +103,7 @@ class Router:
         self._hb_handle: asyncio.TimerHandle | None = None
         self._bad_messages = 0
         self._outbox: dict[tuple[zmq.Socket, tuple[bytes, ...]], list[Any]] = {}
-        # registrations asking for the id of an engine not yet declared dead: answered when it
-        # is, or refused at the deadline (time.monotonic()); engine id -> (uuid, request, header, deadline)
+        # engine id -> (uuid, request, header, deadline): registrations waiting for the id's holder's death
         self._held: dict[int, tuple[bytes, Any, dict[str, Any], float]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -312,6 +314,8 @@ class Router:
         self.carry_out(actions)
 
     def expire(self, msg_id: str) -> None:
+        rec = self.hub.store.get(msg_id)
+        running = self.hub.running_on(rec) if rec is not None else None
         actions = self.hub.expire(msg_id)
         for action in actions:
             eid = action.record.engine_id
@@ -319,9 +323,35 @@ class Router:
             if info is not None:  # it may still be queued there: stop it from starting
                 _, frames = self.session.serialize("abort_request", {"msg_ids": [msg_id]}, idents=[info.uuid])
                 self._send(self.engine, frames)
+        if running is not None and actions:  # and it runs there: interrupt it
+            self.interrupt(msg_id, running.uuid, "timed out")
         self.carry_out(actions)
         assert self._loop is not None
         self._loop.call_soon(self.pump)  # a send can swallow a socket's edge-triggered wake-up
+
+    def signal_engine(self, euuid: bytes, signum: int) -> bool:
+        ctl = euuid + messages.CONTROL_SUFFIX
+        return self.to_engine(self.session.serialize("signal_request", {"signum": signum}, idents=[ctl])[1])
+
+    def interrupt(self, msg_id: str, euuid: bytes, why: str) -> None:
+        """Stop a running task (answered already): SIGINT now; if it still runs ``interrupt_grace`` s
+        later, kill the engine (a Cluster supervising it starts a new one under its id)."""
+        self.signal_engine(euuid, signal.SIGINT)
+        assert self._loop is not None
+        self._loop.call_later(self.interrupt_grace, self.escalate, msg_id, euuid, why)
+
+    def escalate(self, msg_id: str, euuid: bytes, why: str, killed: bool = False) -> None:
+        if (info := self.hub.by_uuid.get(euuid)) is None or (msg_id not in info.tasks and msg_id not in info.queue):
+            return  # the interrupt worked, or the engine is gone (heartbeats tell, after the Cluster saw it)
+        if killed:  # the SIGKILL did not reach it (its control thread is stuck too): stop counting on it
+            self.engine_gone(euuid, f"still running {why} task {msg_id} after SIGKILL")
+            self._send(self.engine, self.session.serialize("shutdown_request", {}, idents=[euuid])[1])
+            return
+        self.log.warning("engine %i still runs %s task %s %g s after SIGINT: killing it (SIGKILL)",
+                         info.id, why, msg_id, self.interrupt_grace)
+        self.signal_engine(euuid, signal.SIGKILL)
+        assert self._loop is not None
+        self._loop.call_later(self.hb_period * (self.heart.misses + 2), self.escalate, msg_id, euuid, why, True)
 
     # -- engine channel --------------------------------------------------------------------
     def on_engine(self, frames: list[Any]) -> None:
@@ -367,8 +397,7 @@ class Router:
             # a restarted engine reclaims its id before its dead predecessor missed enough heartbeats
             assert isinstance(requested, int)
             wait = self.hb_period * (self.heart.misses + 2)
-            self.log.info("engine %i's replacement waits up to %g s for the old one to be declared dead",
-                          requested, wait)
+            self.log.info("engine %i's replacement waits up to %g s for the old one's death", requested, wait)
             old = self._held.pop(requested, None)
             if old is not None:
                 self.reply(self.engine, old[0], "registration_reply", error_content(e), old[2])

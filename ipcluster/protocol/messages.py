@@ -148,6 +148,7 @@ class AbortRequest(TypedDict):
 
     msg_ids: list[str] | None
     targets: NotRequired[list[int] | None]
+    running: NotRequired[bool]  # also interrupt those of msg_ids that engines are running
 
 
 class AbortReply(TypedDict):

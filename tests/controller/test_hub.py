@@ -490,3 +490,20 @@ def test_the_oldest_unanswered_task_is_the_one_charged() -> None:
     assert [f.record.msg_id for f in fails] == on_a[:1]
     assert isinstance(fails[0].error, TaskKilledEngines)
     assert all(hub.store.get(m).killed is None for m in on_a[1:])  # type: ignore[union-attr]
+
+
+def test_the_running_task_is_the_first_unanswered_one_on_its_engine() -> None:
+    from ipcluster.error import TaskAborted
+
+    hub = make_hub()
+    hub.register_engine(b"a")
+    first, second = rec(hub, 1), rec(hub, 2)
+    hub.submit_balanced(first, {})
+    hub.submit_balanced(second, {})
+    assert hub.running_on(first) is hub.engines[0] and hub.running_on(second) is None  # queued behind
+    [(fail, info)] = hub.abort_running(["m1", "m2", "nope"])
+    assert fail.record is first and info.id == 0 and isinstance(fail.error, TaskAborted)
+    assert fail.status == "aborted" and "while it ran on engine 0" in str(fail.error)
+    direct = rec(hub, 3)
+    hub.submit_direct(direct, 0)
+    assert hub.running_on(first) is None  # direct and load-balanced tasks outstanding: unknown
