@@ -13,6 +13,7 @@ callbacks (a pidfd event on Linux, no polling), and when one exits that the Clus
    engine set is local, the controller runs, the exit was not a clean one (code 0: asked to stop)
    and :class:`RestartBudget` allows it, it starts a new engine with ``--id=<old id>``: the
    controller holds that registration until it has declared the old engine dead, then grants it.
+   A process that a signal from the Cluster itself ended (``signal_engine(s)``) is not restarted.
 
 Whether a SIGKILL was the kernel's OOM killer is not something an exit status says. It is judged
 from what is cheap to read: a SIGKILL that ipcluster did not send, and the kernel's count of OOM
@@ -195,6 +196,8 @@ class EngineSupervisor:
             death.note = "Cluster.restart_engines_on_death is off"
         elif rc == 0:
             death.note = "it exited cleanly (code 0), as engines asked to stop do"
+        elif rc is not None and -rc in proc.signals_sent:
+            death.note = f"the Cluster sent it {death.signal} (signal_engine, signal_engines)"
         elif not isinstance(launcher, LocalLauncher):
             death.note = f"only local engines are restarted ({type(launcher).__name__} ones are reported)"
         elif c.controller is None or c.controller.poll() is not None:

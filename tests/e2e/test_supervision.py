@@ -112,3 +112,7 @@ def test_engines_killed_again_and_again_during_a_map_every_result_arrives(superv
     deaths = cluster.supervisor.wait_for_deaths_sync(kills, timeout=20)
     assert [d.engine_id for d in deaths] == [0, 1, 0, 1][:kills] and all(d.restarted for d in deaths)
     assert sorted(rc.ids) == [0, 1]
+    assert cluster.controller is not None
+    log = Path(cluster.controller.processes[0].log_file).read_text()  # the retries, as the controller logged them
+    gone = [line for line in log.splitlines() if " gone (" in line]  # missed heartbeats, or unreachable
+    assert len(gone) == kills and all("unfinished task(s) retried or failed" in line for line in gone)
