@@ -116,3 +116,22 @@ def test_engines_killed_again_and_again_during_a_map_every_result_arrives(superv
     log = Path(cluster.controller.processes[0].log_file).read_text()  # the retries, as the controller logged them
     gone = [line for line in log.splitlines() if " gone (" in line]  # missed heartbeats, or unreachable
     assert len(gone) == kills and all("unfinished task(s) retried or failed" in line for line in gone)
+
+
+def test_an_engine_dying_too_often_stays_down_and_says_why(tmp_path: Path) -> None:
+    cluster, rc = start(tmp_path, controller_args=["--hb-period=0.2"], engine_restart_limit=1)
+    try:
+        first = pid_of(rc, 0)
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        cluster.supervisor.wait_for_deaths_sync(1, timeout=20)
+        until(lambda: pid_of(rc, 0) not in (None, first))
+        second = pid_of(rc, 0)
+        assert second is not None
+        os.kill(second, signal.SIGKILL)
+        _, death = cluster.supervisor.wait_for_deaths_sync(2, timeout=20)
+        assert not death.restarted and "engine_restart_limit" in death.note
+        until(lambda: rc.ids == [1])  # the controller declared it dead; nothing took its place
+        assert rc[1].apply_sync(lambda: "alive") == "alive"
+    finally:
+        stop(cluster, rc)
