@@ -423,8 +423,7 @@ class Client(CacheOptions, LivenessOptions, Configurable):
 
     # -- controller queries (ControllerQueries does the work) -------------------------------------
     def abort(self, jobs: Any = None, targets: Any = None, block: bool | None = None, running: bool = False) -> Any:
-        """Abort queued ``jobs`` (default: all) on ``targets``, and with ``running`` the ``jobs`` engines run (SIGINT,
-        then the engine is killed after ControllerApp.interrupt_grace_period s): they finish with ``TaskAborted``."""
+        """Abort queued ``jobs`` (default: all) on ``targets``; with ``running``, running ones too (see queries)."""
         return self._queries.abort(jobs, targets, block, running)
 
     def send_signal(self, sig: int, targets: Any = None, block: bool | None = None) -> Any:
@@ -432,8 +431,11 @@ class Client(CacheOptions, LivenessOptions, Configurable):
         engine's control channel, which answers even while the engine is busy."""
         return self._queries.send_signal(sig, targets, block)
 
-    def shutdown(self, targets: Any = "all", restart: bool = False, hub: bool = False,
-                 block: bool | None = None) -> Any:
+    def report_engine_death(self, engine_id: int, pid: int, reason: str) -> bool:
+        """Tell the controller engine ``engine_id`` (process ``pid``) exited: it is declared dead at once."""
+        return self._queries.report_engine_death(engine_id, pid, reason)
+
+    def shutdown(self, targets: Any = "all", restart: bool = False, hub: bool = False, block: bool | None = None) -> Any:
         """Stop engines (all by default); with ``hub=True`` the controller too."""
         return self._queries.shutdown(targets, restart, hub, block)
 

@@ -6,7 +6,8 @@ one Cluster. It watches the processes of the Cluster's engine sets through the l
 callbacks (a pidfd event on Linux, no polling), and when one exits that the Cluster did not stop:
 
 1. it finds the engine id the process had registered under (from a client's engine table: the
-   process exits at once, while the controller declares it dead only after missed heartbeats);
+   process exits at once, while the controller declares it dead only after missed heartbeats),
+   and tells the controller (``engine_died_request``), which declares it dead there and then;
 2. it records an :class:`EngineDeath`: exit code or signal name, whether it was an OOM kill, and
    the last lines the engine wrote to its log file; it logs it as a WARNING;
 3. if :attr:`~ipcluster.cluster.options.ClusterOptions.restart_engines_on_death` is on, the
@@ -190,6 +191,8 @@ class EngineSupervisor:
         output = proc.output_tail().splitlines()[-OUTPUT_LINES:]
         death = EngineDeath(eid, proc.pid, engine_set, rc, signal_name(rc), time.time(), oom, evidence,
                             output, proc.log_file)
+        if eid is not None:
+            await self._report(eid, proc.pid, death.status())
         if self._budget is None:
             self._budget = RestartBudget(c.engine_restart_limit, c.engine_restart_window)
         if not c.restart_engines_on_death:
@@ -215,6 +218,16 @@ class EngineSupervisor:
         if c.controller is not None and c.controller.poll() is None:
             c._write_state()  # the new pid, and the death, for `ipcluster list` and `stop`
         self._notify()
+
+    async def _report(self, eid: int, pid: int, status: str) -> None:
+        """Tell the controller at once (it would notice only after missed heartbeats): it retries or
+        fails the engine's tasks now, and the id is free for the engine's successor."""
+        for client in list(self.cluster._clients):
+            try:
+                await asyncio.to_thread(client.report_engine_death, eid, pid, status)  # bounded: Client.timeout
+                return
+            except Exception as e:  # an older controller, or one going away: its heartbeats will tell
+                self.cluster.log.info("could not report engine %i's death to the controller: %s", eid, e)
 
     async def _restart(self, launcher: LocalLauncher, proc: Process, eid: int | None, death: EngineDeath) -> None:
         if proc in launcher.processes:

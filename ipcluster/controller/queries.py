@@ -150,6 +150,14 @@ class Queries:
             raise EngineError(f"could not reach the control channel of engine(s) {missed}")
         return {}, []
 
+    def engine_died_request(self, client: bytes, c: messages.EngineDiedRequest) -> Reply:
+        """A Cluster saw engine ``id``'s process exit: declare it dead now (if that pid still holds the id)."""
+        info = self.hub.engines.get(c.get("id"))  # type: ignore[arg-type]
+        if info is None or info.pid != c.get("pid"):
+            return {"declared": False}, []
+        self.router.engine_gone(info.uuid, f"its process exited: {c.get('reason') or 'no reason given'}")
+        return {"declared": True}, []
+
     def shutdown_request(self, client: bytes, c: messages.ShutdownRequest) -> Reply:
         targets = c.get("targets")
         engines = list(self.hub.engines.values()) if targets is None else [self.hub.engine(t) for t in targets]
@@ -189,5 +197,6 @@ class Queries:
         "abort_request": abort_request,
         "resubmit_request": resubmit_request,
         "signal_request": signal_request,
+        "engine_died_request": engine_died_request,
         "shutdown_request": shutdown_request,
     }

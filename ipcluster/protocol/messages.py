@@ -178,6 +178,20 @@ class SignalReply(TypedDict):
     status: str
 
 
+class EngineDiedRequest(TypedDict):
+    """Client -> controller: the process of engine ``id`` (``pid``) exited; what a Cluster that
+    saw it exit reports, so the controller need not wait for missed heartbeats."""
+
+    id: int
+    pid: int
+    reason: str
+
+
+class EngineDiedReply(TypedDict):
+    status: str
+    declared: bool  # False: that engine (with that pid) was not registered any more
+
+
 class ShutdownRequest(TypedDict):
     """Client -> controller: stop ``targets`` (None: all engines); ``hub`` also stops the controller.
     Controller -> engine: exit."""
@@ -325,6 +339,8 @@ MSG_TYPES: dict[str, type] = {
     "resubmit_reply": ResubmitReply,
     "signal_request": SignalRequest,
     "signal_reply": SignalReply,
+    "engine_died_request": EngineDiedRequest,
+    "engine_died_reply": EngineDiedReply,
     "shutdown_request": ShutdownRequest,
     "shutdown_reply": ShutdownReply,
     "become_dask_request": BecomeDaskRequest,

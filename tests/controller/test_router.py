@@ -361,3 +361,21 @@ async def test_a_held_registration_is_refused_while_the_id_holder_lives(controll
     _, reply = await new.recv()
     assert reply["content"]["ename"] == "EngineIdTaken" and "still alive" in reply["content"]["evalue"]
     assert controller.hub.engines[eid].uuid == b"alive"
+
+
+async def test_a_reported_engine_death_is_declared_at_once_and_its_task_answered(controller: Controller) -> None:
+    client = controller.peer("client")
+    e0, _ = await controller.engine(b"e-0")
+    e1, _ = await controller.engine(b"e-1")
+    h = await client.send("apply_request", buffers=apply_buffers(), metadata={"retries": 1, "targets": [0]})
+    await e0.recv()  # engine 0 has it
+    await client.send("engine_died_request", {"id": 0, "pid": 1, "reason": "killed by SIGKILL"})
+    _, reply = await client.recv()
+    assert reply["content"] == {"status": "ok", "declared": False}  # a stale report: another pid
+    await client.send("engine_died_request", {"id": 0, "pid": os.getpid(), "reason": "killed by SIGKILL"})
+    _, reply = await client.recv()  # the retry can only go to engine 0, which is gone: impossible
+    replies = [reply, (await client.recv())[1]]
+    by_type = {r["msg_type"]: r for r in replies}
+    assert by_type["engine_died_reply"]["content"] == {"status": "ok", "declared": True}
+    assert by_type["apply_reply"]["parent_header"]["msg_id"] == h["msg_id"]
+    assert sorted(controller.hub.engines) == [1]
