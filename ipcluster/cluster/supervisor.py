@@ -14,7 +14,9 @@ callbacks (a pidfd event on Linux, no polling), and when one exits that the Clus
    engine set is local, the controller runs, the exit was not a clean one (code 0: asked to stop)
    and :class:`RestartBudget` allows it, it starts a new engine with ``--id=<old id>``: the
    controller holds that registration until it has declared the old engine dead, then grants it.
-   A process that a signal from the Cluster itself ended (``signal_engine(s)``) is not restarted.
+   Not restarted either: a process that a signal from the Cluster itself ended (``signal_engine(s)``),
+   or one ended by a signal that asks to stop (SIGTERM, SIGINT, SIGHUP, SIGQUIT: ``ipcluster stop``
+   or another Cluster object stopping this cluster, the system shutting down).
 
 Whether a SIGKILL was the kernel's OOM killer is not something an exit status says. It is judged
 from what is cheap to read: a SIGKILL that ipcluster did not send, and the kernel's count of OOM
@@ -51,6 +53,8 @@ VMSTAT = "/proc/vmstat"
 OUTPUT_LINES = 20
 #: deaths kept in memory and in the cluster's state file
 KEEP_DEATHS = 100
+#: signals that ask a process to stop rather than crash it: an engine they end is not restarted
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
 
 
 def read_oom_kills(path: str = VMSTAT) -> int | None:
@@ -199,6 +203,8 @@ class EngineSupervisor:
             death.note = "Cluster.restart_engines_on_death is off"
         elif rc == 0:
             death.note = "it exited cleanly (code 0), as engines asked to stop do"
+        elif rc is not None and -rc in STOP_SIGNALS:
+            death.note = f"{death.signal} asks a process to stop (ipcluster stop, another Cluster, the system)"
         elif rc is not None and -rc in proc.signals_sent:
             death.note = f"the Cluster sent it {death.signal} (signal_engine, signal_engines)"
         elif not isinstance(launcher, LocalLauncher):

@@ -48,3 +48,9 @@ def test_a_death_summary_names_the_engine_status_and_outcome() -> None:
     assert "'MemoryError?'" in text and "/l/e-3.log" in text
     assert EngineDeath(None, 5, "s", 1, None, 0.0).status() == "exited with code 1"
     assert death.to_dict()["signal"] == "SIGKILL"
+
+
+def test_stop_signals_are_requests_not_crashes() -> None:
+    from ipcluster.cluster.supervisor import STOP_SIGNALS
+
+    assert signal.SIGTERM in STOP_SIGNALS and signal.SIGKILL not in STOP_SIGNALS and signal.SIGSEGV not in STOP_SIGNALS
