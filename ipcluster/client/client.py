@@ -431,9 +431,9 @@ class Client(CacheOptions, LivenessOptions, Configurable):
         engine's control channel, which answers even while the engine is busy."""
         return self._queries.send_signal(sig, targets, block)
 
-    def report_engine_death(self, engine_id: int, pid: int, reason: str) -> bool:
+    def report_engine_death(self, engine_id: int | None, pid: int, reason: str, hostname: str = "") -> int | None:
         """Tell the controller engine ``engine_id`` (process ``pid``) exited: it is declared dead at once."""
-        return self._queries.report_engine_death(engine_id, pid, reason)
+        return self._queries.report_engine_death(engine_id, pid, reason, hostname)
 
     def shutdown(self, targets: Any = "all", restart: bool = False, hub: bool = False, block: bool | None = None) -> Any:
         """Stop engines (all by default); with ``hub=True`` the controller too."""

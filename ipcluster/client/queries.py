@@ -110,11 +110,12 @@ class ControllerQueries:
         result = self._query("signal_request", {"signum": int(sig), "targets": tids}, block)
         return None if block else result
 
-    def report_engine_death(self, engine_id: int, pid: int, reason: str) -> bool:
-        """Tell the controller that engine ``engine_id``'s process (``pid``) exited; whether it
-        was still registered (and is now declared dead)."""
-        msg = self._query("engine_died_request", {"id": int(engine_id), "pid": int(pid), "reason": str(reason)})
-        return bool(msg["content"].get("declared"))
+    def report_engine_death(self, engine_id: int | None, pid: int, reason: str, hostname: str = "") -> int | None:
+        """Tell the controller that engine ``engine_id``'s process (``pid``; ``engine_id`` None: the
+        engine of that pid on ``hostname``) exited; return the engine's id as the controller knew it."""
+        content = {"id": engine_id, "pid": int(pid), "reason": str(reason), "hostname": hostname}
+        eid = self._query("engine_died_request", content)["content"].get("id")
+        return eid if isinstance(eid, int) else None
 
     def shutdown(self, targets: Any = "all", restart: bool = False, hub: bool = False, block: bool | None = None) -> Any:
         """Stop engines (all by default); with ``hub=True`` the controller too."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
+import socket
 import time
 from collections import deque
 from collections.abc import Hashable
@@ -195,8 +196,7 @@ class EngineSupervisor:
         output = proc.output_tail().splitlines()[-OUTPUT_LINES:]
         death = EngineDeath(eid, proc.pid, engine_set, rc, signal_name(rc), time.time(), oom, evidence,
                             output, proc.log_file)
-        if eid is not None:
-            await self._report(eid, proc.pid, death.status())
+        death.engine_id = eid = await self._report(eid, proc.pid, death.status())
         if self._budget is None:
             self._budget = RestartBudget(c.engine_restart_limit, c.engine_restart_window)
         if not c.restart_engines_on_death:
@@ -225,15 +225,18 @@ class EngineSupervisor:
             c._write_state()  # the new pid, and the death, for `ipcluster list` and `stop`
         self._notify()
 
-    async def _report(self, eid: int, pid: int, status: str) -> None:
+    async def _report(self, eid: int | None, pid: int, status: str) -> int | None:
         """Tell the controller at once (it would notice only after missed heartbeats): it retries or
-        fails the engine's tasks now, and the id is free for the engine's successor."""
+        fails the engine's tasks now, and the id is free for the engine's successor. Returns the
+        engine's id: ``eid``, or where no client knew the pid (the controller declared the engine
+        dead first, after a send to it failed), the id the controller remembers for it."""
         for client in list(self.cluster._clients):
-            try:
-                await asyncio.to_thread(client.report_engine_death, eid, pid, status)  # bounded: Client.timeout
-                return
+            try:  # bounded: Client.timeout; local engines registered with this host's name
+                known = await asyncio.to_thread(client.report_engine_death, eid, pid, status, socket.gethostname())
+                return eid if eid is not None else known
             except Exception as e:  # an older controller, or one going away: its heartbeats will tell
-                self.cluster.log.info("could not report engine %i's death to the controller: %s", eid, e)
+                self.cluster.log.info("could not report the death of pid %d to the controller: %s", pid, e)
+        return eid
 
     async def _restart(self, launcher: LocalLauncher, proc: Process, eid: int | None, death: EngineDeath) -> None:
         if proc in launcher.processes:

@@ -30,6 +30,7 @@ from .schedulers import Scheduler
 
 #: how far down the queue to look for a task some engine can take, when the head cannot be placed
 SCAN_LIMIT = 1000
+GONE_KEPT = 1000  # engines gone whose (hostname, pid) -> id the hub remembers (Cluster death reports)
 
 
 @dataclass(slots=True, eq=False)
@@ -90,10 +91,10 @@ class Hub:
         self.task_kill_limit = task_kill_limit
         self.engines: dict[int, EngineInfo] = {}
         self.by_uuid: dict[bytes, EngineInfo] = {}
-        # Load-balanced tasks no engine has room for, oldest first. A task taken out of the
-        # middle (aborted, timed out, its client gone) is only marked (``queued = False``) and
-        # skipped later: removing it from a deque would cost O(queue) each, and aborting a
-        # queued map of 100,000 tasks would cost 10^10 steps.
+        self.gone: dict[tuple[str, int], int] = {}  # (hostname, pid) -> id, oldest first
+        # Load-balanced tasks no engine has room for, oldest first. One taken out of the middle (aborted,
+        # timed out, its client gone) is only marked (``queued = False``) and skipped later: removing it from
+        # a deque costs O(queue) each, and aborting a queued map of 100,000 tasks would cost 10^10 steps.
         self.unassigned: deque[TaskRecord] = deque()
         self._stale = 0  # records in ``unassigned`` that are no longer queued
         self.waiting: dict[str, TaskRecord] = {}  # tasks whose dependencies are not met yet
@@ -110,16 +111,14 @@ class Hub:
         :class:`EngineIdTaken` while a registered engine holds that id, ValueError for an id never given out."""
         if uuid in self.by_uuid:
             raise ValueError(f"an engine with uuid {uuid!r} is already registered")
+        eid = self._next_id if requested_id is None else requested_id
         if requested_id is None:
-            eid = self._next_id
             self._next_id += 1
         elif requested_id in self.engines:
             raise EngineIdTaken(f"engine id {requested_id} is held by a registered engine")
         elif not 0 <= requested_id < self._next_id:
             raise ValueError(f"engine id {requested_id} was never given out: only the id of an engine "
                              "that went away can be asked for")
-        else:
-            eid = requested_id
         info = EngineInfo(eid, uuid, hostname, pid, time.time(), data_url=data_url)
         self.engines[info.id] = info
         self.by_uuid[uuid] = info
@@ -136,6 +135,9 @@ class Hub:
         if info is None:
             return None
         running = next(iter(info.tasks), None) if died and not info.queue else None  # see running_on
+        self.gone[(info.hostname, info.pid)] = info.id
+        if len(self.gone) > GONE_KEPT:
+            del self.gone[next(iter(self.gone))]
         del self.engines[info.id]
         self.scheduler.remove_engine(info.id)
         if not self.engines:
@@ -147,8 +149,7 @@ class Hub:
             if rec is None or rec.completed:
                 continue
             if msg_id == running:
-                rec.killed = [*(rec.killed or ()), info.id]
-                limit = self.task_kill_limit
+                rec.killed, limit = [*(rec.killed or ()), info.id], self.task_kill_limit
                 if rec.balanced and limit and len(rec.killed) >= limit:
                     actions.append(Fail(rec, TaskKilledEngines(
                         f"task {msg_id} was running on {len(rec.killed)} engines when they died (engines "
@@ -405,10 +406,9 @@ class Hub:
         return [Fail(rec, TaskTimeout(f"task {msg_id} did not finish within its timeout of {rec.timeout} s"))]
 
     def running_on(self, rec: TaskRecord) -> EngineInfo | None:
-        """The engine running ``rec`` now, or None: engines run tasks in order, so it is the first one
-        unanswered there (unknown, None, while the engine has both direct and load-balanced tasks)."""
+        """The engine running ``rec`` (engines run tasks in order: the first one unanswered there), else None."""
         info = self.engines.get(rec.engine_id) if rec.engine_id is not None and not rec.completed else None
-        if info is None or rec.broadcast is not None or (info.queue and info.tasks):
+        if info is None or rec.broadcast is not None or (info.queue and info.tasks):  # both kinds: unknown
             return None
         return info if next(iter(info.queue or info.tasks), None) == rec.msg_id else None
 

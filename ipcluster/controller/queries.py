@@ -151,12 +151,18 @@ class Queries:
         return {}, []
 
     def engine_died_request(self, client: bytes, c: messages.EngineDiedRequest) -> Reply:
-        """A Cluster saw engine ``id``'s process exit: declare it dead now (if that pid still holds the id)."""
-        info = self.hub.engines.get(c.get("id"))  # type: ignore[arg-type]
-        if info is None or info.pid != c.get("pid"):
-            return {"declared": False}, []
+        """A Cluster saw engine ``id``'s process exit: declare it dead now (if that pid still holds the id).
+        Without ``id``: the engine of that ``pid`` on ``hostname``, registered or gone lately."""
+        pid, eid = c.get("pid"), c.get("id")
+        if eid is None:
+            host = str(c.get("hostname") or "")
+            eid = next((i.id for i in self.hub.engines.values() if i.pid == pid and i.hostname == host),
+                       self.hub.gone.get((host, pid)))  # type: ignore[arg-type]
+        info = self.hub.engines.get(eid) if isinstance(eid, int) else None
+        if info is None or info.pid != pid:
+            return {"declared": False, "id": eid}, []
         self.router.engine_gone(info.uuid, f"its process exited: {c.get('reason') or 'no reason given'}")
-        return {"declared": True}, []
+        return {"declared": True, "id": eid}, []
 
     def shutdown_request(self, client: bytes, c: messages.ShutdownRequest) -> Reply:
         targets = c.get("targets")

@@ -182,14 +182,16 @@ class EngineDiedRequest(TypedDict):
     """Client -> controller: the process of engine ``id`` (``pid``) exited; what a Cluster that
     saw it exit reports, so the controller need not wait for missed heartbeats."""
 
-    id: int
+    id: int | None  # None: the engine of that pid on hostname
     pid: int
+    hostname: NotRequired[str]
     reason: str
 
 
 class EngineDiedReply(TypedDict):
     status: str
     declared: bool  # False: that engine (with that pid) was not registered any more
+    id: int | None  # the engine's id, as the controller knew it
 
 
 class ShutdownRequest(TypedDict):

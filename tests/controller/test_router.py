@@ -371,11 +371,30 @@ async def test_a_reported_engine_death_is_declared_at_once_and_its_task_answered
     await e0.recv()  # engine 0 has it
     await client.send("engine_died_request", {"id": 0, "pid": 1, "reason": "killed by SIGKILL"})
     _, reply = await client.recv()
-    assert reply["content"] == {"status": "ok", "declared": False}  # a stale report: another pid
+    assert reply["content"] == {"status": "ok", "declared": False, "id": 0}  # a stale report: another pid
     await client.send("engine_died_request", {"id": 0, "pid": os.getpid(), "reason": "killed by SIGKILL"})
     _, reply = await client.recv()  # the retry can only go to engine 0, which is gone: impossible
     replies = [reply, (await client.recv())[1]]
     by_type = {r["msg_type"]: r for r in replies}
-    assert by_type["engine_died_reply"]["content"] == {"status": "ok", "declared": True}
+    assert by_type["engine_died_reply"]["content"] == {"status": "ok", "declared": True, "id": 0}
     assert by_type["apply_reply"]["parent_header"]["msg_id"] == h["msg_id"]
     assert sorted(controller.hub.engines) == [1]
+
+
+async def test_a_death_reported_by_pid_alone_finds_the_engines_id_even_once_it_is_gone(
+        controller: Controller) -> None:
+    client = controller.peer("client")
+    await controller.engine(b"e-0")
+    e1 = controller.peer("engine", b"e-1")
+    await e1.send("registration_request", {"uuid": "e-1", "hostname": "h", "pid": 4242})
+    assert (await e1.recv())[1]["content"]["id"] == 1
+    report = {"id": None, "pid": 4242, "hostname": "h", "reason": "killed by SIGKILL"}
+    await client.send("engine_died_request", report)
+    _, reply = await client.recv()
+    assert reply["content"] == {"status": "ok", "declared": True, "id": 1}
+    await client.send("engine_died_request", report)  # declared dead already: the hub still knows the id
+    _, reply = await client.recv()
+    assert reply["content"] == {"status": "ok", "declared": False, "id": 1}
+    await client.send("engine_died_request", {**report, "hostname": "elsewhere"})
+    _, reply = await client.recv()
+    assert reply["content"] == {"status": "ok", "declared": False, "id": None}
