@@ -113,6 +113,11 @@ class EngineError(KernelError):
     """The engine running a task died or went away before the task finished."""
 
 
+class TaskKilledEngines(EngineError):
+    """A load-balanced task was running on ``ControllerApp.task_kill_limit`` engines when they died,
+    so it is not retried again (it would most likely kill the next engine too)."""
+
+
 class ControllerError(IPClusterError):
     """The controller went away or refused a request."""
 

@@ -199,10 +199,10 @@ class AsyncResult(Future):  # type: ignore[type-arg]
                 pass
         return False
 
-    def abort(self) -> None:
-        """Abort my tasks that have not started yet (they fail with ``TaskAborted``)."""
+    def abort(self, running: bool = False) -> None:
+        """Abort my tasks not started yet, and with ``running`` those running too (Client.abort): ``TaskAborted``."""
         if not self.done():
-            self._client.abort(self, block=True)
+            self._client.abort(self, block=True, running=running)
 
     def get_dict(self, timeout: float | None = -1) -> dict[int, Any]:
         """The results keyed by engine id (ValueError if an engine ran several of the tasks)."""

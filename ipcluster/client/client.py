@@ -419,17 +419,20 @@ class Client(CacheOptions, LivenessOptions, Configurable):
         return ar
 
     # -- controller queries (ControllerQueries does the work) -------------------------------------
-    def abort(self, jobs: Any = None, targets: Any = None, block: bool | None = None) -> Any:
-        """Abort queued ``jobs`` (default: all) on ``targets``: they finish with ``TaskAborted``."""
-        return self._queries.abort(jobs, targets, block)
+    def abort(self, jobs: Any = None, targets: Any = None, block: bool | None = None, running: bool = False) -> Any:
+        """Abort queued ``jobs`` (default: all) on ``targets``; with ``running``, running ones too (see queries)."""
+        return self._queries.abort(jobs, targets, block, running)
 
     def send_signal(self, sig: int, targets: Any = None, block: bool | None = None) -> Any:
         """Send signal ``sig`` to the engines' processes (SIGINT interrupts their code), through each
         engine's control channel, which answers even while the engine is busy."""
         return self._queries.send_signal(sig, targets, block)
 
-    def shutdown(self, targets: Any = "all", restart: bool = False, hub: bool = False,
-                 block: bool | None = None) -> Any:
+    def report_engine_death(self, engine_id: int | None, pid: int, reason: str, hostname: str = "") -> int | None:
+        """Tell the controller engine ``engine_id`` (process ``pid``) exited: it is declared dead at once."""
+        return self._queries.report_engine_death(engine_id, pid, reason, hostname)
+
+    def shutdown(self, targets: Any = "all", restart: bool = False, hub: bool = False, block: bool | None = None) -> Any:
         """Stop engines (all by default); with ``hub=True`` the controller too."""
         return self._queries.shutdown(targets, restart, hub, block)
 

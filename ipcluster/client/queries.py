@@ -104,13 +104,18 @@ class ControllerQueries:
             return self._io.run(coro, self.timeout + 5)
         return self._io.submit(coro)
 
-    def abort(self, jobs: Any = None, targets: Any = None, block: bool | None = None) -> Any:
+    def abort(self, jobs: Any = None, targets: Any = None, block: bool | None = None, running: bool = False) -> Any:
         """Abort tasks that have not started: ``jobs`` (default all queued ones) on ``targets``.
-        They finish with ``TaskAborted``."""
+        With ``running``, also those of ``jobs`` that engines are running: the controller answers
+        them with ``TaskAborted`` and interrupts their engines (SIGINT, then SIGKILL after
+        ``ControllerApp.interrupt_grace_period`` seconds). They finish with ``TaskAborted``."""
         block = self.block if block is None else block
         msg_ids = None if jobs is None else self.msg_ids(jobs)
         tids = None if targets is None or targets == "all" else self._build_targets(targets)
-        result = self._query("abort_request", {"msg_ids": msg_ids, "targets": tids}, block)
+        request: dict[str, Any] = {"msg_ids": msg_ids, "targets": tids}
+        if running:
+            request["running"] = True
+        result = self._query("abort_request", request, block)
         return None if block else result
 
     def send_signal(self, sig: int, targets: Any = None, block: bool | None = None) -> Any:
@@ -121,6 +126,13 @@ class ControllerQueries:
         tids = None if targets is None or targets == "all" else self._build_targets(targets)
         result = self._query("signal_request", {"signum": int(sig), "targets": tids}, block)
         return None if block else result
+
+    def report_engine_death(self, engine_id: int | None, pid: int, reason: str, hostname: str = "") -> int | None:
+        """Tell the controller that engine ``engine_id``'s process (``pid``; ``engine_id`` None: the
+        engine of that pid on ``hostname``) exited; return the engine's id as the controller knew it."""
+        content = {"id": engine_id, "pid": int(pid), "reason": str(reason), "hostname": hostname}
+        eid = self._query("engine_died_request", content)["content"].get("id")
+        return eid if isinstance(eid, int) else None
 
     def shutdown(self, targets: Any = "all", restart: bool = False, hub: bool = False, block: bool | None = None) -> Any:
         """Stop engines (all by default); with ``hub=True`` the controller too."""

@@ -23,6 +23,7 @@ from ..error import (
     NoEnginesError,
     RemoteError,
     TaskAborted,
+    TaskKilledEngines,
     TaskRejected,
     TaskTimeout,
 )
@@ -265,7 +266,8 @@ class ExecuteReply:
 #: errors the controller reports on a task's behalf, rebuilt as their local class
 _CONTROLLER_ERRORS: dict[str, type[Exception]] = {
     cls.__name__: cls
-    for cls in (TaskTimeout, ImpossibleDependency, DependencyTimeout, InvalidDependency, TaskRejected, NoEnginesError)
+    for cls in (TaskTimeout, ImpossibleDependency, DependencyTimeout, InvalidDependency, TaskRejected, NoEnginesError,
+                TaskKilledEngines)
 }
 
 

@@ -5,9 +5,9 @@ launcher and any number of *engine sets* (one launcher each, named by an engine-
 it runs it records itself in ``<profile_dir>/security/cluster-<cluster_id>.json`` so that other
 processes (``ipcluster stop``, ``ipcluster list``) can find and stop it.
 
-Every method is a coroutine with a blocking twin named ``<method>_sync``. The twins run the
-coroutine on a private event-loop thread, so they also work inside a running loop (a notebook
-cell). Launchers are loop-agnostic, so the two styles can be mixed on one Cluster.
+Every method is a coroutine with a blocking twin named ``<method>_sync``, run on a private event-loop
+thread (so it works inside a running loop too); launchers are loop-agnostic. :attr:`Cluster.supervisor`
+reports and restarts engines that die (see :mod:`.supervisor`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from . import state as state_mod
 from .enginectl import EngineControl
 from .options import ClusterOptions, resolve_engine_count
 from .placement import check_reachable, engines_in
+from .supervisor import EngineSupervisor
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -86,6 +87,7 @@ class Cluster(EngineControl, ClusterOptions, LoggingConfigurable):
         self._removed_engine_sets: set[str] = set()
         self._unconfirmed: list[tuple[Launcher, Process]] = []  # started, not yet seen registered
         self._clients: list[Any] = []
+        self.supervisor = EngineSupervisor(self)  # reports (and restarts) engines that die
         self._loop_thread_: LoopThread | None = None
         self._exit_hook = owner.ExitHook(self._stop_at_exit)
         name = Path(self.profile_dir).name
@@ -195,6 +197,7 @@ class Cluster(EngineControl, ClusterOptions, LoggingConfigurable):
             raise IPClusterError(f"cluster {self.cluster_id!r}: no engines to start (n={count})")
         check_reachable(launcher, self.controller_ip)
         self.engines[set_id] = launcher
+        self.supervisor.watch(set_id, launcher)
         self._removed_engine_sets.discard(set_id)
         try:
             await launcher.start(count)
@@ -211,10 +214,9 @@ class Cluster(EngineControl, ClusterOptions, LoggingConfigurable):
     async def start_cluster(self, n: int | None = None) -> None:
         """Start the controller and ``n`` engines (default :attr:`n`; 0: the controller alone).
 
-        The engines are started together with the controller (they wait for its connection
-        file), so their start-up overlaps; with a :attr:`delay`, they start that long after the
-        controller is ready instead. Returns once the controller is ready; the engines register
-        on their own (see :meth:`start_and_connect`).
+        The engines start together with the controller (they wait for its connection file), so their
+        start-ups overlap; with a :attr:`delay`, they start that long after the controller is ready.
+        Returns once the controller is ready; the engines register on their own (:meth:`start_and_connect`).
         """
         count = self.engine_count(n)
         await self._spawn_controller()
@@ -318,8 +320,7 @@ class Cluster(EngineControl, ClusterOptions, LoggingConfigurable):
         self._close_clients()
         if self.controller is None:
             return
-        await self.controller.stop()
-        # normally removed by the controller itself
+        await self.controller.stop()  # then remove the files it normally removes itself
         state_mod.remove_connection_files(self.profile_dir, self.cluster_id, self.controller.pids)
 
     async def stop_cluster(self) -> None:

@@ -43,6 +43,18 @@ def pid_from_client(client: Any, engine_id: int) -> int | None:
     return None
 
 
+def id_of_pid(client: Any, pid: int) -> int | None:
+    """The engine id the client knows the process ``pid`` by (the inverse of :func:`pid_from_client`)."""
+    info = getattr(client, "engine_info", None)
+    if callable(info):
+        info = info()
+    if isinstance(info, dict):
+        for eid, entry in info.items():
+            if isinstance(entry, dict) and entry.get("pid") == pid:
+                return int(eid)
+    return None
+
+
 def process_of(client: Any, engine_id: int, launchers: Iterable[Launcher]) -> tuple[Launcher, int]:
     """The launcher, and the index in it, of the process behind engine ``engine_id``.
 

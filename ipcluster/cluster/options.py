@@ -84,6 +84,24 @@ class ClusterOptions(HasTraits):
         help="""Extra seconds to wait between the controller being ready and starting engines.
         Not needed locally (engines start once the connection file exists); for slow shared file systems.""",
     )
+    # -- supervision (see ipcluster.cluster.supervisor) ----------------------------------------------
+    restart_engines_on_death = Bool(
+        True,
+        config=True,
+        help="""Restart a local engine that dies (crash, segfault, OOM kill: any exit the Cluster did not
+        ask for but a clean one) under its old engine id. Every death is logged as a WARNING with its exit
+        status and last output lines and kept in ``Cluster.supervisor.deaths``, restarted or not;
+        engines of other launchers (ssh, mpi, batch) are reported, not restarted.""",
+    )
+    engine_restart_limit = Integer(
+        3,
+        config=True,
+        help="""Restarts of one engine allowed within engine_restart_window seconds: an engine that dies
+        more often (one that dies at start) stays down, and its death record says why. 0: never restart.""",
+    )
+    engine_restart_window = Float(
+        60.0, config=True, help="Seconds over which engine_restart_limit counts one engine's restarts."
+    )
     shutdown_atexit = Bool(
         True, config=True, help="Stop the cluster when this Python process exits (if it started it)."
     )

@@ -196,6 +196,7 @@ def cluster_to_dict(cluster: Cluster) -> dict[str, Any]:
         "cluster": info,
         "controller": cluster.controller.to_dict() if cluster.controller else None,
         "engines": {set_id: launcher.to_dict() for set_id, launcher in cluster.engines.items()},
+        "engine_deaths": [death.to_dict() for death in cluster.supervisor.deaths],  # restarted or not
     }
 
 

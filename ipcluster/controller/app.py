@@ -69,6 +69,13 @@ class ControllerApp(Application):
     hb_period = Float(1.0, config=True, help="Seconds between heartbeats.")
     hb_misses = Integer(3, config=True, help="Heartbeats an engine may miss in a row before it is declared dead "
                                             "(detection time is about hb_period * (hb_misses + 1) seconds).")
+    interrupt_grace_period = Float(3.0, config=True, help="Seconds a running task that was aborted "
+                                   "(ar.abort(running=True)) or passed its timeout gets to stop after its engine was "
+                                   "sent SIGINT; then the controller kills the engine (SIGKILL, through the engine's "
+                                   "control thread), and a Cluster that supervises it starts a new one under its id.")
+    task_kill_limit = Integer(2, config=True, help="A load-balanced task that was running on this many engines when "
+                              "they died (crash, segfault, OOM kill) fails with TaskKilledEngines instead of being "
+                              "retried on another engine, whatever retries it has left. 0: no limit.")
     client_timeout = Float(30.0, config=True, help="Seconds a client that pings (ipcluster clients ping every "
                            "Client.controller_hb_period while they wait on results) may stay silent before the "
                            "controller takes it for gone (killed, or its host unreachable); see drop_orphaned_tasks. "
@@ -326,11 +333,11 @@ class ControllerApp(Application):
                   **({"shm": shm_dir} if shm_dir else {})}
         scheduler = SCHEMES[self.task_scheme](hwm=self.hwm, queue_time=self.queue_time)
         dask = DaskScheduler(self.ip, location, self.dask_timeout, self.log)
-        router = Router(Hub(store, scheduler), session, socks, cluster_id=self.cluster_id,
+        router = Router(Hub(store, scheduler, self.task_kill_limit), session, socks, cluster_id=self.cluster_id,
                         hb_period=self.hb_period, hb_misses=self.hb_misses, client_timeout=self.client_timeout,
                         drop_orphaned_tasks=self.drop_orphaned_tasks, engine_timeout=self.engine_timeout,
-                        dask=dask, max_client_frame=self.max_client_frame_bytes,
-                        max_engine_frame=self.max_engine_frame_bytes,
+                        interrupt_grace=self.interrupt_grace_period, dask=dask,
+                        max_client_frame=self.max_client_frame_bytes, max_engine_frame=self.max_engine_frame_bytes,
                         replay=ReplayGuard(self.replay_window, self.clock_skew), log=self.log)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

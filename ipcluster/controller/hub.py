@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..error import (
@@ -21,74 +20,33 @@ from ..error import (
     InvalidDependency,
     NoEnginesError,
     TaskAborted,
+    TaskKilledEngines,
     TaskTimeout,
 )
 from ..protocol.messages import TASK_REQUESTS
 from .db import TaskRecord, TaskStore
+from .decisions import Action, Assign, EngineIdTaken, EngineInfo, Fail
 from .dependencies import Dependency, State
 from .schedulers import Scheduler
 from .taskstats import TaskStats
 
 #: how far down the queue to look for a task some engine can take, when the head cannot be placed
 SCAN_LIMIT = 1000
-
-
-@dataclass(slots=True, eq=False)
-class EngineInfo:
-    id: int
-    uuid: bytes
-    hostname: str = ""
-    pid: int = 0
-    registered: float = 0.0
-    data_url: str = ""  # the engine's direct data channel (same-host clients send large buffers there)
-    queue: dict[str, None] = field(default_factory=dict)  # direct tasks outstanding (ordered set)
-    tasks: dict[str, None] = field(default_factory=dict)  # load-balanced tasks outstanding
-    completed: int = 0
-    busy_since: float | None = None  # last completion after which it still had tasks queued
-
-    def outstanding(self) -> list[str]:
-        return [*self.queue, *self.tasks]
-
-    def details(self) -> dict[str, Any]:
-        """What clients are told of the engine."""
-        out: dict[str, Any] = {"id": self.id, "uuid": self.uuid.decode(errors="replace"), "pid": self.pid,
-                               "hostname": self.hostname}
-        if self.data_url:
-            out["data_url"] = self.data_url
-        return out
-
-
-@dataclass(slots=True)
-class Assign:
-    """Send the task's request frames to this engine."""
-
-    record: TaskRecord
-    engine: EngineInfo
-
-
-@dataclass(slots=True)
-class Fail:
-    """Answer the task's client with this error instead of a reply from an engine."""
-
-    record: TaskRecord
-    error: IPClusterError
-    status: str = "error"
-    engine_id: int | None = None  # for a broadcast: which engine's part failed
-
-
-Action = Assign | Fail
+GONE_KEPT = 1000  # engines gone whose (hostname, pid) -> id the hub remembers (Cluster death reports)
 
 
 class Hub:
-    def __init__(self, store: TaskStore, scheduler: Scheduler) -> None:
+    def __init__(self, store: TaskStore, scheduler: Scheduler, task_kill_limit: int = 2) -> None:
         self.store = store
         self.scheduler = scheduler
+        #: a load-balanced task running on this many engines when they died is not retried again (0: no limit)
+        self.task_kill_limit = task_kill_limit
         self.engines: dict[int, EngineInfo] = {}
         self.by_uuid: dict[bytes, EngineInfo] = {}
-        # Load-balanced tasks no engine has room for, oldest first. A task taken out of the
-        # middle (aborted, timed out, its client gone) is only marked (``queued = False``) and
-        # skipped later: removing it from a deque would cost O(queue) each, and aborting a
-        # queued map of 100,000 tasks would cost 10^10 steps.
+        self.gone: dict[tuple[str, int], int] = {}  # (hostname, pid) -> id, oldest first
+        # Load-balanced tasks no engine has room for, oldest first. One taken out of the middle (aborted,
+        # timed out, its client gone) is only marked (``queued = False``) and skipped later: removing it from
+        # a deque costs O(queue) each, and aborting a queued map of 100,000 tasks would cost 10^10 steps.
         self.unassigned: deque[TaskRecord] = deque()
         self._stale = 0  # records in ``unassigned`` that are no longer queued
         self.waiting: dict[str, TaskRecord] = {}  # tasks whose dependencies are not met yet
@@ -100,23 +58,39 @@ class Hub:
         self._next_id = 0
 
     # -- engines ---------------------------------------------------------------------------
-    def register_engine(self, uuid: bytes, hostname: str = "", pid: int = 0, data_url: str = "") -> EngineInfo:
+    def register_engine(self, uuid: bytes, hostname: str = "", pid: int = 0, data_url: str = "",
+                        requested_id: int | None = None) -> EngineInfo:
+        """Register an engine under the next id, or ``requested_id``: a gone engine's (a restart). Raises
+        :class:`EngineIdTaken` while a registered engine holds that id, ValueError for an id never given out."""
         if uuid in self.by_uuid:
             raise ValueError(f"an engine with uuid {uuid!r} is already registered")
-        info = EngineInfo(self._next_id, uuid, hostname, pid, time.time(), data_url=data_url)
-        self._next_id += 1
+        eid = self._next_id if requested_id is None else requested_id
+        if requested_id is None:
+            self._next_id += 1
+        elif requested_id in self.engines:
+            raise EngineIdTaken(f"engine id {requested_id} is held by a registered engine")
+        elif not 0 <= requested_id < self._next_id:
+            raise ValueError(f"engine id {requested_id} was never given out: only the id of an engine "
+                             "that went away can be asked for")
+        info = EngineInfo(eid, uuid, hostname, pid, time.time(), data_url=data_url)
         self.engines[info.id] = info
         self.by_uuid[uuid] = info
         self.scheduler.add_engine(info.id)
         self.no_engines_since = None
         return info
 
-    def unregister_engine(self, uuid: bytes) -> tuple[EngineInfo, list[Action]] | None:
+    def unregister_engine(self, uuid: bytes, died: bool = False) -> tuple[EngineInfo, list[Action]] | None:
         """Remove an engine. Its unfinished load-balanced tasks with retries left go elsewhere;
-        the others fail with EngineError. Tasks that could only follow it become impossible."""
+        the others fail with EngineError. Tasks that could only follow it become impossible.
+        ``died`` (it did not unregister): the task it ran (:meth:`running_on`) is charged with the death,
+        and one charged ``task_kill_limit`` times fails with TaskKilledEngines instead of a retry."""
         info = self.by_uuid.pop(uuid, None)
         if info is None:
             return None
+        running = next(iter(info.tasks), None) if died and not info.queue else None  # see running_on
+        self.gone[(info.hostname, info.pid)] = info.id
+        if len(self.gone) > GONE_KEPT:
+            del self.gone[next(iter(self.gone))]
         del self.engines[info.id]
         self.scheduler.remove_engine(info.id)
         if not self.engines:
@@ -128,6 +102,14 @@ class Hub:
             rec = self.store.get(msg_id)
             if rec is None or rec.completed:
                 continue
+            if msg_id == running:
+                rec.killed, limit = [*(rec.killed or ()), info.id], self.task_kill_limit
+                if rec.balanced and limit and len(rec.killed) >= limit:
+                    actions.append(Fail(rec, TaskKilledEngines(
+                        f"task {msg_id} was running on {len(rec.killed)} engines when they died (engines "
+                        f"{', '.join(map(str, rec.killed))}): it is not retried again, to spare the other "
+                        f"engines (ControllerApp.task_kill_limit = {limit})"), engine_id=info.id))
+                    continue
             if rec.broadcast is not None:
                 rec.broadcast.discard(info.id)
                 actions.append(Fail(rec, lost, engine_id=info.id))
@@ -397,6 +379,24 @@ class Hub:
         if rec is None or rec.completed:
             return []
         return [Fail(rec, TaskTimeout(f"task {msg_id} did not finish within its timeout of {rec.timeout} s"))]
+
+    def running_on(self, rec: TaskRecord) -> EngineInfo | None:
+        """The engine running ``rec`` (engines run tasks in order: the first one unanswered there), else None."""
+        info = self.engines.get(rec.engine_id) if rec.engine_id is not None and not rec.completed else None
+        if info is None or rec.broadcast is not None or (info.queue and info.tasks):  # both kinds: unknown
+            return None
+        return info if next(iter(info.queue or info.tasks), None) == rec.msg_id else None
+
+    def abort_running(self, msg_ids: Iterable[str]) -> list[tuple[Fail, EngineInfo]]:
+        """The running tasks of ``msg_ids``: their TaskAborted answers and the engines to interrupt."""
+        out = []
+        for msg_id in msg_ids:
+            rec = self.store.get(msg_id)
+            info = self.running_on(rec) if rec is not None else None
+            if rec is not None and info is not None:
+                out.append((Fail(rec, TaskAborted(f"task {msg_id} was aborted while it ran on engine {info.id} "
+                                                  "(interrupted with SIGINT)"), "aborted"), info))
+        return out
 
     def abort(self, msg_ids: Iterable[str] | None) -> list[Action]:
         """Abort queued and waiting tasks (all of them when ``msg_ids`` is None)."""

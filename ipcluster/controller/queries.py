@@ -106,7 +106,10 @@ class Queries:
     def abort_request(self, client: bytes, c: messages.AbortRequest) -> Reply:
         msg_ids = c.get("msg_ids")
         targets = c.get("targets")
-        self.router.carry_out(self.hub.abort(msg_ids))
+        running = self.hub.abort_running(msg_ids) if c.get("running") and msg_ids else []
+        self.router.carry_out(self.hub.abort(msg_ids) + [fail for fail, _ in running])
+        for fail, info in running:
+            self.router.care.interrupt(fail.record.msg_id, info.uuid, "aborted")
         engines = self.hub.engines.values() if targets is None else [self.hub.engine(t) for t in targets]
         for info in engines:
             _, frames = self.session.serialize("abort_request", {"msg_ids": msg_ids}, idents=[info.uuid])
@@ -152,6 +155,20 @@ class Queries:
         if missed:
             raise EngineError(f"could not reach the control channel of engine(s) {missed}")
         return {}, []
+
+    def engine_died_request(self, client: bytes, c: messages.EngineDiedRequest) -> Reply:
+        """A Cluster saw engine ``id``'s process exit: declare it dead now (if that pid still holds the id).
+        Without ``id``: the engine of that ``pid`` on ``hostname``, registered or gone lately."""
+        pid, eid = c.get("pid"), c.get("id")
+        if eid is None:
+            host = str(c.get("hostname") or "")
+            eid = next((i.id for i in self.hub.engines.values() if i.pid == pid and i.hostname == host),
+                       self.hub.gone.get((host, pid)))  # type: ignore[arg-type]
+        info = self.hub.engines.get(eid) if isinstance(eid, int) else None
+        if info is None or info.pid != pid:
+            return {"declared": False, "id": eid}, []
+        self.router.engine_gone(info.uuid, f"its process exited: {c.get('reason') or 'no reason given'}")
+        return {"declared": True, "id": eid}, []
 
     def shutdown_request(self, client: bytes, c: messages.ShutdownRequest) -> Reply:
         targets = c.get("targets")
@@ -209,5 +226,6 @@ class Queries:
         "abort_request": abort_request,
         "resubmit_request": resubmit_request,
         "signal_request": signal_request,
+        "engine_died_request": engine_died_request,
         "shutdown_request": shutdown_request,
     }

@@ -25,8 +25,10 @@ from ..protocol.rejects import Rejects
 from ..protocol.session import AUTH_ERRORS, DELIM, BadSignature, MalformedMessage, Packet, Session
 from ..protocol.wire import fd, send_frames
 from .daskscheduler import DaskScheduler
+from .enginecare import EngineCare
 from .heartbeat import HeartMonitor
-from .hub import Action, Assign, Fail, Hub
+from .decisions import Action, Assign, Fail
+from .hub import Hub
 from .db import TaskRecord
 from .queries import Queries
 from .replay import ReplayGuard
@@ -67,6 +69,7 @@ class Router:
         replay: ReplayGuard | None = None,
         max_client_frame: int = 0,
         max_engine_frame: int = 0,
+        interrupt_grace: float = 3.0,
         log: logging.Logger | None = None,
     ) -> None:
         self.hub = hub
@@ -79,6 +82,7 @@ class Router:
         self.replay = replay or ReplayGuard()
         self.max_client_frame = max_client_frame  # bytes a frame from a client may have (0: any)
         self.max_engine_frame = max_engine_frame  # and from an engine
+        self.care = EngineCare(self, interrupt_grace)  # reclaimed engine ids, interrupting tasks
         self.heart = HeartMonitor(hb_misses)
         self.log = log or logging.getLogger(__name__)
         #: dask's scheduler, started in this process by ``Client.become_dask``
@@ -113,6 +117,7 @@ class Router:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hb_handle: asyncio.TimerHandle | None = None
         self._outbox: dict[tuple[zmq.Socket, tuple[bytes, ...]], list[Any]] = {}
+        # engine id -> (uuid, request, header, deadline): registrations waiting for the id's holder's death
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -160,6 +165,11 @@ class Router:
                 drain(sock, handler, BATCH, log, batches=batches)
             if self._outbox:
                 self.flush()
+
+    def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the controller's loop in ``delay`` seconds."""
+        assert self._loop is not None
+        self._loop.call_later(delay, fn, *args)
 
     # -- sending helpers -------------------------------------------------------------------
     def to_engine(self, frames: list[Any]) -> bool:
@@ -346,6 +356,8 @@ class Router:
         self.carry_out(actions)
 
     def expire(self, msg_id: str) -> None:
+        rec = self.hub.store.get(msg_id)
+        running = self.hub.running_on(rec) if rec is not None else None
         actions = self.hub.expire(msg_id)
         for action in actions:
             eid = action.record.engine_id
@@ -353,6 +365,8 @@ class Router:
             if info is not None:  # it may still be queued there: stop it from starting
                 _, frames = self.session.serialize("abort_request", {"msg_ids": [msg_id]}, idents=[info.uuid])
                 self._send(self.engine, frames)
+        if running is not None and actions:  # and it runs there: interrupt it
+            self.care.interrupt(msg_id, running.uuid, "timed out")
         self.carry_out(actions)
         assert self._loop is not None
         self._loop.call_soon(self.pump)  # a send can swallow a socket's edge-triggered wake-up
@@ -399,25 +413,13 @@ class Router:
             handler(self, euuid, msg["content"], msg["header"])
 
     def register(self, euuid: bytes, content: messages.RegistrationRequest, header: dict[str, Any]) -> None:
-        try:
-            info = self.hub.register_engine(euuid, str(content.get("hostname", "")), int(content.get("pid", 0)),
-                                            str(content.get("data_url") or ""))
-        except ValueError as e:
-            self.reply(self.engine, euuid, "registration_reply", error_content(e), header)
-            return
-        self.heart.add(euuid)
-        self.reply(self.engine, euuid, "registration_reply",
-                   {"status": "ok", "id": info.id, "hb_period": self.hb_period,
-                    "max_frame_bytes": self.max_engine_frame}, header)
-        self.log.info("engine %i registered (pid %s on %s)", info.id, info.pid, info.hostname)
-        self.publish("registration_notification", info.details())
-        self.carry_out(self.hub.drain_unassigned())
+        self.care.register(euuid, content, header)
 
     def unregister(self, euuid: bytes, content: messages.UnregistrationRequest, header: dict[str, Any]) -> None:
         self.engine_gone(euuid, "it unregistered")
 
     def engine_gone(self, euuid: bytes, reason: str) -> None:
-        gone = self.hub.unregister_engine(euuid)
+        gone = self.hub.unregister_engine(euuid, died=reason != "it unregistered")
         if gone is None:
             return
         info, actions = gone
@@ -425,11 +427,12 @@ class Router:
         level = logging.INFO if reason == "it unregistered" and not actions else logging.ERROR
         self.log.log(level, "engine %i gone (%s); %d unfinished task(s) retried or failed", info.id, reason, len(actions))
         for action in actions:
-            if isinstance(action, Fail) and isinstance(action.error, EngineError):
+            if isinstance(action, Fail) and type(action.error) is EngineError:
                 action.error = EngineError(f"engine {info.id} went away ({reason}) before finishing the task")
                 action.engine_id = info.id
         self.carry_out(actions)
         self.publish("unregistration_notification", {"id": info.id, "uuid": euuid.decode(errors="replace")})
+        self.care.release(info.id)  # its replacement may be waiting for the id
 
     # -- heartbeat and iopub ---------------------------------------------------------------
     def beat(self) -> None:
@@ -444,6 +447,7 @@ class Router:
             except Exception:
                 self.log.exception("error while removing engine %r", ident)
         self._send(self.hb_ping, [self.heart.next_ping()])
+        self.care.refuse_held(time.monotonic())
         try:
             self.check_clients()
         except Exception:

@@ -32,7 +32,7 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from traitlets import Bool, Float, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import Application, catch_config_error
 
 from .._argv import last_option_wins
@@ -109,6 +109,11 @@ class EngineApp(Application):
     linger = Float(
         1.0, config=True, help="Seconds to wait, when exiting, for the last messages to be delivered."
     )
+    id = Integer(
+        None, allow_none=True, config=True,
+        help="Engine id to register under (as ipyparallel's IPEngine.id): only the id of an engine that "
+        "went away is granted (a Cluster restarting a dead engine passes its id). Default: the next free id.",
+    )
 
     aliases = {
         "file": "EngineApp.connection_file",
@@ -118,6 +123,7 @@ class EngineApp(Application):
         "cluster-id": "EngineApp.cluster_id",
         "timeout": "EngineApp.timeout",
         "controller-timeout": "EngineApp.controller_timeout",
+        "id": "EngineApp.id",
         "log-level": "Application.log_level",
     }
     classes = [Kernel]
@@ -276,6 +282,8 @@ class EngineApp(Application):
         request = {"uuid": engine_uuid, "hostname": socket.gethostname(), "pid": os.getpid()}
         if data is not None:
             request["data_url"] = data.url
+        if self.id is not None:
+            request["id"] = self.id
         _, frames = session.serialize("registration_request", request)
         await dealer.send_multipart(frames)
         try:

@@ -155,6 +155,11 @@ class Launcher(LoggingConfigurable):
         self.processes.remove(proc)
         return proc
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called since the last :meth:`start` (exits are expected then)."""
+        return self._stopping
+
     # -- exit notifications ---------------------------------------------------------------
 
     def on_exit(self, callback: ExitCallback) -> None:

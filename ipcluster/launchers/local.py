@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..error import LauncherError
 from .base import Launcher
 from .process import Process
@@ -16,7 +18,9 @@ class LocalLauncher(Launcher):
     nothing waits for one to be ready before starting the next.
     """
 
-    async def start(self, n: int = 1) -> None:
+    async def start(self, n: int = 1, extra_args: Sequence[str] = ()) -> None:
+        """Start ``n`` processes running :attr:`argv`, plus ``extra_args`` for these ones only
+        (a restarted engine's ``--id``)."""
         if not self.argv:
             raise LauncherError(f"{self.name}: no command to launch (argv is empty)")
         if n < 1:
@@ -26,7 +30,7 @@ class LocalLauncher(Launcher):
         started = []
         for _ in range(n):
             try:
-                proc = Process.spawn(self.argv, env, self.next_log_file())
+                proc = Process.spawn([*self.argv, *extra_args], env, self.next_log_file())
             except OSError as e:
                 raise LauncherError(f"{self.name}: could not run {self.argv[0]!r}: {e}") from e
             self._add_process(proc)

@@ -58,6 +58,7 @@ class Process:
         self.log_offset = log_offset
         self.returncode: int | None = None
         self.exited = False
+        self.signals_sent: set[int] = set()  # what send_signal delivered: a SIGKILL of ours is no OOM kill
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -144,6 +145,7 @@ class Process:
             os.kill(self.pid, sig)
         except ProcessLookupError:
             return False
+        self.signals_sent.add(sig)
         return True
 
     async def wait(self, timeout: float | None = None) -> int:

@@ -190,6 +190,7 @@ class AbortRequest(TypedDict):
 
     msg_ids: list[str] | None
     targets: NotRequired[list[int] | None]
+    running: NotRequired[bool]  # also interrupt those of msg_ids that engines are running
 
 
 class AbortReply(TypedDict):
@@ -217,6 +218,22 @@ class SignalRequest(TypedDict):
 
 class SignalReply(TypedDict):
     status: str
+
+
+class EngineDiedRequest(TypedDict):
+    """Client -> controller: the process of engine ``id`` (``pid``) exited; what a Cluster that
+    saw it exit reports, so the controller need not wait for missed heartbeats."""
+
+    id: int | None  # None: the engine of that pid on hostname
+    pid: int
+    hostname: NotRequired[str]
+    reason: str
+
+
+class EngineDiedReply(TypedDict):
+    status: str
+    declared: bool  # False: that engine (with that pid) was not registered any more
+    id: int | None  # the engine's id, as the controller knew it
 
 
 class ShutdownRequest(TypedDict):
@@ -264,6 +281,8 @@ class RegistrationRequest(TypedDict):
     uuid: str
     hostname: str
     pid: int
+    data_url: NotRequired[str]
+    id: NotRequired[int]  # a restarted engine asks for its predecessor's id
 
 
 class RegistrationReply(TypedDict):
@@ -369,6 +388,8 @@ MSG_TYPES: dict[str, type] = {
     "resubmit_reply": ResubmitReply,
     "signal_request": SignalRequest,
     "signal_reply": SignalReply,
+    "engine_died_request": EngineDiedRequest,
+    "engine_died_reply": EngineDiedReply,
     "shutdown_request": ShutdownRequest,
     "shutdown_reply": ShutdownReply,
     "become_dask_request": BecomeDaskRequest,

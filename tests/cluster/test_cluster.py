@@ -230,7 +230,7 @@ async def test_sigint_interrupts_a_task(cluster: Cluster, tmp_path: Path) -> Non
 
 
 async def test_killed_engine_is_noticed(tmp_path: Path) -> None:
-    c = make_cluster(tmp_path, controller_args=["--hb-period=0.25"])
+    c = make_cluster(tmp_path, controller_args=["--hb-period=0.25"], restart_engines_on_death=False)
     try:
         rc = await c.start_and_connect(n=2)
         launcher = next(iter(c.engines.values()))

@@ -8,7 +8,8 @@ import pytest
 
 from ipcluster.controller.db import MemoryStore, TaskRecord
 from ipcluster.controller.heartbeat import HeartMonitor
-from ipcluster.controller.hub import Assign, Fail, Hub
+from ipcluster.controller.decisions import Assign, Fail
+from ipcluster.controller.hub import Hub
 from ipcluster.controller.schedulers import SCHEMES, LeastLoad
 
 
@@ -426,3 +427,84 @@ def test_tasks_starved_of_engines_fail_after_the_engine_timeout() -> None:
     assert hub.no_engines_since is None and hub.starved(t0 + 100, timeout=10) == []
     hub.unregister_engine(b"e")
     assert hub.no_engines_since is not None  # the clock starts again when the last engine goes
+
+
+# -- supervision: a restarted engine keeps its id; a task that kills engines stops being retried ----
+def test_a_dead_engines_id_can_be_asked_for_and_only_that() -> None:
+    from ipcluster.controller.decisions import EngineIdTaken
+
+    hub = make_hub()
+    for u in (b"a", b"b"):
+        hub.register_engine(u)
+    with pytest.raises(EngineIdTaken, match="held by a registered engine"):
+        hub.register_engine(b"a2", requested_id=0)
+    with pytest.raises(ValueError, match="never given out"):
+        hub.register_engine(b"x", requested_id=7)
+    hub.unregister_engine(b"a", died=True)
+    assert hub.register_engine(b"a2", requested_id=0).id == 0
+    assert hub.engines[0].uuid == b"a2"
+    assert hub.register_engine(b"c").id == 2  # asking for an old id does not move the counter
+
+
+def test_a_task_that_kills_engines_fails_at_the_kill_limit() -> None:
+    from ipcluster.error import EngineError, TaskKilledEngines
+
+    hub = Hub(MemoryStore(), LeastLoad(), task_kill_limit=2)
+    for u in (b"a", b"b", b"c"):
+        hub.register_engine(u)
+    r = rec(hub, 1)
+    [first] = hub.submit_balanced(r, {"retries": 5})
+    first_engine = first.engine
+    _, actions = hub.unregister_engine(first_engine.uuid, died=True)
+    [again] = actions
+    assert isinstance(again, Assign) and r.killed == [first_engine.id] and r.retries == 4
+    _, actions = hub.unregister_engine(again.engine.uuid, died=True)
+    [fail] = actions
+    assert isinstance(fail, Fail) and isinstance(fail.error, TaskKilledEngines)
+    assert isinstance(fail.error, EngineError)
+    assert f"engines {first_engine.id}, {again.engine.id}" in str(fail.error) and "task_kill_limit = 2" in str(fail.error)
+
+
+def test_an_engine_that_unregistered_charges_no_task() -> None:
+    hub = Hub(MemoryStore(), LeastLoad(), task_kill_limit=1)
+    hub.register_engine(b"a")
+    hub.register_engine(b"b")
+    recs = [rec(hub, n) for n in range(4)]
+    for r in recs:
+        hub.submit_balanced(r, {"retries": 3, "targets": [0]})
+    hub.unregister_engine(b"a", died=False)  # it unregistered: nobody is charged
+    assert all(r.killed is None for r in recs)
+
+
+def test_the_oldest_unanswered_task_is_the_one_charged() -> None:
+    from ipcluster.error import TaskKilledEngines
+
+    hub = Hub(MemoryStore(), LeastLoad(), task_kill_limit=1)
+    hub.register_engine(b"a")
+    hub.register_engine(b"b")
+    recs = [rec(hub, n) for n in range(3)]
+    for r in recs:
+        hub.submit_balanced(r, {"retries": 3, "targets": [0, 1]})
+    on_a = [m for m in hub.engines[0].tasks]
+    _, actions = hub.unregister_engine(b"a", died=True)
+    fails = [a for a in actions if isinstance(a, Fail)]
+    assert [f.record.msg_id for f in fails] == on_a[:1]
+    assert isinstance(fails[0].error, TaskKilledEngines)
+    assert all(hub.store.get(m).killed is None for m in on_a[1:])  # type: ignore[union-attr]
+
+
+def test_the_running_task_is_the_first_unanswered_one_on_its_engine() -> None:
+    from ipcluster.error import TaskAborted
+
+    hub = make_hub()
+    hub.register_engine(b"a")
+    first, second = rec(hub, 1), rec(hub, 2)
+    hub.submit_balanced(first, {})
+    hub.submit_balanced(second, {})
+    assert hub.running_on(first) is hub.engines[0] and hub.running_on(second) is None  # queued behind
+    [(fail, info)] = hub.abort_running(["m1", "m2", "nope"])
+    assert fail.record is first and info.id == 0 and isinstance(fail.error, TaskAborted)
+    assert fail.status == "aborted" and "while it ran on engine 0" in str(fail.error)
+    direct = rec(hub, 3)
+    hub.submit_direct(direct, 0)
+    assert hub.running_on(first) is None  # direct and load-balanced tasks outstanding: unknown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 import zmq
@@ -355,3 +356,74 @@ async def test_task_stats_count_a_named_map_and_keep_its_failure(controller: Con
     await client.send("task_stats_request", {"since": stats["rev"]})
     _, reply = await client.recv()
     assert reply["content"]["groups"] == {} and reply["content"]["failures"] == []
+
+
+async def test_a_replacement_asking_for_a_live_engines_id_waits_until_it_is_declared_dead(
+        controller: Controller) -> None:
+    controller.router.heart.misses = 2
+    old, eid = await controller.engine(b"old")  # never answers heartbeats: declared dead after ~0.3 s
+    new = controller.peer("engine", b"new")
+    await new.send("registration_request", {"uuid": "new", "hostname": "h", "pid": os.getpid(), "id": eid})
+    _, reply = await new.recv()
+    assert reply["content"] == {"status": "ok", "id": eid, "hb_period": 0.1, "max_frame_bytes": 0}
+    assert controller.hub.engines[eid].uuid == b"new"
+    stranger = controller.peer("engine", b"stranger")
+    await stranger.send("registration_request", {"uuid": "stranger", "hostname": "h", "pid": 1, "id": 99})
+    _, reply = await stranger.recv()
+    assert reply["content"]["status"] == "error" and "never given out" in reply["content"]["evalue"]
+
+
+async def test_a_held_registration_is_refused_while_the_id_holder_lives(controller: Controller) -> None:
+    controller.router.heart.misses = 1000  # the holder is never declared dead
+    _, eid = await controller.engine(b"alive")
+    new = controller.peer("engine", b"new")
+    await new.send("registration_request", {"uuid": "new", "hostname": "h", "pid": os.getpid(), "id": eid})
+    held = controller.router.care.held
+
+    async def until_held() -> None:  # a bounded poll: the hold has no event of its own
+        while eid not in held:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(until_held(), WAIT)
+    euuid, content, header, _ = held[eid]  # its deadline, hb_period * (misses + 2), is 100 s away: move it
+    held[eid] = (euuid, content, header, 0.0)
+    _, reply = await new.recv()
+    assert reply["content"]["ename"] == "EngineIdTaken" and "still alive" in reply["content"]["evalue"]
+    assert controller.hub.engines[eid].uuid == b"alive"
+
+
+async def test_a_reported_engine_death_is_declared_at_once_and_its_task_answered(controller: Controller) -> None:
+    client = controller.peer("client")
+    e0, _ = await controller.engine(b"e-0")
+    e1, _ = await controller.engine(b"e-1")
+    h = await client.send("apply_request", buffers=apply_buffers(), metadata={"retries": 1, "targets": [0]})
+    await e0.recv()  # engine 0 has it
+    await client.send("engine_died_request", {"id": 0, "pid": 1, "reason": "killed by SIGKILL"})
+    _, reply = await client.recv()
+    assert reply["content"] == {"status": "ok", "declared": False, "id": 0}  # a stale report: another pid
+    await client.send("engine_died_request", {"id": 0, "pid": os.getpid(), "reason": "killed by SIGKILL"})
+    _, reply = await client.recv()  # the retry can only go to engine 0, which is gone: impossible
+    replies = [reply, (await client.recv())[1]]
+    by_type = {r["msg_type"]: r for r in replies}
+    assert by_type["engine_died_reply"]["content"] == {"status": "ok", "declared": True, "id": 0}
+    assert by_type["apply_reply"]["parent_header"]["msg_id"] == h["msg_id"]
+    assert sorted(controller.hub.engines) == [1]
+
+
+async def test_a_death_reported_by_pid_alone_finds_the_engines_id_even_once_it_is_gone(
+        controller: Controller) -> None:
+    client = controller.peer("client")
+    await controller.engine(b"e-0")
+    e1 = controller.peer("engine", b"e-1")
+    await e1.send("registration_request", {"uuid": "e-1", "hostname": "h", "pid": 4242})
+    assert (await e1.recv())[1]["content"]["id"] == 1
+    report = {"id": None, "pid": 4242, "hostname": "h", "reason": "killed by SIGKILL"}
+    await client.send("engine_died_request", report)
+    _, reply = await client.recv()
+    assert reply["content"] == {"status": "ok", "declared": True, "id": 1}
+    await client.send("engine_died_request", report)  # declared dead already: the hub still knows the id
+    _, reply = await client.recv()
+    assert reply["content"] == {"status": "ok", "declared": False, "id": 1}
+    await client.send("engine_died_request", {**report, "hostname": "elsewhere"})
+    _, reply = await client.recv()
+    assert reply["content"] == {"status": "ok", "declared": False, "id": None}

@@ -17,6 +17,7 @@ from ipcluster.protocol.connection import write_private_json
 
 def test_killed_engine_fails_its_tasks_and_the_client_is_told(own) -> None:
     cluster, rc = own
+    cluster.restart_engines_on_death = False  # see test_supervision.py for what happens by default
     pids = rc[:].apply_sync(os.getpid)
     ar = rc[1].apply_async(time.sleep, 30)
     os.kill(pids[1], signal.SIGKILL)

@@ -45,6 +45,7 @@ class TaskRecord:
     broadcast: set[int] | None = None  # engines a broadcast still waits for
     queued: bool = False  # in the hub's queue of unassigned tasks (not yet given to an engine)
     tag: Any = None  # taskstats.Tag: its group, function and items, for live views
+    killed: list[int] | None = None  # engines that died while running it (see Hub.task_kill_limit)
 
     @property
     def completed(self) -> bool:
