@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import psutil
 import zmq
 from traitlets import Bool, Float, Integer, TraitError, Unicode, default, observe, validate
 from traitlets.config import Application, catch_config_error
@@ -37,7 +36,7 @@ from ..protocol.connection import (
 from ..protocol.session import Session, new_key
 from ..protocol.shm import make_folder
 from .daskscheduler import DaskScheduler
-from .db import MemoryStore, SQLiteStore, TaskStore
+from .db import MemoryStore, TaskStore
 from .hub import Hub
 from .replay import ReplayGuard
 from .router import Router
@@ -264,6 +263,8 @@ class ControllerApp(Application):
         """The task store db_class names, with the configured bounds (raises IPClusterError,
         naming the file, when an SQLite file cannot be used)."""
         if self.db_class == "sqlite":
+            from .db.sqlite import SQLiteStore  # only then: sqlite3 is not needed otherwise
+
             store = SQLiteStore(os.path.expanduser(self.sqlite_file), self.sqlite_table, max_records=self.max_records,
                                 max_result_bytes=self.max_result_bytes, max_result_size=self.max_result_size,
                                 log=self.log)
@@ -275,8 +276,8 @@ class ControllerApp(Application):
 
     async def serve(self) -> None:
         store = self.make_store()  # first: a store that cannot be used stops the controller before it listens
-        writer = asyncio.create_task(store.write_behind(self.sqlite_flush_interval)) \
-            if isinstance(store, SQLiteStore) else None
+        write_behind = getattr(store, "write_behind", None)  # the SQLite store's batched writes
+        writer = asyncio.create_task(write_behind(self.sqlite_flush_interval)) if write_behind else None
         ipc_dir = shm_dir = ""
         try:
             previous = self._previous()
@@ -375,6 +376,8 @@ def listen_addresses(ip: str, location: str) -> list[str]:
     of them still finds another."""
     if ip not in ("*", "0.0.0.0", ""):
         return [ip] if ip == location else [location, ip]
+    import psutil  # only here: it costs the controller's start 15 ms otherwise
+
     found: list[str] = []
     loopback: list[str] = []
     for addrs in psutil.net_if_addrs().values():
