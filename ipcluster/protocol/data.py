@@ -40,6 +40,7 @@ from typing import Any
 import zmq
 
 from . import shm
+from .rejects import Rejects
 from .session import nbytes
 from .wire import fd
 from .wire import NOBLOCK, readable, recv_frames, send_frames
@@ -50,6 +51,9 @@ TTL = 60.0
 DATA_WAIT = 30.0
 #: marks a message whose buffers wait in a shared-memory file (a msg_id never starts so)
 SHM = b"shm:"
+#: unclaimed buffer sets kept at most (oldest dropped first): a flood of junk from a process of
+#: this user must not fill the engine's memory; a real sender has a few in flight per request
+MAX_UNCLAIMED = 4096
 
 
 def wait_for(size: int, base: float | None = None) -> float:
@@ -86,6 +90,9 @@ class DataChannel:
         self.sock = sock
         self.fd = fd(sock)
         self._inbox: OrderedDict[str, tuple[list[Any], float]] = OrderedDict()  # msg_id -> frames, expiry
+        # what it drops is counted and logged at a bounded rate (a flood must not flood the log)
+        self.rejects = Rejects(log, "the data channel")
+        self.dropped = Rejects(log, "the data channel's unclaimed buffers")
 
     def bind(self, folder: str, name: str) -> None:
         """Listen on a Unix socket ``<folder>/data-<name>`` (an engine's end)."""
@@ -100,7 +107,7 @@ class DataChannel:
         while readable(sock):
             frames = recv_frames(sock, NOBLOCK)
             if len(frames) < 3:
-                self.log.warning("dropped a data-channel message of %d frames", len(frames))
+                self.rejects.refuse("too few frames", f"{len(frames)} frame(s)")
                 continue
             tag = frames[1].bytes
             if tag.startswith(SHM):
@@ -113,6 +120,9 @@ class DataChannel:
                 bufs = frames[2:]
             self._inbox[msg_id] = (bufs, time.monotonic() + keep_for(sum(len(f) for f in bufs)))
             got.append(msg_id)
+            if len(self._inbox) > MAX_UNCLAIMED:
+                old, _ = self._inbox.popitem(last=False)
+                self.dropped.refuse("too many unclaimed", f"buffers of {old}")
         if got:
             self.expire()
         return got
@@ -125,7 +135,7 @@ class DataChannel:
                 raise ValueError("this end knows no shared-memory folder")
             return shm.take(self.shm_dir, frames[2].bytes.decode(), sizes)
         except (ValueError, OSError, IndexError, struct.error) as e:
-            self.log.warning("could not map the buffers of %s from shared memory: %s", msg_id, e)
+            self.rejects.refuse("not mappable", f"the buffers of {msg_id} from shared memory: {e}")
             return None
 
     def pending(self) -> bool:
@@ -186,7 +196,7 @@ class DataChannel:
         for msg_id, (_, expiry) in list(self._inbox.items()):
             if expiry < now:
                 del self._inbox[msg_id]
-                self.log.warning("dropped unclaimed data-channel buffers of %s", msg_id)
+                self.dropped.refuse("unclaimed past their time", msg_id)
 
     def close(self) -> None:
         self.sock.close(linger=0)
