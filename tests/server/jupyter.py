@@ -106,6 +106,11 @@ def start_server(tmp: Path, lab: bool = False, extra_args: tuple[str, ...] = ())
         "JUPYTER_RUNTIME_DIR": str(runtime),
         "JUPYTER_DATA_DIR": str(data),
         "JUPYTER_PLATFORM_DIRS": "1",
+        # everything JupyterLab keeps lives under tmp: a workspace saved in ~/.config/jupyter (the
+        # layout, a side bar the browser test widened) would be restored by the next run
+        "JUPYTER_CONFIG_DIR": str(jconfig),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp / "lab-settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "lab-workspaces"),
         "PYTHONUNBUFFERED": "1",
     }
     app = "jupyterlab" if lab else "jupyter_server"
