@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .target import IS_IPCLUSTER
+
 
 def square(x: int) -> int:
     return x * x
@@ -26,3 +28,20 @@ def test_hub_history_has_this_clients_tasks(rc: Any, lview: Any) -> None:
     hub = rc.hub_history()
     assert ar.msg_ids[0] in hub
     assert rc.get_result(hub[hub.index(ar.msg_ids[0])]).get(timeout=20) == 25
+
+
+def test_purged_results_leave_rc_results(rc: Any, lview: Any) -> None:
+    """``purge_local_results(jobs)``: "Clears the client caches of results and their metadata";
+    ``purge_results`` purges the local and the hub's copies."""
+    kept, local, both = (lview.apply_async(square, x) for x in (1, 2, 3))
+    for ar in (kept, local, both):
+        ar.get(timeout=20)
+    cached = {kept.msg_ids[0], local.msg_ids[0], both.msg_ids[0]} <= set(rc.results)
+    # ipyparallel 9.2 leaves rc.results empty for results an AsyncResult received; ipcluster keeps them
+    assert cached or not IS_IPCLUSTER
+    rc.purge_local_results(local)
+    rc.purge_results(both)
+    assert local.msg_ids[0] not in rc.results and local.msg_ids[0] not in rc.metadata
+    assert both.msg_ids[0] not in rc.results
+    if cached:
+        assert rc.results[kept.msg_ids[0]] == 1
