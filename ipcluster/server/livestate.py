@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from .livetasks import TaskLive
+from .livetasks import TaskLive, rate_of
 
 #: seconds of completions kept for throughput (long enough to smooth chunky maps)
 THROUGHPUT_WINDOW_S = 10.0
@@ -182,10 +182,7 @@ class ClusterLive:
 
     def throughput(self) -> float:
         """Tasks completed per second over the last :data:`THROUGHPUT_WINDOW_S` seconds."""
-        if len(self.history) < 2:
-            return 0.0
-        (t0, c0), (t1, c1) = self.history[0], self.history[-1]
-        return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+        return rate_of(self.history)
 
     def view(self) -> dict[str, Any]:
         """The JSON-able live view sent to browsers (diffed, so keep it stable between samples)."""

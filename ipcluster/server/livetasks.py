@@ -29,6 +29,14 @@ FUNCTIONS_SHOWN = 24
 OTHER = "(other)"
 
 
+
+def rate_of(history: "deque[tuple[float, int]]") -> float:
+    """Counts per second between the first and last ``(time, count)`` samples of ``history``."""
+    if len(history) < 2:
+        return 0.0
+    (t0, c0), (t1, c1) = history[0], history[-1]
+    return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
 class GroupLive:
     """One label, map or function as the panel shows it: items done of submitted, rate, ETA."""
 
@@ -59,10 +67,7 @@ class GroupLive:
 
     def rate(self) -> float:
         """Items finished per second over the last :data:`RATE_WINDOW_S` seconds."""
-        if len(self.history) < 2:
-            return 0.0
-        (t0, c0), (t1, c1) = self.history[0], self.history[-1]
-        return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+        return rate_of(self.history)
 
     def view(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "fn": self.fn, "n": self.n, "d": self.d}

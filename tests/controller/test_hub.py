@@ -465,13 +465,19 @@ def test_a_task_that_kills_engines_fails_at_the_kill_limit() -> None:
     assert f"engines {first_engine.id}, {again.engine.id}" in str(fail.error) and "task_kill_limit = 2" in str(fail.error)
 
 
-def test_an_engine_that_unregistered_charges_no_task() -> None:
+def two_engines_with_tasks(n: int, targets: list[int]) -> tuple[Hub, list[TaskRecord]]:
+    """A hub (task_kill_limit 1) with engines 0 and 1 and ``n`` load-balanced tasks with retries."""
     hub = Hub(MemoryStore(), LeastLoad(), task_kill_limit=1)
     hub.register_engine(b"a")
     hub.register_engine(b"b")
-    recs = [rec(hub, n) for n in range(4)]
+    recs = [rec(hub, i) for i in range(n)]
     for r in recs:
-        hub.submit_balanced(r, {"retries": 3, "targets": [0]})
+        hub.submit_balanced(r, {"retries": 3, "targets": targets})
+    return hub, recs
+
+
+def test_an_engine_that_unregistered_charges_no_task() -> None:
+    hub, recs = two_engines_with_tasks(4, [0])
     hub.unregister_engine(b"a", died=False)  # it unregistered: nobody is charged
     assert all(r.killed is None for r in recs)
 
@@ -479,12 +485,7 @@ def test_an_engine_that_unregistered_charges_no_task() -> None:
 def test_the_oldest_unanswered_task_is_the_one_charged() -> None:
     from ipcluster.error import TaskKilledEngines
 
-    hub = Hub(MemoryStore(), LeastLoad(), task_kill_limit=1)
-    hub.register_engine(b"a")
-    hub.register_engine(b"b")
-    recs = [rec(hub, n) for n in range(3)]
-    for r in recs:
-        hub.submit_balanced(r, {"retries": 3, "targets": [0, 1]})
+    hub, recs = two_engines_with_tasks(3, [0, 1])
     on_a = [m for m in hub.engines[0].tasks]
     _, actions = hub.unregister_engine(b"a", died=True)
     fails = [a for a in actions if isinstance(a, Fail)]
